@@ -1,12 +1,18 @@
-"""Project-wide pieces every Glassbox package needs: the root error type.
+"""Project-wide pieces every Glassbox package needs: the root error and the settings.
 
-Settings live here too once more than one package reads them; each package
-receives them as arguments, never from ``os.environ`` deep inside.
+Settings are parsed once, at the edge (the command line), into a frozen
+object that is passed in; nothing below reads ``os.environ`` itself.
 """
 
 from __future__ import annotations
 
-__all__ = ["GlassboxError"]
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping
+from urllib.parse import urlsplit, urlunsplit
+
+__all__ = ["GlassboxError", "SettingsError", "Settings", "redact_url"]
 
 
 class GlassboxError(Exception):
@@ -17,3 +23,76 @@ class GlassboxError(Exception):
     """
 
     retriable: bool = False
+
+
+class SettingsError(GlassboxError):
+    """A setting that cannot be used; the message names it and says what to set."""
+
+
+def redact_url(url: str | None) -> str | None:
+    """The URL with any password replaced by ``***`` (for logs and reprs)."""
+    if not url:
+        return url
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def _url(environ: Mapping[str, str], name: str, schemes: tuple[str, ...]) -> str | None:
+    value = environ.get(name, "").strip()
+    if not value:
+        return None
+    scheme = urlsplit(value).scheme
+    if schemes and scheme not in schemes:
+        raise SettingsError(
+            f"{name}={redact_url(value)!r} must start with one of {', '.join(s + '://' for s in schemes)}"
+        )
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where Glassbox keeps its data and which external services it uses.
+
+    Each URL left unset means "start the embedded one" (DESIGN.md,
+    Embedded default).
+    """
+
+    home: Path
+    """Project-local data: embedded service data dirs, the model registry."""
+    redis_url: str | None = field(default=None, repr=False)
+    kafka_bootstrap_servers: str | None = None
+    database_url: str | None = field(default=None, repr=False)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read ``GLASSBOX_HOME``, ``REDIS_URL``, ``KAFKA_BOOTSTRAP_SERVERS``, ``DATABASE_URL``.
+
+        Raises:
+            SettingsError: for a URL of the wrong kind.
+        """
+        env = os.environ if environ is None else environ
+        home = Path(env.get("GLASSBOX_HOME", "").strip() or ".glassbox").resolve()
+        return cls(
+            home=home,
+            redis_url=_url(env, "REDIS_URL", ("redis", "rediss", "unix")),
+            kafka_bootstrap_servers=env.get("KAFKA_BOOTSTRAP_SERVERS", "").strip() or None,
+            database_url=_url(env, "DATABASE_URL", ("postgresql", "postgres")),
+        )
+
+    @property
+    def model_dir(self) -> Path:
+        return self.home / "models"
+
+    @property
+    def redis_dir(self) -> Path:
+        return self.home / "redis"
+
+    def __repr__(self) -> str:
+        return (
+            f"Settings(home={str(self.home)!r}, redis_url={redact_url(self.redis_url)!r}, "
+            f"kafka_bootstrap_servers={self.kafka_bootstrap_servers!r}, "
+            f"database_url={redact_url(self.database_url)!r})"
+        )

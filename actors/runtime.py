@@ -1,0 +1,94 @@
+"""The hot path of one shard, assembled: Redis client, event store, policy, actors.
+
+``HotPath`` is what ``glassbox up``, the restart-safety tests and the
+benchmarks all run, so they exercise one and the same assembly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import redis
+
+from actors.application import DeskApplication, event_store_env
+from actors.book import PortfolioBook
+from actors.features import warm_up
+from actors.shard import Shard, ShardSettings
+from actors.stats import HotPathStats
+from aggregates.policy import DecisionPolicy
+from aggregates.registry import ModelRegistry
+from edge.tick_stream import TickKeys
+
+__all__ = ["HotPath", "HotPathSettings"]
+
+
+@dataclass(frozen=True)
+class HotPathSettings:
+    """Everything a shard's hot path needs besides its symbols."""
+
+    redis_url: str
+    namespace: str = ""
+    """Key prefix for tick streams and the event store (isolates tests and backtests)."""
+    capital: float = 1_000_000.0
+    shard: ShardSettings = field(default_factory=ShardSettings)
+
+    @property
+    def store_name(self) -> str:
+        return f"{self.namespace}glassbox:{self.shard.name}"
+
+
+class HotPath:
+    """Starts and stops one shard; exposes its stats, store and tick keys."""
+
+    def __init__(
+        self,
+        settings: HotPathSettings,
+        symbols: Sequence[str],
+        policy: DecisionPolicy,
+    ) -> None:
+        self.settings = settings
+        self.symbols = list(symbols)
+        self.policy = policy
+        self.keys = TickKeys(settings.namespace)
+        self.client = redis.Redis.from_url(settings.redis_url)
+        self.app = DeskApplication(env=event_store_env(settings.redis_url, settings.store_name))
+        self.book = PortfolioBook(settings.capital)
+        self.stats = HotPathStats()
+        self.shard = Shard(
+            self.client, self.app, policy, self.symbols, self.book,
+            self.keys, settings.shard, self.stats,
+        )
+
+    @classmethod
+    def from_registry(
+        cls, settings: HotPathSettings, symbols: Sequence[str], registry: ModelRegistry,
+        version: str | None = None,
+    ) -> HotPath:
+        """A hot path deciding with a model version from the registry (the latest by default).
+
+        Raises:
+            ModelNotFound: when the registry has no such version (run ``glassbox train``).
+        """
+        chosen = version or registry.latest()
+        specialists = registry.load(chosen) if chosen else registry.load("latest")
+        return cls(settings, symbols, DecisionPolicy(specialists))
+
+    def start(self) -> None:
+        """Compile kernels before the first tick, then start the actors and the reader."""
+        warm_up()
+        self.shard.start()
+
+    def stop(self, drain_timeout: float = 10.0) -> bool:
+        """Drain in-flight batches, stop the actors, close connections."""
+        drained = self.shard.stop(drain_timeout)
+        self.app.close()
+        self.client.close()
+        return drained
+
+    def __enter__(self) -> HotPath:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

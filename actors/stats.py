@@ -1,0 +1,79 @@
+"""Counters and latency samples of the hot path, shared by a shard's threads."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["HotPathStats", "StatsSnapshot", "percentiles_us"]
+
+
+@dataclass(frozen=True)
+class StatsSnapshot:
+    """Counters at one instant."""
+
+    ticks: int
+    decisions: int
+    events: int
+    dead_letters: int
+    duplicates_skipped: int
+    batches: int
+
+
+class HotPathStats:
+    """Thread-safe counters plus every tick→committed latency in ns.
+
+    Latencies are kept whole (8 bytes a tick: 30 s at 5,000/s is 1.2 MB) so
+    percentiles are exact rather than estimated.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._ticks = self._decisions = self._events = 0
+        self._dead = self._duplicates = self._batches = 0
+        self._latencies: list[np.ndarray] = []
+
+    def record_batch(
+        self,
+        ticks: int,
+        decisions: int,
+        events: int,
+        dead_letters: int,
+        duplicates: int,
+        latencies_ns: np.ndarray,
+    ) -> None:
+        with self._lock:
+            self._ticks += ticks
+            self._decisions += decisions
+            self._events += events
+            self._dead += dead_letters
+            self._duplicates += duplicates
+            self._batches += 1
+            if len(latencies_ns):
+                self._latencies.append(latencies_ns)
+
+    def snapshot(self) -> StatsSnapshot:
+        with self._lock:
+            return StatsSnapshot(
+                self._ticks, self._decisions, self._events,
+                self._dead, self._duplicates, self._batches,
+            )
+
+    def latencies_ns(self, since: int = 0) -> np.ndarray:
+        """All latency samples recorded after the first ``since`` batches-with-samples."""
+        with self._lock:
+            parts = self._latencies[since:]
+        return np.concatenate(parts) if parts else np.empty(0, dtype=np.int64)
+
+    def sample_batches(self) -> int:
+        with self._lock:
+            return len(self._latencies)
+
+
+def percentiles_us(latencies_ns: np.ndarray, qs: tuple[float, ...] = (50, 99, 99.9)) -> list[float]:
+    """Percentiles in µs (NaN when there are no samples)."""
+    if not len(latencies_ns):
+        return [float("nan")] * len(qs)
+    return [float(v) / 1e3 for v in np.percentile(latencies_ns, qs)]

@@ -1,0 +1,327 @@
+"""The ``SymbolDesk`` aggregate: one per symbol, it decides and records why.
+
+Every tick a desk sees becomes exactly one ``Trading.Decision.Taken`` event
+(HOLD included), carrying everything forensics needs to reproduce it: the
+tick, the feature vector, the regime probabilities, the strategy weights,
+the model version and each risk check. Around it the desk records what else
+happened: a rejected order, a change of the most likely regime, a paper fill,
+a repaired set of strategy weights, a checkpoint of the feature engine.
+
+Stored topics are explicit and stable (``TOPIC``), never module paths, so
+renaming Python code never orphans years of stored events; the wire name of
+an event is its topic plus ``.v{class_version}``. Change an event's fields by
+bumping ``class_version`` and adding an ``upcast_vN_vN+1`` static method.
+
+No method here reads a clock: time comes from the tick (event time), which is
+what lets a backtest run the same code as live trading.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from typing import Any, ClassVar, Sequence
+from uuid import NAMESPACE_URL, UUID, uuid5
+
+from eventsourcing.domain import Aggregate
+
+from aggregates.blend import Action
+from aggregates.policy import DecisionPolicy, PolicyDecision
+from aggregates.risk import OthersView
+
+__all__ = ["SymbolDesk", "desk_id", "wire_name", "NS_PER_DAY"]
+
+DESK_NAMESPACE = uuid5(NAMESPACE_URL, "https://glassbox.invalid/desk")
+NS_PER_DAY = 86_400 * 1_000_000_000
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def desk_id(symbol: str) -> UUID:
+    """The stable aggregate id of a symbol's desk (the same in every process and run)."""
+    return uuid5(DESK_NAMESPACE, symbol)
+
+
+def wire_name(event: object) -> str:
+    """``{Domain}.{Entity}.{Action}.v{N}`` for a desk event (class or instance)."""
+    cls = event if isinstance(event, type) else type(event)
+    return f"{cls.TOPIC}.v{getattr(cls, 'class_version', 1)}"  # type: ignore[attr-defined]
+
+
+def _timestamp(ts_ns: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=ts_ns // 1_000)
+
+
+def _tick_order(tick_id: str) -> tuple[int, int]:
+    # Stream entry ids "<ms>-<seq>" order numerically, not as strings.
+    ms, _, seq = tick_id.partition("-")
+    return int(ms), int(seq or 0)
+
+
+class SymbolDesk(Aggregate):
+    """Decides for one symbol and holds its paper position."""
+
+    TOPIC: ClassVar[str] = "Trading.SymbolDesk"
+
+    class Event(Aggregate.Event):
+        """Fields every desk event carries besides id, version and timestamp."""
+
+        correlation_id: str
+        """Id of the tick that caused the event (its stream entry id)."""
+        timestamp_ns: int
+        """Event time in ns (the tick's time); ``timestamp`` holds it to the µs."""
+
+    class Opened(Aggregate.Created):
+        TOPIC = "Trading.Desk.Opened"
+        symbol: str
+        correlation_id: str
+        timestamp_ns: int
+
+    class DecisionTaken(Event):
+        TOPIC = "Trading.Decision.Taken"
+        decision_id: str
+        symbol: str
+        price: float
+        size: float
+        bid: float | None
+        ask: float | None
+        action: str
+        quantity: float
+        confidence: float
+        probability_up: float
+        score: float
+        regime_probs: dict[str, float]
+        regime_entropy: float
+        strategy_weights: dict[str, float]
+        specialist_margins: dict[str, float]
+        features: list[float]
+        model_version: str
+        risk_passed: bool
+        risk_checks: list[dict[str, Any]]
+
+        def apply(self, desk: SymbolDesk) -> None:
+            desk.last_tick_id = self.correlation_id
+            desk.last_ts_ns = self.timestamp_ns
+            desk.roll_day(self.timestamp_ns)
+            desk.last_price = self.price
+            desk.regime_probs = list(self.regime_probs.values())
+            desk.decisions += 1
+
+    class RiskRejected(Event):
+        TOPIC = "Risk.Check.Rejected"
+        decision_id: str
+        symbol: str
+        side: str
+        requested_quantity: float
+        max_quantity: float
+        reasons: list[str]
+
+    class RegimeChanged(Event):
+        TOPIC = "Regime.Probabilities.Changed"
+        symbol: str
+        previous: str
+        current: str
+        regime_probs: dict[str, float]
+
+        def apply(self, desk: SymbolDesk) -> None:
+            desk.regime = self.current
+
+    class OrderFilled(Event):
+        TOPIC = "Trading.Order.Filled"
+        decision_id: str
+        symbol: str
+        side: str
+        quantity: float
+        price: float
+        position_after: float
+
+        def apply(self, desk: SymbolDesk) -> None:
+            signed = self.quantity if self.side == Action.BUY else -self.quantity
+            desk.cash -= signed * self.price
+            desk.position = self.position_after
+
+    class WeightsCorrected(Event):
+        TOPIC = "Strategy.Weights.Corrected"
+        symbol: str
+        anomaly: str
+        detail: str
+        weights: list[float]
+
+    class FeaturesCheckpointed(Event):
+        TOPIC = "Features.State.Checkpointed"
+        state: list[float]
+
+        def apply(self, desk: SymbolDesk) -> None:
+            desk.feature_state = list(self.state)
+            desk.feature_checkpoint_version = self.originator_version
+
+    @staticmethod
+    def create_id(symbol: str) -> UUID:
+        return desk_id(symbol)
+
+    @classmethod
+    def open(cls, symbol: str, correlation_id: str, timestamp_ns: int) -> SymbolDesk:
+        """A new desk for ``symbol``; its id is :func:`desk_id` of the symbol."""
+        return cls._create(
+            cls.Opened,
+            symbol=symbol,
+            correlation_id=correlation_id,
+            timestamp_ns=timestamp_ns,
+            timestamp=_timestamp(timestamp_ns),
+        )
+
+    def __init__(self, symbol: str, correlation_id: str, timestamp_ns: int) -> None:
+        self.symbol = symbol
+        self.position = 0.0
+        self.cash = 0.0
+        self.last_price = 0.0
+        self.last_tick_id = ""
+        self.last_ts_ns = timestamp_ns
+        self.day = timestamp_ns // NS_PER_DAY
+        self.day_start_pnl = 0.0
+        self.regime_probs: list[float] = []
+        self.regime = ""
+        self.decisions = 0
+        self.feature_state: list[float] = []
+        self.feature_checkpoint_version = 0
+
+    # -- read-only views -------------------------------------------------
+
+    @property
+    def pnl(self) -> float:
+        """Total P&L, marked at the last seen price."""
+        return self.cash + self.position * self.last_price
+
+    @property
+    def day_pnl(self) -> float:
+        """P&L since the start of this desk's current trading day (UTC, event time)."""
+        return self.pnl - self.day_start_pnl
+
+    @property
+    def exposure(self) -> float:
+        return abs(self.position * self.last_price)
+
+    def roll_day(self, ts_ns: int) -> None:
+        """Start a new trading day when event time crosses midnight UTC."""
+        day = ts_ns // NS_PER_DAY
+        if day != self.day:
+            self.day = day
+            self.day_start_pnl = self.pnl
+
+    def has_seen(self, tick_id: str) -> bool:
+        """Whether a tick with this id (or a later one) was already decided."""
+        return bool(self.last_tick_id) and _tick_order(tick_id) <= _tick_order(self.last_tick_id)
+
+    # -- commands ----------------------------------------------------------
+
+    def decide(
+        self,
+        *,
+        tick_id: str,
+        ts_ns: int,
+        price: float,
+        size: float,
+        bid: float | None,
+        ask: float | None,
+        features: Sequence[float],
+        policy: DecisionPolicy,
+        others: OthersView,
+    ) -> PolicyDecision:
+        """Decide on one tick and record the decision and what follows from it.
+
+        The caller has checked the tick is new (:meth:`has_seen`) and valid.
+        """
+        decision = policy.decide(
+            features=features,
+            prior_regime_probs=self.regime_probs,
+            price=price,
+            position=self.position,
+            own_pnl=self.cash + self.position * price,
+            own_day_pnl=self._day_pnl_at(ts_ns, price),
+            others=others,
+        )
+        stamp = {
+            "correlation_id": tick_id,
+            "timestamp_ns": ts_ns,
+            "timestamp": _timestamp(ts_ns),
+        }
+        decision_id = str(uuid5(self.id, tick_id))
+        if decision.weights.anomaly is not None:
+            self.trigger_event(
+                self.WeightsCorrected,
+                symbol=self.symbol,
+                anomaly=decision.weights.anomaly,
+                detail=decision.weights.detail,
+                weights=list(decision.weights.weights),
+                **stamp,
+            )
+        if self.regime != decision.regime:
+            self.trigger_event(
+                self.RegimeChanged,
+                symbol=self.symbol,
+                previous=self.regime,
+                current=decision.regime,
+                regime_probs=decision.regime_probs,
+                **stamp,
+            )
+        self.trigger_event(
+            self.DecisionTaken,
+            decision_id=decision_id,
+            symbol=self.symbol,
+            price=price,
+            size=size,
+            bid=bid,
+            ask=ask,
+            action=decision.action,
+            quantity=decision.quantity,
+            confidence=decision.blend.confidence,
+            probability_up=decision.blend.probability_up,
+            score=decision.blend.score,
+            regime_probs=decision.regime_probs,
+            regime_entropy=decision.regime_entropy,
+            strategy_weights=decision.strategy_weights,
+            specialist_margins=decision.specialist_margins,
+            features=[float(f) for f in features],
+            model_version=policy.model_version,
+            risk_passed=decision.risk is None or decision.risk.passed,
+            risk_checks=[] if decision.risk is None else [c.as_dict() for c in decision.risk.checks],
+            **stamp,
+        )
+        if decision.risk is not None and not decision.risk.passed:
+            self.trigger_event(
+                self.RiskRejected,
+                decision_id=decision_id,
+                symbol=self.symbol,
+                side=decision.side,
+                requested_quantity=decision.requested_quantity,
+                max_quantity=decision.risk.max_quantity,
+                reasons=list(decision.risk.reasons),
+                **stamp,
+            )
+        elif decision.action != Action.HOLD:
+            signed = decision.quantity if decision.action == Action.BUY else -decision.quantity
+            self.trigger_event(
+                self.OrderFilled,
+                decision_id=decision_id,
+                symbol=self.symbol,
+                side=decision.action,
+                quantity=decision.quantity,
+                price=price,
+                position_after=self.position + signed,
+                **stamp,
+            )
+        return decision
+
+    def checkpoint_features(self, state: Sequence[float], tick_id: str, ts_ns: int) -> None:
+        """Record the feature engine's whole state, so a restart replays only later ticks."""
+        self.trigger_event(
+            self.FeaturesCheckpointed,
+            state=[float(v) for v in state],
+            correlation_id=tick_id,
+            timestamp_ns=ts_ns,
+            timestamp=_timestamp(ts_ns),
+        )
+
+    def _day_pnl_at(self, ts_ns: int, price: float) -> float:
+        pnl = self.cash + self.position * price
+        if ts_ns // NS_PER_DAY != self.day:
+            return 0.0
+        return pnl - self.day_start_pnl

@@ -1,0 +1,162 @@
+"""The decision policy: regime filter → specialists → blend → sizing → risk.
+
+A pure function of a feature vector, the desk's prior regime probabilities
+and position, and a view of the rest of the portfolio. It holds no state of
+its own, so the same inputs always give the same decision (live, replay and
+backtest alike).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+
+from aggregates.blend import Action, Blend, BlendThresholds, WeightCheck, blend, validate_weights
+from aggregates.regime import REGIMES, RegimeModel, regime_step
+from aggregates.risk import OthersView, RiskAssessment, RiskLimits, assess_order
+from aggregates.specialists import SpecialistSet
+
+__all__ = ["DecisionPolicy", "PolicyDecision", "Sizing"]
+
+RETURN_FEATURE = "ret_1"
+VOLATILITY_FEATURE = "ewma_vol"
+
+
+@dataclass(frozen=True)
+class Sizing:
+    """How big a position a view earns."""
+
+    target_fraction: float = 0.2
+    """Target |position value| as a fraction of portfolio equity when the blend has a view."""
+    min_trade_fraction: float = 0.01
+    """Skip rebalances smaller than this fraction of equity (they cost more than they move)."""
+
+    def __post_init__(self) -> None:
+        if not (0 < self.target_fraction <= 10 and 0 <= self.min_trade_fraction < 1):
+            raise ValueError(f"sizing fractions out of range: {self}")
+
+
+@dataclass(frozen=True)
+class PolicyDecision:
+    """Everything the policy concluded for one tick, ready to be recorded."""
+
+    regime: str
+    regime_probs: dict[str, float]
+    regime_entropy: float
+    weights: WeightCheck
+    strategy_weights: dict[str, float]
+    specialist_margins: dict[str, float]
+    blend: Blend
+    action: str
+    """BUY, SELL or HOLD as executed (a rejected order is a HOLD)."""
+    side: str
+    """BUY or SELL as proposed, HOLD when nothing was proposed."""
+    requested_quantity: float
+    quantity: float
+    """Quantity executed: the requested one, or 0 for HOLD and rejections."""
+    risk: RiskAssessment | None = field(default=None)
+
+    @property
+    def rejected(self) -> bool:
+        return self.risk is not None and not self.risk.passed
+
+
+class DecisionPolicy:
+    """The regime-blend policy over one deployed set of specialist models."""
+
+    def __init__(
+        self,
+        specialists: SpecialistSet,
+        regime_model: RegimeModel | None = None,
+        thresholds: BlendThresholds | None = None,
+        limits: RiskLimits | None = None,
+        sizing: Sizing | None = None,
+    ) -> None:
+        self.specialists = specialists
+        self.regime_model = regime_model or RegimeModel()
+        self.thresholds = thresholds or BlendThresholds()
+        self.limits = limits or RiskLimits()
+        self.sizing = sizing or Sizing()
+        names = list(specialists.feature_names)
+        self._return_index = names.index(RETURN_FEATURE)
+        self._volatility_index = names.index(VOLATILITY_FEATURE)
+        self._trans = np.ascontiguousarray(self.regime_model.transition, dtype=np.float64)
+        self._means = np.ascontiguousarray(self.regime_model.means, dtype=np.float64)
+        self._stds = np.ascontiguousarray(self.regime_model.stds, dtype=np.float64)
+        self._initial = np.ascontiguousarray(self.regime_model.initial, dtype=np.float64)
+
+    @property
+    def model_version(self) -> str:
+        return self.specialists.version
+
+    @property
+    def feature_names(self) -> tuple[str, ...]:
+        return tuple(self.specialists.feature_names)
+
+    def decide(
+        self,
+        *,
+        features: Sequence[float],
+        prior_regime_probs: Sequence[float],
+        price: float,
+        position: float,
+        own_pnl: float,
+        own_day_pnl: float,
+        others: OthersView,
+    ) -> PolicyDecision:
+        """Decide for one tick; see :class:`PolicyDecision`."""
+        x = np.asarray(features, dtype=np.float64)
+        probs, entropy = self._regime(prior_regime_probs, x)
+        weights = validate_weights([float(p) for p in probs])
+        margins = np.empty(len(REGIMES), dtype=np.float64)
+        self.specialists.margins(x, margins)
+        blended = blend(margins.tolist(), weights.weights, self.thresholds)
+        equity = others.capital + others.pnl + own_pnl
+        side, quantity = self._order(blended.direction, equity, price, position)
+        risk = None
+        if side != Action.HOLD:
+            risk = assess_order(
+                1 if side == Action.BUY else -1,
+                quantity,
+                price,
+                position,
+                own_pnl,
+                own_day_pnl,
+                others,
+                self.limits,
+            )
+        executed = side if risk is None or risk.passed else Action.HOLD
+        return PolicyDecision(
+            regime=REGIMES[int(np.argmax(probs))],
+            regime_probs=dict(zip(REGIMES, map(float, probs))),
+            regime_entropy=entropy,
+            weights=weights,
+            strategy_weights=dict(zip(REGIMES, weights.weights)),
+            specialist_margins=dict(zip(REGIMES, map(float, margins))),
+            blend=blended,
+            action=executed,
+            side=side,
+            requested_quantity=quantity,
+            quantity=quantity if executed != Action.HOLD else 0.0,
+            risk=risk,
+        )
+
+    def _regime(self, prior: Sequence[float], x: np.ndarray) -> tuple[np.ndarray, float]:
+        prev = np.asarray(prior, dtype=np.float64) if len(prior) else self._initial
+        volatility = x[self._volatility_index]
+        z = x[self._return_index] / volatility if volatility > 0 else math.nan
+        out = np.empty(len(REGIMES), dtype=np.float64)
+        entropy = regime_step(prev, z, self._trans, self._means, self._stds, out)
+        return out, float(entropy)
+
+    def _order(self, direction: int, equity: float, price: float, position: float) -> tuple[str, float]:
+        if direction == 0 or equity <= 0:
+            return Action.HOLD, 0.0
+        target = direction * self.sizing.target_fraction * equity / price
+        delta = target - position
+        if abs(delta) * price < self.sizing.min_trade_fraction * equity:
+            return Action.HOLD, 0.0
+        return (Action.BUY if delta > 0 else Action.SELL), round(abs(delta), 6)
