@@ -1,0 +1,28 @@
+"""Fixtures shared by every test package: the real services the project starts."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from typing import TYPE_CHECKING
+
+import pytest
+
+from edge.redis_server import redis_url_or_embedded
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """``REDIS_URL`` when set, else an EmbeddedRedis started for the whole session."""
+    data_dir = tmp_path_factory.mktemp("redis")
+    with redis_url_or_embedded(os.environ.get("REDIS_URL"), data_dir) as url:
+        yield url
+
+
+@pytest.fixture
+def key_prefix() -> str:
+    """A Redis key prefix (store name) no other test uses."""
+    return f"test-{uuid.uuid4().hex}"
