@@ -11,6 +11,7 @@ from glassbox import GlassboxError
 __all__ = [
     "DomainError",
     "FeatureMismatch",
+    "InvalidModelMetadata",
     "InvalidRegimeModel",
     "InvalidRegimeState",
     "ModelIntegrityError",
@@ -50,3 +51,7 @@ class ModelNotFound(DomainError):
 
 class ModelIntegrityError(DomainError):
     """A stored model version does not match its content hash (tampered or corrupted files)."""
+
+
+class InvalidModelMetadata(DomainError):
+    """Metadata to store with a model version is not JSON-serialisable (plain dicts, lists, str, numbers)."""
