@@ -16,6 +16,7 @@ from actors.book import PortfolioBook
 from actors.features import warm_up
 from actors.shard import Shard, ShardSettings
 from actors.stats import HotPathStats
+from aggregates.errors import ModelNotFound
 from aggregates.policy import DecisionPolicy
 from aggregates.registry import ModelRegistry
 from edge.tick_stream import TickKeys
@@ -71,8 +72,9 @@ class HotPath:
             ModelNotFound: when the registry has no such version (run ``glassbox train``).
         """
         chosen = version or registry.latest()
-        specialists = registry.load(chosen) if chosen else registry.load("latest")
-        return cls(settings, symbols, DecisionPolicy(specialists))
+        if chosen is None:
+            raise ModelNotFound(f"the model registry {registry.root} is empty: run `glassbox train`")
+        return cls(settings, symbols, DecisionPolicy(registry.load(chosen)))
 
     def start(self) -> None:
         """Compile kernels before the first tick, then start the actors and the reader."""

@@ -69,7 +69,7 @@ class SymbolDesk(Aggregate):
         timestamp_ns: int
         """Event time in ns (the tick's time); ``timestamp`` holds it to the µs."""
 
-    class Opened(Aggregate.Created):
+    class Created(Aggregate.Created):
         TOPIC = "Trading.Desk.Opened"
         symbol: str
         correlation_id: str
@@ -161,7 +161,7 @@ class SymbolDesk(Aggregate):
     def open(cls, symbol: str, correlation_id: str, timestamp_ns: int) -> SymbolDesk:
         """A new desk for ``symbol``; its id is :func:`desk_id` of the symbol."""
         return cls._create(
-            cls.Opened,
+            cls.Created,
             symbol=symbol,
             correlation_id=correlation_id,
             timestamp_ns=timestamp_ns,

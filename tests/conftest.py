@@ -8,6 +8,9 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from actors.training import train_specialists
+from aggregates.policy import DecisionPolicy
+from aggregates.registry import ModelRegistry
 from edge.redis_server import redis_url_or_embedded
 
 if TYPE_CHECKING:
@@ -26,3 +29,19 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def key_prefix() -> str:
     """A Redis key prefix (store name) no other test uses."""
     return f"test-{uuid.uuid4().hex}"
+
+
+@pytest.fixture(scope="session")
+def model_registry(tmp_path_factory: pytest.TempPathFactory) -> ModelRegistry:
+    """A registry holding specialists trained on the bundled bars, as `glassbox train` does."""
+    registry = ModelRegistry(tmp_path_factory.mktemp("models"))
+    train_specialists(registry, seed=7)
+    return registry
+
+
+@pytest.fixture(scope="session")
+def policy(model_registry: ModelRegistry) -> DecisionPolicy:
+    """The default regime-blend policy over the trained specialists."""
+    version = model_registry.latest()
+    assert version is not None
+    return DecisionPolicy(model_registry.load(version))

@@ -1,0 +1,153 @@
+"""The hot path end to end on a real Redis: ticks in, one committed decision per tick out."""
+
+from __future__ import annotations
+
+import math
+import time
+import uuid
+
+import pytest
+import redis
+
+from actors.desk_actor import ActorSettings
+from actors.runtime import HotPath, HotPathSettings
+from actors.shard import ShardSettings
+from aggregates.desk import SymbolDesk
+from edge.feeds import SyntheticFeed
+from edge.tick_stream import TickPublisher
+from edge.ticks import Tick, encode_tick
+
+SYMBOLS = ["AAA", "BBB", "CCC"]
+
+
+@pytest.fixture
+def namespace(redis_url):
+    prefix = f"test-{uuid.uuid4().hex[:10]}:"
+    yield prefix
+    with redis.Redis.from_url(redis_url) as client:
+        for pattern in (f"{prefix}*", f"{{{prefix}*"):
+            for key in client.scan_iter(match=pattern):
+                client.delete(key)
+
+
+def make_hot_path(redis_url, namespace, policy, symbols=SYMBOLS, checkpoint_every=1000):
+    settings = HotPathSettings(
+        redis_url,
+        namespace=namespace,
+        shard=ShardSettings(actor=ActorSettings(checkpoint_every=checkpoint_every)),
+    )
+    return HotPath(settings, symbols, policy)
+
+
+def publish(hot: HotPath, ticks) -> list[Tick]:
+    ticks = list(ticks)
+    report = TickPublisher(hot.client, hot.keys, hot.symbols).publish(ticks)
+    assert report.accepted == len(ticks)
+    return ticks
+
+
+def wait_until_decided(hot: HotPath, count: int, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while hot.stats.snapshot().ticks < count:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"only {hot.stats.snapshot()} of {count} ticks handled")
+        time.sleep(0.02)
+    assert hot.shard.idle(10)
+
+
+def decisions_by_symbol(hot: HotPath) -> dict[str, list[SymbolDesk.DecisionTaken]]:
+    found: dict[str, list[SymbolDesk.DecisionTaken]] = {s: [] for s in hot.symbols}
+    for notification in hot.app.recorder.select_notifications(start=None, limit=1_000_000):
+        event = hot.app.mapper.to_domain_event(notification)
+        if isinstance(event, SymbolDesk.DecisionTaken):
+            found[event.symbol].append(event)
+    return found
+
+
+def stream_ids(hot: HotPath, symbol: str) -> list[str]:
+    return [entry_id.decode() for entry_id, _ in hot.client.xrange(hot.keys.stream(symbol))]
+
+
+def test_every_tick_gets_exactly_one_committed_decision(redis_url, namespace, policy):
+    hot = make_hot_path(redis_url, namespace, policy)
+    with hot:
+        ticks = publish(hot, SyntheticFeed(SYMBOLS, seed=3).ticks(300))
+        wait_until_decided(hot, len(ticks))
+        decided = decisions_by_symbol(hot)
+        for symbol in SYMBOLS:
+            assert [d.correlation_id for d in decided[symbol]] == stream_ids(hot, symbol)
+            assert hot.client.xpending(hot.keys.stream(symbol), "desks")["pending"] == 0
+        sample = decided["AAA"][-1]
+        assert len(sample.features) == len(policy.feature_names)
+        assert math.isclose(sum(sample.regime_probs.values()), 1.0)
+        assert math.isclose(sum(sample.strategy_weights.values()), 1.0)
+        assert sample.model_version == policy.model_version
+        assert sample.action in {"BUY", "SELL", "HOLD"}
+
+
+def test_bad_ticks_on_the_stream_are_dead_lettered_and_the_rest_decided(redis_url, namespace, policy):
+    hot = make_hot_path(redis_url, namespace, policy, symbols=["AAA"])
+    stream = hot.keys.stream("AAA")
+    good = [Tick("AAA", 1_000 + i, 100.0 + i, 1.0) for i in range(5)]
+    with hot:
+        hot.client.xadd(stream, encode_tick(good[0]))
+        hot.client.xadd(stream, {b"garbage": b"1"})
+        hot.client.xadd(stream, encode_tick(Tick("AAA", 2_000, float("nan"), 1.0)))
+        hot.client.xadd(stream, encode_tick(good[1]))
+        hot.client.xadd(stream, encode_tick(Tick("AAA", 5, 100.0, 1.0)))  # time goes backwards
+        hot.client.xadd(stream, encode_tick(Tick("ZZZ", 1_002, 100.0, 1.0)))  # wrong stream
+        for tick in good[2:]:
+            hot.client.xadd(stream, encode_tick(tick))
+        wait_until_decided(hot, 9)
+        decided = decisions_by_symbol(hot)["AAA"]
+        assert [d.price for d in decided] == [t.price for t in good]
+        assert hot.shard.stats.snapshot().dead_letters == 4
+        letters = hot.shard._reader.dead_letters.entries()
+        assert sorted(d["code"] for d in letters) == [
+            "bad_price", "malformed", "symbol_mismatch", "time_backwards",
+        ]
+        assert all(d["stage"] == "desk" and d["entry_id"] for d in letters)
+        assert hot.client.xpending(stream, "desks")["pending"] == 0
+
+
+def test_redelivered_ticks_are_acknowledged_without_a_second_decision(redis_url, namespace, policy):
+    hot = make_hot_path(redis_url, namespace, policy)
+    with hot:
+        ticks = publish(hot, SyntheticFeed(SYMBOLS, seed=4).ticks(50))
+        wait_until_decided(hot, len(ticks))
+    # As if every ack had been lost: the group hands all entries out again.
+    for symbol in SYMBOLS:
+        hot.client.xgroup_setid(hot.keys.stream(symbol), "desks", id="0")
+    again = make_hot_path(redis_url, namespace, policy)
+    with again:
+        wait_until_decided(again, len(ticks))
+        assert again.stats.snapshot().duplicates_skipped == len(ticks)
+        assert again.stats.snapshot().decisions == 0
+        assert all(len(d) == 50 for d in decisions_by_symbol(again).values())
+
+
+def test_a_restart_resumes_from_the_event_store_with_identical_decisions(redis_url, namespace, policy):
+    ticks = list(SyntheticFeed(["AAA"], seed=5).ticks(400))
+    straight = make_hot_path(redis_url, f"{namespace}a:", policy, ["AAA"], checkpoint_every=64)
+    with straight:
+        publish(straight, ticks)
+        wait_until_decided(straight, len(ticks))
+        reference = decisions_by_symbol(straight)["AAA"]
+
+    first = make_hot_path(redis_url, f"{namespace}b:", policy, ["AAA"], checkpoint_every=64)
+    with first:
+        publish(first, ticks[:150])
+        wait_until_decided(first, 150)
+    second = make_hot_path(redis_url, f"{namespace}b:", policy, ["AAA"], checkpoint_every=64)
+    with second:
+        live = second.app.load_desk("AAA")
+        assert live == second.app.replay_desk("AAA")  # snapshot + later events = full replay
+        publish(second, ticks[150:])
+        wait_until_decided(second, 250)
+        resumed = decisions_by_symbol(second)["AAA"]
+        assert second.app.load_desk("AAA") == second.app.replay_desk("AAA")
+
+    def essence(d):
+        return (d.action, d.quantity, d.features, d.regime_probs, d.risk_checks, d.price)
+
+    assert [essence(d) for d in resumed] == [essence(d) for d in reference]
