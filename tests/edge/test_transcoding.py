@@ -1,0 +1,49 @@
+"""The orjson transcoder writes what eventsourcing's JSONTranscoder writes (up to float spelling)."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from decimal import Decimal
+from uuid import uuid4
+
+import pytest
+from eventsourcing.persistence import JSONTranscoder, TranscodingNotRegisteredError
+
+from edge.transcoding import OrjsonTranscoder
+
+STAMP = datetime(2024, 1, 2, 3, 4, 5, 678901, tzinfo=timezone.utc)
+VALUES = [
+    "🐈 a\"b",
+    {},
+    {"a": 1, "b": [1.5, -2.5e-9, 1e300, True, None]},
+    {"timestamp": STAMP, "features": [0.1, 0.2], "probs": {"bull": 0.2, "bear": 0.8}},
+    {"id": uuid4(), "amount": Decimal("1.10"), "nested": {"ids": [uuid4()], "at": [STAMP]}},
+    {"_type_": "not-a-wrapper"},
+    [[], {}, [{"x": STAMP}]],
+]
+
+
+@pytest.fixture
+def standard():
+    transcoder = JSONTranscoder()
+    for transcoding in OrjsonTranscoder().names.values():
+        transcoder.register(transcoding)
+    return transcoder
+
+
+@pytest.mark.parametrize("value", VALUES)
+def test_same_json_as_the_standard_transcoder_and_round_trips(standard, value):
+    fast = OrjsonTranscoder()
+    assert json.loads(fast.encode(value)) == json.loads(standard.encode(value))
+    assert fast.decode(standard.encode(value)) == value
+    assert standard.decode(fast.encode(value)) == value
+
+
+def test_reads_legacy_ascii_escaped_json():
+    assert OrjsonTranscoder().decode(b'"\\ud83d\\udc08"') == "🐈"
+
+
+def test_unregistered_types_are_refused_like_the_standard_one():
+    with pytest.raises(TranscodingNotRegisteredError):
+        OrjsonTranscoder().encode({"x": object()})
