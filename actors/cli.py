@@ -139,8 +139,8 @@ def _up(args: argparse.Namespace, settings: Settings) -> int:
             stop.set()
             for thread in feeds:
                 thread.join()
-            drained = hot.stop()
-        _print_summary(hot, drained)
+            hot.stop()
+        _print_summary(hot)
     return 0
 
 
@@ -193,11 +193,11 @@ def _report_progress(hot: HotPath, stop: threading.Event, duration: float | None
             return
 
 
-def _print_summary(hot: HotPath, drained: bool) -> None:
+def _print_summary(hot: HotPath) -> None:
     snap = hot.stats.snapshot()
     p50, p99, p999 = percentiles_us(hot.stats.latencies_ns())
     print(
-        f"stopped{'' if drained else ' (some batches were still in flight; they will be redone)'}: "
+        f"stopped: "
         f"{snap.ticks:,} ticks, {snap.decisions:,} decisions, {snap.events:,} events committed, "
         f"{snap.dead_letters} dead letters, {snap.duplicates_skipped} redelivered ticks skipped\n"
         f"tick→committed latency: p50 {p50:.0f} µs, p99 {p99:.0f} µs, p99.9 {p999:.0f} µs"

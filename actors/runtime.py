@@ -81,12 +81,11 @@ class HotPath:
         warm_up()
         self.shard.start()
 
-    def stop(self, drain_timeout: float = 10.0) -> bool:
-        """Drain in-flight batches, stop the actors, close connections."""
-        drained = self.shard.stop(drain_timeout)
+    def stop(self) -> None:
+        """Finish the cycle in progress (it commits), stop the actors, close connections."""
+        self.shard.stop()
         self.app.close()
         self.client.close()
-        return drained
 
     def __enter__(self) -> HotPath:
         self.start()

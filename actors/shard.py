@@ -1,29 +1,40 @@
-"""A shard: the symbols one process owns, their actors, and the reader feeding them.
+"""A shard: the symbols one process owns, their actors, and the read-decide-commit cycle.
 
-One reader thread asks Redis for new ticks of all the shard's symbols in one
-``XREADGROUP`` and tells each symbol's actor its batch. pykka inboxes are
-unbounded, so the reader holds credits: it stops reading while
-``max_in_flight`` batches are still being decided, and the backlog waits in
-Redis (back-pressure at the edge, not in memory).
+Each cycle:
 
-When an actor dies, the reader starts a replacement; it rebuilds its desk
-from the event store and gets the dead actor's unacknowledged ticks again
-(they are still pending for this shard's consumer).
+1. one ``XREADGROUP`` brings new ticks of all the shard's symbols;
+2. each symbol's actor is asked for its batch's outcome (they decide in
+   parallel, each on its own desk);
+3. all the cycle's events are appended to the event store in ONE Lua call;
+4. dead letters and acknowledgements of every stream go in ONE Redis
+   transaction; snapshots follow; the portfolio book is updated.
+
+Nothing is acknowledged before it is durable, and a cycle holds at most
+``read_count`` entries per symbol, so memory is bounded and the backlog waits
+in Redis (back-pressure at the edge; pykka inboxes never grow).
+
+Failures: an actor whose batch raised has already reloaded its desk; its
+entries stay pending and are handed to it again next cycle, and an entry that
+fails ``max_crashes`` times in a row is dead-lettered as poison. If the commit
+itself fails, every actor of the cycle reloads from the store and the cycle's
+entries are redelivered.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from typing import Sequence
 
+import numpy as np
 import pykka
 import redis
 
 from actors.application import DeskApplication
 from actors.book import PortfolioBook
-from actors.desk_actor import ActorSettings, SymbolActor, TickBatch
+from actors.desk_actor import ActorSettings, BatchOutcome, SymbolActor, TickBatch
 from actors.stats import HotPathStats
 from aggregates.policy import DecisionPolicy
 from edge.tick_stream import StreamEntry, TickKeys, TickReader
@@ -33,54 +44,21 @@ __all__ = ["Shard", "ShardSettings"]
 
 log = logging.getLogger(__name__)
 
+Batches = dict[str, list[StreamEntry]]
+
 
 @dataclass(frozen=True)
 class ShardSettings:
-    """How a shard reads and bounds its work."""
+    """How a shard reads, commits and recovers."""
 
     name: str = "shard-0"
+    group: str = "desks"
     read_count: int = 200
-    """Most entries taken from one stream per read (a batch's upper bound)."""
+    """Most entries taken from one stream per cycle."""
     block_ms: int = 50
-    max_in_flight: int = 64
-    """Batches told to actors and not yet committed before the reader pauses."""
     max_crashes: int = 3
-    """Crashes on the same tick before it is dead-lettered as poison."""
-    actor: ActorSettings = ActorSettings()
-
-
-class _Credits:
-    """Counts batches in flight per symbol; the reader waits while the total is at the cap."""
-
-    def __init__(self, cap: int) -> None:
-        self._cap = cap
-        self._by_symbol: dict[str, int] = {}
-        self._total = 0
-        self._cond = threading.Condition()
-
-    def wait_for_room(self, timeout: float) -> bool:
-        with self._cond:
-            return self._cond.wait_for(lambda: self._total < self._cap, timeout)
-
-    def take(self, symbol: str) -> None:
-        with self._cond:
-            self._by_symbol[symbol] = self._by_symbol.get(symbol, 0) + 1
-            self._total += 1
-
-    def give_back(self, symbol: str, count: int = 1) -> None:
-        with self._cond:
-            count = min(count, self._by_symbol.get(symbol, 0))
-            self._by_symbol[symbol] = self._by_symbol.get(symbol, 0) - count
-            self._total -= count
-            self._cond.notify_all()
-
-    def forget(self, symbol: str) -> None:
-        """Drop a dead actor's credits: its batches will never call back."""
-        self.give_back(symbol, self._by_symbol.get(symbol, 0))
-
-    def idle(self, timeout: float) -> bool:
-        with self._cond:
-            return self._cond.wait_for(lambda: self._total == 0, timeout)
+    """Failures on the same tick before it is dead-lettered as poison."""
+    actor: ActorSettings = field(default_factory=ActorSettings)
 
 
 class Shard:
@@ -106,96 +84,123 @@ class Shard:
         self._policy = policy
         self._book = book
         self._keys = keys
-        self._reader = TickReader(client, keys, self.symbols, settings.actor.group, settings.name)
+        self.reader = TickReader(client, keys, self.symbols, settings.group, settings.name)
         self._actors: dict[str, pykka.ActorRef[SymbolActor]] = {}
-        self._credits = _Credits(settings.max_in_flight)
+        self._backlog: list[Batches] = []
         self._crash_heads: dict[str, tuple[bytes, int]] = {}
         self._stop = threading.Event()
+        self._idle = threading.Event()
         self._thread: threading.Thread | None = None
+        self.failure: BaseException | None = None
 
     def start(self) -> None:
-        """Create consumer groups, start every actor, then the reader."""
-        self._reader.ensure_group()
+        """Create consumer groups, start every actor, then the read-decide-commit loop."""
+        self.reader.ensure_group()
         for symbol in self.symbols:
             self._actors[symbol] = self._start_actor(symbol)
-        self._thread = threading.Thread(target=self._run, name=f"{self.settings.name}-reader", daemon=True)
+        self._backlog.extend(self.reader.pending(self.settings.read_count))
+        self._thread = threading.Thread(target=self._run, name=f"{self.settings.name}-cycle", daemon=True)
         self._thread.start()
 
-    def stop(self, drain_timeout: float = 10.0) -> bool:
-        """Stop reading, let actors finish what they were told, then stop them.
-
-        Returns whether every batch in flight was committed in time.
-        """
+    def stop(self) -> None:
+        """Finish the cycle in progress (it commits), then stop every actor."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
-        drained = self._credits.idle(drain_timeout)
         for ref in self._actors.values():
             ref.stop(block=True)
-        return drained
 
     def idle(self, timeout: float) -> bool:
-        """Wait until no batch is in flight (tests and benchmarks use it)."""
-        return self._credits.idle(timeout)
+        """Wait until a read finds nothing new (tests and benchmarks use it)."""
+        self._idle.clear()
+        return self._idle.wait(timeout)
 
     def _start_actor(self, symbol: str) -> pykka.ActorRef[SymbolActor]:
-        return SymbolActor.start(
-            symbol, self._app, self._policy, self._client, self._keys,
-            self._book, self.stats, self.settings.actor,
-        )
+        return SymbolActor.start(symbol, self._app, self._policy, self._book, self.settings.actor)
 
     def _run(self) -> None:
         try:
-            for page in self._reader.pending(self.settings.read_count):
-                self._dispatch(page)
             while not self._stop.is_set():
-                self._revive_dead_actors()
-                if not self._credits.wait_for_room(timeout=0.1):
-                    continue
-                self._dispatch(self._reader.read(self.settings.read_count, self.settings.block_ms))
-        except Exception:
-            log.exception("shard %s reader failed; no more ticks are read", self.settings.name)
-            raise
+                batches = self._backlog.pop(0) if self._backlog else self.reader.read(
+                    self.settings.read_count, self.settings.block_ms
+                )
+                if batches:
+                    self.cycle(batches)
+                else:
+                    self._idle.set()
+        except BaseException as error:  # noqa: BLE001 - reported to whoever runs the shard
+            self.failure = error
+            log.exception("shard %s stopped reading", self.settings.name)
 
-    def _dispatch(self, batches: dict[str, list[StreamEntry]]) -> None:
+    def cycle(self, batches: Batches) -> None:
+        """Decide on one read's batches and commit them together."""
+        futures = {}
         for symbol, entries in batches.items():
-            ref = self._actors.get(symbol)
-            if ref is None:
-                continue
-            self._credits.take(symbol)
-            done = _release(self._credits, symbol)
+            ref = self._alive_actor(symbol)
+            futures[symbol] = ref.ask(TickBatch(entries), block=False)
+        outcomes: list[BatchOutcome] = []
+        for symbol, future in futures.items():
             try:
-                ref.tell(TickBatch(entries, done))
-            except pykka.ActorDeadError:
-                self._credits.forget(symbol)
+                outcomes.append(future.get())
+            except Exception as error:  # noqa: BLE001 - the actor reloaded; the ticks stay pending
+                self._after_failure(symbol, batches[symbol], error)
+        try:
+            self._commit(outcomes)
+        except Exception:
+            log.exception("commit of a cycle failed; desks reload and the ticks are redone")
+            self._reload([o.symbol for o in outcomes])
 
-    def _revive_dead_actors(self) -> None:
-        for symbol, ref in list(self._actors.items()):
-            if ref.is_alive():
-                continue
+    def _commit(self, outcomes: list[BatchOutcome]) -> None:
+        events = [event for o in outcomes for event in o.events]
+        if events:
+            self._app.events.put(events)
+        committed_ns = time.time_ns()
+        pipe = self._client.pipeline(transaction=True)
+        for o in outcomes:
+            for entry, error in o.rejected:
+                self.reader.dead_letters.add(pipe, o.symbol, error, entry[1], "desk", entry[0])
+            pipe.xack(self._keys.stream(o.symbol), self.settings.group, *o.acks)
+        pipe.execute()
+        snapshots = [o.snapshot for o in outcomes if o.snapshot is not None]
+        if snapshots and self._app.snapshots is not None:
+            self._app.snapshots.put(snapshots)
+        for o in outcomes:
+            if o.figures is not None:
+                self._book.publish(o.symbol, o.figures)
+            self._crash_heads.pop(o.symbol, None)
+        sent = [s for o in outcomes for s in o.sent_ns]
+        self.stats.record_batch(
+            sum(len(o.acks) for o in outcomes),
+            sum(o.decisions for o in outcomes),
+            len(events),
+            sum(len(o.rejected) for o in outcomes),
+            sum(o.duplicates for o in outcomes),
+            committed_ns - np.asarray(sent, dtype=np.int64),
+        )
+
+    def _alive_actor(self, symbol: str) -> pykka.ActorRef[SymbolActor]:
+        ref = self._actors[symbol]
+        if not ref.is_alive():
             self.restarts += 1
-            self._credits.forget(symbol)
-            pages = list(self._reader.pending(self.settings.read_count, [symbol]))
-            if pages and self._is_poison(symbol, pages[0][symbol][0]):
-                pages[0][symbol] = pages[0][symbol][1:]
-            log.warning("desk actor %s died; restarting it from the event store", symbol)
-            self._actors[symbol] = self._start_actor(symbol)
-            for page in pages:
-                self._dispatch(page)
+            log.warning("desk actor %s had died; starting a new one from the event store", symbol)
+            ref = self._actors[symbol] = self._start_actor(symbol)
+        return ref
 
-    def _is_poison(self, symbol: str, head: StreamEntry) -> bool:
-        """Dead-letter a tick that killed its actor ``max_crashes`` times in a row."""
+    def _after_failure(self, symbol: str, entries: list[StreamEntry], error: Exception) -> None:
+        self.restarts += 1
+        log.error("deciding %d ticks of %s failed: %r", len(entries), symbol, error)
+        head = entries[0]
         previous, crashes = self._crash_heads.get(symbol, (b"", 0))
         crashes = crashes + 1 if previous == head[0] else 1
         self._crash_heads[symbol] = (head[0], crashes)
-        if crashes < self.settings.max_crashes:
-            return False
-        reason = f"deciding on it killed the desk actor {crashes} times"
-        self._reader.reject(symbol, head, BadTick("processing_failed", reason), "desk")
-        log.error("tick %s of %s dead-lettered: %s", head[0].decode(), symbol, reason)
-        self._crash_heads.pop(symbol)
-        return True
+        if crashes >= self.settings.max_crashes:
+            reason = f"deciding on it failed {crashes} times in a row: {error!r}"
+            self.reader.reject(symbol, head, BadTick("processing_failed", reason), "desk")
+            log.error("tick %s of %s dead-lettered: %s", head[0].decode(), symbol, reason)
+            self._crash_heads.pop(symbol)
+        self._backlog.extend(self.reader.pending(self.settings.read_count, [symbol]))
 
-
-def _release(credits: _Credits, symbol: str):  # noqa: ANN202 - a closure
-    return lambda: credits.give_back(symbol)
+    def _reload(self, symbols: list[str]) -> None:
+        for symbol in symbols:
+            self._alive_actor(symbol).proxy().reload().get()
+        self._backlog.extend(self.reader.pending(self.settings.read_count, symbols))

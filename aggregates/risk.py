@@ -59,12 +59,13 @@ class CheckResult:
     max_quantity: float
 
     def as_dict(self) -> dict[str, object]:
+        """JSON-safe form: an unbounded quantity (the rule does not limit size) is None."""
         return {
             "name": self.name,
             "passed": self.passed,
-            "value": self.value,
+            "value": self.value if math.isfinite(self.value) else None,
             "limit": self.limit,
-            "max_quantity": self.max_quantity,
+            "max_quantity": self.max_quantity if math.isfinite(self.max_quantity) else None,
         }
 
 

@@ -7,8 +7,8 @@ A separate producer process publishes synthetic ticks at the offered rate
 fresh streams of the same shape:
 
 - the floor: the same hops with no work in between — a blocked consumer-group
-  read wakes, one Lua append of events the size of a real decision per
-  symbol batch, the acknowledgement;
+  read wakes, ONE Lua append of the cycle's events (each the size of a real
+  decision event), the acknowledgements in one transaction;
 - the hot path: the shard's actors (features, regime, specialists, risk,
   aggregate, event store) as ``glassbox up`` runs them.
 
@@ -82,17 +82,21 @@ def measure_floor(url: str, symbols: list[str], rate: float, seconds: float, eve
     producer = threading.Thread(target=_run_producer, args=(url, namespace, symbols, rate, seconds))
     producer.start()
     while producer.is_alive() or _lag(client, keys, symbols, "floor"):
-        for symbol, entries in reader.read(count=200, block_ms=50).items():
-            events = []
+        batches = reader.read(count=200, block_ms=50)
+        if not batches:
+            continue
+        events = []
+        for symbol, entries in batches.items():
             for _ in entries:
                 versions[symbol] += 1
                 events.append(StoredEvent(desk_id(symbol), versions[symbol], "floor", state))
-            recorder.insert_events(events)
-            done = time.time_ns()
+        recorder.insert_events(events)
+        done = time.time_ns()
+        pipe = client.pipeline(transaction=True)
+        for symbol, entries in batches.items():
             latencies.extend(done - int(fields[b"sent"]) for _, fields in entries)
-            pipe = client.pipeline(transaction=True)
             pipe.xack(keys.stream(symbol), "floor", *(entry_id for entry_id, _ in entries))
-            pipe.execute()
+        pipe.execute()
     factory.close()
     client.close()
     return np.asarray(latencies, dtype=np.int64)

@@ -102,7 +102,7 @@ def test_bad_ticks_on_the_stream_are_dead_lettered_and_the_rest_decided(redis_ur
         decided = decisions_by_symbol(hot)["AAA"]
         assert [d.price for d in decided] == [t.price for t in good]
         assert hot.shard.stats.snapshot().dead_letters == 4
-        letters = hot.shard._reader.dead_letters.entries()
+        letters = hot.shard.reader.dead_letters.entries()
         assert sorted(d["code"] for d in letters) == [
             "bad_price", "malformed", "symbol_mismatch", "time_backwards",
         ]

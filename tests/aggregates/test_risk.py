@@ -61,3 +61,10 @@ def test_limits_are_validated():
         RiskLimits(max_leverage=math.nan)
     with pytest.raises(ValueError):
         RiskLimits(max_position_fraction=0)
+
+
+def test_audit_form_is_json_safe():
+    import json
+
+    for check in assess(+1, 100).checks + assess(+1, 10, day_pnl=-2_000_000).checks:
+        json.dumps(check.as_dict(), allow_nan=False)
