@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
+import multiprocessing.synchronize
 import tempfile
 import threading
 import time
@@ -28,6 +29,7 @@ import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 from timeit import timeit
+from typing import Callable
 
 import numpy as np
 import redis
@@ -50,20 +52,38 @@ from perf.report import write_result
 SATURATION_LIMIT = 1.5
 
 
-def produce(url: str, namespace: str, symbols: list[str], rate: float, seconds: float, seed: int) -> None:
+def produce(
+    url: str, namespace: str, symbols: list[str], rate: float, seconds: float, seed: int,
+    started: multiprocessing.synchronize.Event,
+    finished: multiprocessing.synchronize.Event,
+) -> None:
     """Producer process: publish synthetic ticks at ``rate`` for ``seconds``."""
     client = redis.Redis.from_url(url)
     feed = SyntheticFeed(symbols, seed=seed, start_ns=time.time_ns(),
                          tick_interval_ns=int(1e9 * len(symbols) / rate))
     paced = PacedFeed(TickPublisher(client, TickKeys(namespace), symbols), feed.ticks(10**12),
                       rate, chunk_seconds=0.001)
+    started.set()
     paced.run(threading.Event(), duration=seconds)
+    finished.set()
 
 
-def _run_producer(url: str, namespace: str, symbols: list[str], rate: float, seconds: float) -> None:
+def _run_producer(
+    url: str, namespace: str, symbols: list[str], rate: float, seconds: float,
+    on_start: Callable[[], None] = lambda: None,
+    on_finish: Callable[[], None] = lambda: None,
+) -> None:
+    """Run the producer process; the hooks mark its first and last tick."""
     context = multiprocessing.get_context("spawn")
-    process = context.Process(target=produce, args=(url, namespace, symbols, rate, seconds, 11))
+    started, finished = context.Event(), context.Event()
+    process = context.Process(
+        target=produce, args=(url, namespace, symbols, rate, seconds, 11, started, finished)
+    )
     process.start()
+    started.wait()
+    on_start()
+    finished.wait()
+    on_finish()
     process.join()
 
 
@@ -117,11 +137,17 @@ def _lag(client: redis.Redis, keys: TickKeys, symbols: list[str], group: str) ->
 def run_hot_path(hot: HotPath, rate: float, seconds: float) -> tuple[np.ndarray, float]:
     """Offer ``rate`` ticks/s for ``seconds``; latencies (ns) and the achieved rate."""
     since = hot.stats.sample_batches()
-    before = hot.stats.snapshot().ticks
-    started = time.perf_counter()
-    _run_producer(hot.settings.redis_url, hot.keys.prefix, hot.symbols, rate, seconds)
-    produced_for = time.perf_counter() - started
-    decided_in_window = hot.stats.snapshot().ticks - before
+    mark: dict[str, float] = {}
+
+    def on_start() -> None:
+        mark["ticks"], mark["at"] = hot.stats.snapshot().ticks, time.perf_counter()
+
+    def on_finish() -> None:
+        mark["ticks_end"], mark["end"] = hot.stats.snapshot().ticks, time.perf_counter()
+
+    _run_producer(hot.settings.redis_url, hot.keys.prefix, hot.symbols, rate, seconds, on_start, on_finish)
+    produced_for = mark["end"] - mark["at"]
+    decided_in_window = mark["ticks_end"] - mark["ticks"]
     deadline = time.monotonic() + 60
     while _lag(hot.client, hot.keys, hot.symbols, "desks") and time.monotonic() < deadline:
         time.sleep(0.05)
