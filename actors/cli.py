@@ -189,6 +189,8 @@ def _report_progress(hot: HotPath, stop: threading.Event, duration: float | None
             flush=True,
         )
         last_ticks = snap.ticks
+        if hot.shard.failure is not None:
+            raise GlassboxError(f"the shard stopped deciding: {hot.shard.failure!r} (see the log above)")
         if duration is not None and elapsed >= duration:
             return
 
@@ -218,7 +220,10 @@ def _shard(args: argparse.Namespace, settings: Settings) -> int:
     _install_stop_handlers(stop)
     hot.start()
     print(f"shard {args.name} serving {len(args.symbols)} symbols", flush=True)
-    stop.wait()
+    while not stop.wait(0.5):
+        if hot.shard.failure is not None:
+            hot.stop()
+            raise GlassboxError(f"shard {args.name} stopped deciding: {hot.shard.failure!r}")
     hot.stop()
     return 0
 
