@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import math
 import time
-import uuid
 
-import pytest
-import redis
 
 from actors.desk_actor import ActorSettings
 from actors.runtime import HotPath, HotPathSettings
@@ -20,14 +17,6 @@ from edge.ticks import Tick, encode_tick
 SYMBOLS = ["AAA", "BBB", "CCC"]
 
 
-@pytest.fixture
-def namespace(redis_url):
-    prefix = f"test-{uuid.uuid4().hex[:10]}:"
-    yield prefix
-    with redis.Redis.from_url(redis_url) as client:
-        for pattern in (f"{prefix}*", f"{{{prefix}*"):
-            for key in client.scan_iter(match=pattern):
-                client.delete(key)
 
 
 def make_hot_path(redis_url, namespace, policy, symbols=SYMBOLS, checkpoint_every=1000):

@@ -7,9 +7,7 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 
-import pytest
 import redis
 
 from actors.application import DeskApplication, event_store_env
@@ -21,14 +19,6 @@ SYMBOLS = [f"K{i}" for i in range(6)]
 ROUNDS = 4_000  # 24,000 ticks: several seconds of work, so the kill lands mid-stream
 
 
-@pytest.fixture
-def namespace(redis_url):
-    prefix = f"kill-{uuid.uuid4().hex[:10]}:"
-    yield prefix
-    with redis.Redis.from_url(redis_url) as client:
-        for pattern in (f"{prefix}*", f"{{{prefix}*"):
-            for key in client.scan_iter(match=pattern):
-                client.delete(key)
 
 
 def start_shard(redis_url: str, namespace: str, home) -> subprocess.Popen:
