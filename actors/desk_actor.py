@@ -15,7 +15,6 @@ decision.
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -32,7 +31,6 @@ from edge.ticks import BadTick, decode_tick, sent_ns_of, validate_tick
 
 __all__ = ["ActorSettings", "BatchOutcome", "SymbolActor", "TickBatch"]
 
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)

@@ -267,15 +267,13 @@ class CompiledForest:
             raise FeatureMismatch(f"expected a feature vector of shape ({self.n_features},), got {x.shape}")
         return _forest_margin(
             x,
-            self._left,
-            self._right,
-            self._feature,
-            self._threshold,
-            self._value,
-            self._roots,
-            self.init,
-            self.learning_rate,
+            *self._kernel_args(),
         )
+
+    def _kernel_args(self) -> tuple:
+        # The forest as the Numba kernels take it, in their parameter order.
+        return (self._left, self._right, self._feature, self._threshold, self._value,
+                self._roots, self.init, self.learning_rate)
 
     def proba_up(self, x: np.ndarray) -> float:
         """P(``classes_[1]``) for one feature vector: ``expit(margin(x))``.
@@ -295,14 +293,7 @@ class CompiledForest:
         out = np.empty(rows.shape[0], dtype=np.float64)
         _forest_margins(
             rows,
-            self._left,
-            self._right,
-            self._feature,
-            self._threshold,
-            self._value,
-            self._roots,
-            self.init,
-            self.learning_rate,
+            *self._kernel_args(),
             out,
         )
         return out
