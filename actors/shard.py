@@ -6,8 +6,10 @@ Each cycle:
 2. each symbol's actor is asked for its batch's outcome (they decide in
    parallel, each on its own desk);
 3. all the cycle's events are appended to the event store in ONE Lua call;
-4. dead letters and acknowledgements of every stream go in ONE Redis
-   transaction; snapshots follow; the portfolio book is updated.
+4. the acknowledgements ride on the next cycle's ``XREADGROUP`` (one round
+   trip for both); a cycle that dead-letters ticks instead writes its dead
+   letters and acknowledgements in ONE Redis transaction at once; snapshots
+   follow; the portfolio book is updated.
 
 Nothing is acknowledged before it is durable, and a cycle holds at most
 ``read_count`` entries per symbol, so memory is bounded and the backlog waits
@@ -87,6 +89,8 @@ class Shard:
         self.reader = TickReader(client, keys, self.symbols, settings.group, settings.name)
         self._actors: dict[str, pykka.ActorRef[SymbolActor]] = {}
         self._backlog: list[Batches] = []
+        self._unacked: dict[str, list[bytes]] = {}
+        """Committed entries whose acknowledgement goes out with the next read."""
         self._crash_heads: dict[str, tuple[bytes, int]] = {}
         self._stop = threading.Event()
         self._idle = threading.Event()
@@ -107,6 +111,8 @@ class Shard:
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
+        if self.failure is None:
+            self._flush_acks()
         for ref in self._actors.values():
             ref.stop(block=True)
 
@@ -122,7 +128,7 @@ class Shard:
         try:
             while not self._stop.is_set():
                 batches = self._backlog.pop(0) if self._backlog else self.reader.read(
-                    self.settings.read_count, self.settings.block_ms
+                    self.settings.read_count, self.settings.block_ms, self._take_acks()
                 )
                 if batches:
                     self.cycle(batches)
@@ -155,12 +161,18 @@ class Shard:
         if events:
             self._app.events.put(events)
         committed_ns = time.time_ns()
-        pipe = self._client.pipeline(transaction=True)
         for o in outcomes:
-            for entry, error in o.rejected:
-                self.reader.dead_letters.add(pipe, o.symbol, error, entry[1], "desk", entry[0])
-            pipe.xack(self._keys.stream(o.symbol), self.settings.group, *o.acks)
-        pipe.execute()
+            self._unacked.setdefault(o.symbol, []).extend(o.acks)
+        if any(o.rejected for o in outcomes):
+            # A dead letter and the acknowledgement of its entry are one fact:
+            # written together, so a crash can neither drop nor repeat it.
+            pipe = self._client.pipeline(transaction=True)
+            for o in outcomes:
+                for entry, error in o.rejected:
+                    self.reader.dead_letters.add(pipe, o.symbol, error, entry[1], "desk", entry[0])
+            for symbol, entry_ids in self._take_acks().items():
+                pipe.xack(self._keys.stream(symbol), self.settings.group, *entry_ids)
+            pipe.execute()
         snapshots = [o.snapshot for o in outcomes if o.snapshot is not None]
         if snapshots and self._app.snapshots is not None:
             self._app.snapshots.put(snapshots)
@@ -177,6 +189,14 @@ class Shard:
             sum(o.duplicates for o in outcomes),
             committed_ns - np.asarray(sent, dtype=np.int64),
         )
+
+    def _take_acks(self) -> dict[str, list[bytes]]:
+        acks, self._unacked = self._unacked, {}
+        return acks
+
+    def _flush_acks(self) -> None:
+        # Before reading the pending list, so committed entries are not handed back.
+        self.reader.ack(self._take_acks())
 
     def _alive_actor(self, symbol: str) -> pykka.ActorRef[SymbolActor]:
         ref = self._actors[symbol]
@@ -198,9 +218,11 @@ class Shard:
             self.reader.reject(symbol, head, BadTick("processing_failed", reason), "desk")
             log.error("tick %s of %s dead-lettered: %s", head[0].decode(), symbol, reason)
             self._crash_heads.pop(symbol)
+        self._flush_acks()
         self._backlog.extend(self.reader.pending(self.settings.read_count, [symbol]))
 
     def _reload(self, symbols: list[str]) -> None:
         for symbol in symbols:
             self._alive_actor(symbol).proxy().reload().get()
+        self._flush_acks()
         self._backlog.extend(self.reader.pending(self.settings.read_count, symbols))

@@ -215,10 +215,24 @@ class TickReader:
             if page:
                 yield page
 
-    def read(self, count: int, block_ms: int) -> dict[str, list[StreamEntry]]:
-        """New entries for any of the symbols, waiting up to ``block_ms``."""
+    def read(
+        self, count: int, block_ms: int, acks: Mapping[str, Sequence[bytes]] | None = None
+    ) -> dict[str, list[StreamEntry]]:
+        """New entries for any of the symbols, waiting up to ``block_ms``.
+
+        ``acks`` (symbol -> entry ids whose work is durable) are acknowledged
+        in the same round trip, just before the read: a consumer that acks
+        what it committed and then waits for more crosses the network once.
+        """
         streams = {self._keys.stream(s): ">" for s in self._symbols}
-        return self._read(streams, count, block_ms)
+        if not acks:
+            return self._read(streams, count, block_ms)
+        pipe = self._client.pipeline(transaction=False)
+        for symbol, entry_ids in acks.items():
+            if entry_ids:
+                pipe.xack(self._keys.stream(symbol), self.group, *entry_ids)
+        pipe.xreadgroup(self.group, self.consumer, streams, count=count, block=block_ms)
+        return self._batches(pipe.execute()[-1])
 
     def _read(
         self, streams: dict[str, str], count: int, block_ms: int | None
@@ -226,16 +240,23 @@ class TickReader:
         reply = self._client.xreadgroup(
             self.group, self.consumer, streams, count=count, block=block_ms
         )
+        return self._batches(reply)
+
+    def _batches(self, reply: object) -> dict[str, list[StreamEntry]]:
         batches: dict[str, list[StreamEntry]] = {}
         for stream, entries in _stream_items(reply):
             if entries:
                 batches[self._keys.symbol_of(stream)] = entries
         return batches
 
-    def ack(self, symbol: str, entry_ids: Sequence[bytes]) -> None:
-        """Acknowledge entries once the work they caused is durable."""
-        if entry_ids:
-            self._client.xack(self._keys.stream(symbol), self.group, *entry_ids)
+    def ack(self, acks: Mapping[str, Sequence[bytes]]) -> None:
+        """Acknowledge entries (symbol -> entry ids) once the work they caused is durable."""
+        pipe = self._client.pipeline(transaction=False)
+        for symbol, entry_ids in acks.items():
+            if entry_ids:
+                pipe.xack(self._keys.stream(symbol), self.group, *entry_ids)
+        if len(pipe):
+            pipe.execute()
 
     def reject(self, symbol: str, entry: StreamEntry, error: BadTick, stage: str) -> None:
         """Dead-letter one entry and acknowledge it, atomically."""

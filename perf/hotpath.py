@@ -8,7 +8,8 @@ fresh streams of the same shape:
 
 - the floor: the same hops with no work in between — a blocked consumer-group
   read wakes, ONE Lua append of the cycle's events (each the size of a real
-  decision event), the acknowledgements in one transaction;
+  decision event), the acknowledgements sent with the next read, as the
+  shard sends them;
 - the hot path: the shard's actors (features, regime, specialists, risk,
   aggregate, event store) as ``glassbox up`` runs them.
 
@@ -101,8 +102,10 @@ def measure_floor(url: str, symbols: list[str], rate: float, seconds: float, eve
     latencies: list[int] = []
     producer = threading.Thread(target=_run_producer, args=(url, namespace, symbols, rate, seconds))
     producer.start()
+    acks: dict[str, list[bytes]] = {}
     while producer.is_alive() or _lag(client, keys, symbols, "floor"):
-        batches = reader.read(count=200, block_ms=50)
+        batches = reader.read(count=200, block_ms=50, acks=acks)
+        acks = {}
         if not batches:
             continue
         events = []
@@ -112,11 +115,9 @@ def measure_floor(url: str, symbols: list[str], rate: float, seconds: float, eve
                 events.append(StoredEvent(desk_id(symbol), versions[symbol], "floor", state))
         recorder.insert_events(events)
         done = time.time_ns()
-        pipe = client.pipeline(transaction=True)
         for symbol, entries in batches.items():
             latencies.extend(done - int(fields[b"sent"]) for _, fields in entries)
-            pipe.xack(keys.stream(symbol), "floor", *(entry_id for entry_id, _ in entries))
-        pipe.execute()
+            acks[symbol] = [entry_id for entry_id, _ in entries]
     factory.close()
     client.close()
     return np.asarray(latencies, dtype=np.int64)

@@ -55,10 +55,25 @@ def test_reader_redelivers_unacknowledged_entries_page_by_page(client, keys):
     reader.ensure_group()  # idempotent
     first = reader.read(count=10, block_ms=10)["GOOG"]
     second = reader.read(count=10, block_ms=10)["GOOG"]
-    reader.ack("GOOG", [entry_id for entry_id, _ in first])
+    reader.ack({"GOOG": [entry_id for entry_id, _ in first]})
     assert reader.read(count=10, block_ms=10)["GOOG"]  # the last five, also unacked
     pages = list(TickReader(client, keys, ["GOOG"], consumer="c1").pending(count=4))
     redelivered = [entry_id for page in pages for entry_id, _ in page["GOOG"]]
     assert redelivered[:10] == [entry_id for entry_id, _ in second]
     assert len(redelivered) == 15
     assert len(pages) == 4  # 4 + 4 + 4 + 3
+
+
+def test_read_acknowledges_what_it_is_given_in_the_same_round_trip(client, keys):
+    publisher = TickPublisher(client, keys, ["GOOG"])
+    publisher.publish(Tick("GOOG", i, 100.0 + i, 1.0) for i in range(6))
+    reader = TickReader(client, keys, ["GOOG"], consumer="c1")
+    reader.ensure_group()
+    first = reader.read(count=3, block_ms=10)["GOOG"]
+    second = reader.read(count=3, block_ms=10, acks={"GOOG": [entry_id for entry_id, _ in first]})["GOOG"]
+    assert [e for e, _ in second] != [e for e, _ in first]
+    assert client.xpending(keys.stream("GOOG"), "desks")["pending"] == 3
+    pages = list(TickReader(client, keys, ["GOOG"], consumer="c1").pending(count=10))
+    assert [entry_id for entry_id, _ in pages[0]["GOOG"]] == [entry_id for entry_id, _ in second]
+    assert reader.read(count=3, block_ms=10, acks={"GOOG": [e for e, _ in second]}) == {}
+    assert client.xpending(keys.stream("GOOG"), "desks")["pending"] == 0
