@@ -52,6 +52,19 @@ def _url(environ: Mapping[str, str], name: str, schemes: tuple[str, ...]) -> str
     return value
 
 
+def _int(environ: Mapping[str, str], name: str, default: int | None, minimum: int) -> int | None:
+    value = environ.get(name, "").strip()
+    if not value:
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        raise SettingsError(f"{name}={value!r} must be a whole number") from None
+    if number < minimum:
+        raise SettingsError(f"{name}={value!r} must be at least {minimum}")
+    return number
+
+
 @dataclass(frozen=True)
 class Settings:
     """Where Glassbox keeps its data and which external services it uses.
@@ -65,13 +78,17 @@ class Settings:
     redis_url: str | None = field(default=None, repr=False)
     kafka_bootstrap_servers: str | None = None
     database_url: str | None = field(default=None, repr=False)
+    kafka_partitions: int = 8
+    kafka_replication_factor: int = 1
+    kafka_retention_ms: int | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
-        """Read ``GLASSBOX_HOME``, ``REDIS_URL``, ``KAFKA_BOOTSTRAP_SERVERS``, ``DATABASE_URL``.
+        """Read ``GLASSBOX_HOME``, ``REDIS_URL``, ``KAFKA_BOOTSTRAP_SERVERS``, ``DATABASE_URL``,
+        ``KAFKA_PARTITIONS``, ``KAFKA_REPLICATION_FACTOR`` and ``KAFKA_RETENTION_MS``.
 
         Raises:
-            SettingsError: for a URL of the wrong kind.
+            SettingsError: for a URL of the wrong kind or a number out of range.
         """
         env = os.environ if environ is None else environ
         home = Path(env.get("GLASSBOX_HOME", "").strip() or ".glassbox").resolve()
@@ -80,6 +97,9 @@ class Settings:
             redis_url=_url(env, "REDIS_URL", ("redis", "rediss", "unix")),
             kafka_bootstrap_servers=env.get("KAFKA_BOOTSTRAP_SERVERS", "").strip() or None,
             database_url=_url(env, "DATABASE_URL", ("postgresql", "postgres")),
+            kafka_partitions=_int(env, "KAFKA_PARTITIONS", 8, minimum=1),
+            kafka_replication_factor=_int(env, "KAFKA_REPLICATION_FACTOR", 1, minimum=1),
+            kafka_retention_ms=_int(env, "KAFKA_RETENTION_MS", None, minimum=-1),
         )
 
     @property
@@ -94,5 +114,8 @@ class Settings:
         return (
             f"Settings(home={str(self.home)!r}, redis_url={redact_url(self.redis_url)!r}, "
             f"kafka_bootstrap_servers={self.kafka_bootstrap_servers!r}, "
-            f"database_url={redact_url(self.database_url)!r})"
+            f"database_url={redact_url(self.database_url)!r}, "
+            f"kafka_partitions={self.kafka_partitions}, "
+            f"kafka_replication_factor={self.kafka_replication_factor}, "
+            f"kafka_retention_ms={self.kafka_retention_ms})"
         )

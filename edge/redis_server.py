@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -23,6 +22,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from edge.child_process import PORT_ATTEMPTS, free_port, log_tail
 from glassbox import GlassboxError
 
 if TYPE_CHECKING:
@@ -45,8 +45,6 @@ _NOT_FOUND = (
     "redis-server not found: install it with `apt-get install redis-server` "
     "or set REDIS_URL to a running Redis"
 )
-_PORT_ATTEMPTS = 3  # another process may take the free port before redis binds it
-_LOG_TAIL_LINES = 20
 
 
 class EdgeError(GlassboxError):
@@ -153,15 +151,15 @@ class EmbeddedRedis:
             raise EdgeError(msg)
         binary = find_redis_server(self._settings)
         self._data_dir.mkdir(parents=True, exist_ok=True)
-        for attempt in range(1, _PORT_ATTEMPTS + 1):
-            self._port = _free_port()
+        for attempt in range(1, PORT_ATTEMPTS + 1):
+            self._port = free_port()
             self._process = self._spawn(binary, self._port)
             try:
                 self._wait_until_ready()
             except RedisServerStartError:
                 port_taken = "Address already in use" in self._log_tail()
                 self.stop()
-                if not port_taken or attempt == _PORT_ATTEMPTS:
+                if not port_taken or attempt == PORT_ATTEMPTS:
                     raise
             else:
                 return
@@ -248,11 +246,7 @@ class EmbeddedRedis:
         raise RedisServerStartError(msg)
 
     def _log_tail(self) -> str:
-        try:
-            lines = self.logfile.read_text(errors="replace").splitlines()
-        except OSError:
-            return "(no log file)"
-        return "\n".join(lines[-_LOG_TAIL_LINES:])
+        return log_tail(self.logfile)
 
 
 @contextmanager
@@ -315,13 +309,6 @@ def _install_redis_server() -> None:
         # A fresh machine often has no package lists yet.
         subprocess.run(["apt-get", "update"], env=env, capture_output=True, check=False)
         subprocess.run(install, env=env, capture_output=True, check=False)
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def _client(port: int, timeout: float) -> redis.Redis:
