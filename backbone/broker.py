@@ -61,6 +61,8 @@ class BrokerSettings:
     startup_timeout: float = 15.0
     binary: Path | None = None
     cluster_id: str = "glassbox"
+    port: int | None = None
+    """Listen on this port (to restart a broker where clients expect it); ``None`` picks a free one."""
 
     def __post_init__(self) -> None:
         if self.startup_timeout <= 0:
@@ -111,15 +113,16 @@ class EmbeddedBroker:
             raise BackboneError("EmbeddedBroker is already running")
         binary = find_broker_binary(self._settings)
         self._data_dir.mkdir(parents=True, exist_ok=True)
-        for attempt in range(1, PORT_ATTEMPTS + 1):
-            self._port = free_port()
+        attempts = 1 if self._settings.port else PORT_ATTEMPTS
+        for attempt in range(1, attempts + 1):
+            self._port = self._settings.port or free_port()
             self._process = self._spawn(binary, self._port)
             try:
                 self._wait_until_ready()
             except BrokerStartError:
                 port_taken = "in use" in log_tail(self.logfile).lower()
                 self.stop()
-                if not port_taken or attempt == PORT_ATTEMPTS:
+                if not port_taken or attempt == attempts:
                     raise
             else:
                 return

@@ -7,6 +7,7 @@ import uuid
 from typing import TYPE_CHECKING
 
 import pytest
+import redis
 
 from actors.training import train_specialists
 from aggregates.policy import DecisionPolicy
@@ -45,3 +46,14 @@ def policy(model_registry: ModelRegistry) -> DecisionPolicy:
     version = model_registry.latest()
     assert version is not None
     return DecisionPolicy(model_registry.load(version))
+
+
+@pytest.fixture
+def namespace(redis_url: str) -> Iterator[str]:
+    """A key prefix for tick streams and event stores; its keys are deleted afterwards."""
+    prefix = f"test-{uuid.uuid4().hex[:10]}:"
+    yield prefix
+    with redis.Redis.from_url(redis_url) as client:
+        for pattern in (f"{prefix}*", f"{{{prefix}*"):
+            for key in client.scan_iter(match=pattern):
+                client.delete(key)

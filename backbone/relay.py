@@ -1,0 +1,227 @@
+"""The relay: committed events from the event store's application log to Kafka, in order.
+
+Each step reads the next batch of the log after the relay's stored position,
+produces every event (acks=all, key = symbol, headers: event type, log
+position, schema version), waits until the broker acknowledged all of them,
+and only then stores the new position. A crash between producing and storing
+re-sends that batch: consumers drop the duplicates by event id. Nothing is
+ever skipped.
+
+The broker being away only grows the relay's lag: a circuit breaker stops
+the relay from hammering it, and the hot path never waits on any of this.
+The embedded broker keeps no data across its own restart, so the position
+can be set back (:meth:`RelayPosition.set`) to re-publish from any point.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import redis
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+
+from backbone.circuit import BreakerSettings, CircuitBreaker, CircuitState
+from backbone.envelope import EventRecord, StoredNotification, envelope_record
+from backbone.errors import TopicError
+from backbone.topics import TopicSettings, ensure_topics, glassbox_topics
+from edge.eventstore import RedisApplicationRecorder, RedisDatastore, RedisStoreSettings
+from edge.transcoding import OrjsonTranscoder
+
+__all__ = ["Relay", "RelayMetrics", "RelayPosition", "RelaySettings"]
+
+log = logging.getLogger(__name__)
+
+_BROKER_TROUBLE = (KafkaError, TopicError, OSError, asyncio.TimeoutError)
+
+
+@dataclass(frozen=True)
+class RelaySettings:
+    """How the relay reads, batches and backs off."""
+
+    name: str = "relay"
+    """Names the stored position: two relays of one store with different names are independent."""
+    batch_size: int = 5_000
+    """Most log entries read, produced and acknowledged per step."""
+    block_ms: int = 100
+    """How long a read waits for new events when the relay has caught up."""
+    linger_ms: int = 5
+    max_batch_bytes: int = 262_144
+    request_timeout_ms: int = 5_000
+    """How long one produce may wait for the broker before the step counts as failed."""
+    breaker: BreakerSettings = field(default_factory=BreakerSettings)
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1 or self.block_ms < 0 or self.request_timeout_ms < 1:
+            raise ValueError(f"relay settings out of range: {self}")
+
+
+class RelayPosition:
+    """The last log position a relay has handed to the broker, kept beside the store it reads."""
+
+    def __init__(self, client: redis.Redis, store_name: str, relay_name: str) -> None:
+        self._client = client
+        self.key = f"{{{store_name}}}:relay:{relay_name}"
+
+    def get(self) -> int:
+        """The last relayed position (0 before the first event)."""
+        value = self._client.get(self.key)
+        return int(value) if value else 0
+
+    def set(self, position: int) -> None:
+        """Store ``position``: the next step relays from ``position + 1``. Setting it back re-publishes."""
+        if position < 0:
+            raise ValueError(f"a relay position is never negative, not {position}")
+        self._client.set(self.key, position)
+
+
+@dataclass
+class RelayMetrics:
+    """What ``/metrics`` exports about a relay."""
+
+    relayed_total: int = 0
+    position: int = 0
+    head: int = 0
+    failed_steps: int = 0
+    circuit_state: str = CircuitState.CLOSED
+    circuit_opened_total: int = 0
+
+    @property
+    def lag(self) -> int:
+        """Committed events not yet acknowledged by the broker."""
+        return max(self.head - self.position, 0)
+
+
+class Relay:
+    """Relays one event store's log to the Kafka topics of ``topics``.
+
+    Use :meth:`step` for one batch or :meth:`run` until an event is set.
+    ``feature_names(model_version)`` names decision feature vectors in the
+    envelope (see :func:`backbone.envelope.envelope_record`).
+    """
+
+    def __init__(
+        self,
+        redis_url: str,
+        store_name: str,
+        bootstrap_servers: str,
+        topics: TopicSettings,
+        feature_names: Callable[[str], Sequence[str]],
+        settings: RelaySettings | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.settings = settings or RelaySettings()
+        self.store_name = store_name
+        self._topics = topics
+        self._bootstrap = bootstrap_servers
+        self._feature_names = feature_names
+        self._datastore = RedisDatastore(RedisStoreSettings(url=redis_url, key_prefix=store_name))
+        self._recorder = RedisApplicationRecorder(self._datastore)
+        self._transcoder = OrjsonTranscoder()
+        self._client = redis.Redis.from_url(redis_url)
+        self.position = RelayPosition(self._client, store_name, self.settings.name)
+        self.breaker = CircuitBreaker(self.settings.breaker, clock)
+        self.metrics = RelayMetrics()
+        self._producer: AIOKafkaProducer | None = None
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Relay until ``stop`` is set, then flush what was read and close the producer."""
+        try:
+            while not stop.is_set():
+                await self.step()
+        finally:
+            await self.close()
+
+    async def step(self) -> int:
+        """Relay one batch; return how many events the broker acknowledged (0 if none or failed)."""
+        if not self.breaker.allow():
+            await asyncio.sleep(min(self.breaker.seconds_until_trial(), self.settings.block_ms / 1000 or 0.05))
+            self._export_breaker()
+            return 0
+        after = await asyncio.to_thread(self.position.get)
+        notifications = await asyncio.to_thread(self._read, after)
+        self.metrics.position = after
+        self.metrics.head = max(self.metrics.head, notifications[-1].log_position if notifications else after)
+        if not notifications:
+            return 0
+        records = [envelope_record(n, self.store_name, self._feature_names) for n in notifications]
+        try:
+            await self._produce(records)
+        except _BROKER_TROUBLE as error:
+            self.breaker.record_failure()
+            self.metrics.failed_steps += 1
+            log.warning("relay %s: producing %d events failed (%r); circuit %s",
+                        self.settings.name, len(records), error, self.breaker.state)
+            await self._drop_producer()
+            self._export_breaker()
+            return 0
+        self.breaker.record_success()
+        last = records[-1].log_position
+        await asyncio.to_thread(self.position.set, last)
+        self.metrics.position = last
+        self.metrics.relayed_total += len(records)
+        self._export_breaker()
+        return len(records)
+
+    async def close(self) -> None:
+        """Close the producer and the Redis connections."""
+        await self._drop_producer()
+        self._client.close()
+        self._datastore.close()
+
+    def _read(self, after: int) -> list[StoredNotification]:
+        head = self._recorder.max_notification_id() or 0
+        self.metrics.head = head
+        entries = self._recorder.read_log(f"{after}-0", self.settings.batch_size, self.settings.block_ms)
+        return [
+            StoredNotification(n.id, n.originator_id, n.originator_version, n.topic, self._transcoder.decode(n.state))
+            for _, n in entries
+        ]
+
+    async def _produce(self, records: list[EventRecord]) -> None:
+        timeout = self.settings.request_timeout_ms / 1000
+        producer = await asyncio.wait_for(self._started_producer(), timeout)
+        futures = [
+            await producer.send(
+                self._topics.name(record.topic), record.value, key=record.key, headers=list(record.headers)
+            )
+            for record in records
+        ]
+        await asyncio.wait_for(asyncio.gather(*futures), timeout)
+
+    async def _started_producer(self) -> AIOKafkaProducer:
+        if self._producer is not None:
+            return self._producer
+        # A broker that restarted lost its topics (the embedded one keeps nothing): create them first.
+        await ensure_topics(self._bootstrap, glassbox_topics(self._topics), self.settings.request_timeout_ms / 1000)
+        producer = AIOKafkaProducer(
+            bootstrap_servers=self._bootstrap,
+            acks="all",
+            enable_idempotence=False,  # the embedded broker refuses it; consumers dedupe by event id
+            linger_ms=self.settings.linger_ms,
+            max_batch_size=self.settings.max_batch_bytes,
+            request_timeout_ms=self.settings.request_timeout_ms,
+        )
+        try:
+            await producer.start()
+        except BaseException:
+            await producer.stop()
+            raise
+        self._producer = producer
+        return producer
+
+    async def _drop_producer(self) -> None:
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            try:
+                await asyncio.wait_for(producer.stop(), self.settings.request_timeout_ms / 1000)
+            except _BROKER_TROUBLE:
+                log.warning("relay %s: the producer did not stop cleanly", self.settings.name)
+
+    def _export_breaker(self) -> None:
+        self.metrics.circuit_state = self.breaker.state
+        self.metrics.circuit_opened_total = self.breaker.opened_count

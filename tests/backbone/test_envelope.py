@@ -1,0 +1,62 @@
+"""The event envelope and topic routing: pure functions."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+import orjson
+
+from backbone.envelope import StoredNotification, envelope_record, event_id, topic_for
+
+DESK = UUID("12345678-1234-5678-1234-567812345678")
+DECISION_STATE = {
+    "timestamp_ns": 1_700_000_000_123_456_789, "correlation_id": "1700000000123-0",
+    "decision_id": "d-1", "symbol": "GOOG", "price": 101.5, "size": 3.0, "bid": None, "ask": None,
+    "action": "BUY", "quantity": 10.0, "confidence": 0.7, "probability_up": 0.7, "score": 0.85,
+    "regime_probs": {"bull": 0.6, "bear": 0.1, "sideways": 0.3}, "regime_entropy": 0.9,
+    "strategy_weights": {"bull": 0.6, "bear": 0.1, "sideways": 0.3},
+    "specialist_margins": {"bull": 1.0, "bear": -0.2, "sideways": 0.1},
+    "features": [0.1, 0.2], "model_version": "m1", "risk_passed": True, "risk_checks": [],
+}
+
+
+def names(version: str) -> tuple[str, ...]:
+    if version != "m1":
+        raise KeyError(version)
+    return ("ret_1", "rsi_14")
+
+
+def test_routes() -> None:
+    assert topic_for("Trading.Decision.Taken") == "trading_decisions"
+    assert topic_for("Trading.Order.Filled") == "trading_decisions"
+    assert topic_for("Risk.Check.Rejected") == "risk_decisions"
+    assert topic_for("Regime.Probabilities.Changed") == "regime_changes"
+    assert topic_for("Model.Version.Updated") == "model_updates"
+
+
+def test_decision_envelope_in_the_seeds_shape() -> None:
+    record = envelope_record(StoredNotification(42, DESK, 7, "Trading.Decision.Taken", DECISION_STATE), "s0", names)
+    assert (record.topic, record.key, record.log_position) == ("trading_decisions", b"GOOG", 42)
+    assert dict(record.headers) == {"event_type": b"Trading.Decision.Taken.v1", "log_position": b"42", "schema_version": b"1"}
+    envelope = orjson.loads(record.value)
+    assert envelope["event_id"] == str(event_id(DESK, 7))
+    assert envelope["timestamp"] == "2023-11-14T22:13:20.123456Z"
+    body = envelope["trading_decision"]
+    assert body["features"] == {"ret_1": 0.1, "rsi_14": 0.2}
+    assert body["strategy_weights"] == {"bull_specialist": 0.6, "bear_specialist": 0.1, "sideways_specialist": 0.3}
+    assert body["decision_id"] == "d-1" and body["model_version"] == "m1"
+
+
+def test_unknown_model_version_keeps_the_vector_as_a_list() -> None:
+    state = {**DECISION_STATE, "model_version": "unknown"}
+    body = orjson.loads(envelope_record(StoredNotification(1, DESK, 1, "Trading.Decision.Taken", state), "s0", names).value)
+    assert body["trading_decision"]["features"] == [0.1, 0.2]
+
+
+def test_other_events_carry_their_fields_as_payload_and_ids_are_stable() -> None:
+    state = {"timestamp_ns": 5, "correlation_id": "c", "symbol": "EURUSD", "side": "SELL", "reasons": ["leverage"]}
+    record = envelope_record(StoredNotification(3, DESK, 2, "Risk.Check.Rejected", state), "s0", names)
+    envelope = orjson.loads(record.value)
+    assert record.topic == "risk_decisions"
+    assert envelope["payload"] == {"symbol": "EURUSD", "side": "SELL", "reasons": ["leverage"]}
+    assert event_id(DESK, 2) == event_id(str(DESK), 2) != event_id(DESK, 3)
