@@ -254,6 +254,14 @@ class ModelRegistry:
             raise ModelIntegrityError(f"{folder / MANIFEST_FILE} does not describe version {folder.name}")
         return manifest
 
+    def feature_names(self, version: str) -> tuple[str, ...]:
+        """The names of the feature vector ``version`` was trained on (its manifest only; cheap).
+
+        Raises:
+            ModelNotFound: no such version under ``root``.
+        """
+        return tuple(str(name) for name in self._manifest(self._folder(version)).get("feature_names", []))
+
     def load(self, version: str) -> SpecialistSet:
         """The compiled specialists of ``version``, after checking their content hash.
 

@@ -6,86 +6,11 @@ import asyncio
 from collections import Counter
 from pathlib import Path
 
-import orjson
-import pytest
-from aiokafka import AIOKafkaConsumer
-
 from actors.features import FEATURE_NAMES
 from backbone.broker import BrokerSettings, EmbeddedBroker, run_coroutine
 from backbone.circuit import BreakerSettings, CircuitState
 from backbone.relay import Relay, RelaySettings
-from backbone.topics import EVENT_TOPICS, TopicSettings
-from edge.feeds import SyntheticFeed
-from tests.actors.test_hot_path import make_hot_path, publish, wait_until_decided
-
-SYMBOLS = ["AAA", "BBB"]
-
-
-def feature_names(version: str) -> tuple[str, ...]:
-    return FEATURE_NAMES
-
-
-@pytest.fixture
-def store(redis_url, namespace, policy) -> str:
-    """An event store holding the decisions of 2 symbols × 150 ticks; returns its name."""
-    hot = make_hot_path(redis_url, namespace, policy, SYMBOLS)
-    with hot:
-        publish(hot, SyntheticFeed(SYMBOLS, seed=9).ticks(150))
-        wait_until_decided(hot, 300)
-    return hot.settings.store_name
-
-
-def log_size(redis_url: str, store: str) -> int:
-    import redis
-
-    with redis.Redis.from_url(redis_url) as client:
-        return int(client.get(f"{{{store}}}:seq"))
-
-
-def consume_all(servers: str, topics: TopicSettings, expected: int, timeout_ms: int = 5000) -> list[dict]:
-    async def consume() -> list[dict]:
-        consumer = AIOKafkaConsumer(
-            *(topics.name(t) for t in EVENT_TOPICS), bootstrap_servers=servers,
-            group_id=f"{topics.prefix}check", enable_auto_commit=False,
-            auto_offset_reset="earliest", fetch_max_wait_ms=20,
-        )
-        await consumer.start()
-        found: list[dict] = []
-        try:
-            while len(found) < expected:
-                batch = await consumer.getmany(timeout_ms=timeout_ms)
-                if not batch:
-                    break
-                for messages in batch.values():
-                    for m in messages:
-                        envelope = orjson.loads(m.value)
-                        envelope["_headers"] = dict(m.headers)
-                        envelope["_key"] = m.key
-                        envelope["_topic"] = m.topic
-                        found.append(envelope)
-            extra = await consumer.getmany(timeout_ms=300)  # nothing beyond what was expected
-            found.extend(orjson.loads(m.value) for ms in extra.values() for m in ms)
-        finally:
-            await consumer.stop()
-        return found
-
-    return run_coroutine(consume())
-
-
-def relay_until_caught_up(relay: Relay) -> int:
-    async def drive() -> int:
-        total = 0
-        try:
-            while True:
-                done = await relay.step()
-                if not done and relay.metrics.lag == 0:
-                    return total
-                total += done
-        finally:
-            await relay.close()
-
-    return run_coroutine(drive())
-
+from tests.backbone.relay_support import SYMBOLS, consume_all, feature_names, log_size, relay_until_caught_up
 
 def test_every_committed_event_is_relayed_once_in_order_with_its_envelope(
     redis_url, store, kafka_servers, topic_settings

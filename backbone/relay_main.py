@@ -1,0 +1,99 @@
+"""The relay as a process: ``python -m backbone.relay_main --store NAME``.
+
+Attaches to an existing event store (``REDIS_URL``) and broker
+(``KAFKA_BOOTSTRAP_SERVERS``), relays until SIGTERM or SIGINT, then closes
+cleanly; a SIGKILL loses nothing either (see :mod:`backbone.relay`). Prints
+one progress line a second: relayed events/s, lag, circuit state.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import functools
+import logging
+import signal
+import sys
+from typing import Sequence
+
+from aggregates.errors import ModelNotFound
+from aggregates.registry import ModelRegistry
+from backbone.circuit import BreakerSettings
+from backbone.relay import Relay, RelaySettings
+from backbone.topics import TopicSettings
+from glassbox import GlassboxError, Settings, SettingsError
+
+__all__ = ["main", "registry_feature_names"]
+
+
+def registry_feature_names(registry: ModelRegistry):  # noqa: ANN201 - a cached callable
+    """``feature_names(version)`` for envelopes, read once per version; KeyError when unknown."""
+
+    @functools.lru_cache(maxsize=64)
+    def feature_names(version: str) -> tuple[str, ...]:
+        try:
+            return registry.feature_names(version)
+        except ModelNotFound as error:
+            raise KeyError(version) from error
+
+    return feature_names
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the relay process; returns its exit code (0 after a clean stop, 2 on a usage error)."""
+    parser = argparse.ArgumentParser(prog="python -m backbone.relay_main", description=__doc__)
+    parser.add_argument("--store", required=True, help="event store name, e.g. glassbox:shard-0")
+    parser.add_argument("--name", default="relay", help="relay name (its stored position)")
+    parser.add_argument("--topic-prefix", default="", help="prefix of the topics (isolates a run)")
+    parser.add_argument("--from-position", type=int, default=None,
+                        help="re-publish from this log position (1 = everything) before relaying on")
+    parser.add_argument("--batch-size", type=int, default=RelaySettings.batch_size)
+    parser.add_argument("--failure-threshold", type=int, default=BreakerSettings.failure_threshold)
+    parser.add_argument("--reset-timeout", type=float, default=BreakerSettings.reset_timeout)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        settings = Settings.from_env()
+        if not settings.redis_url or not settings.kafka_bootstrap_servers:
+            raise SettingsError("the relay attaches to running services: set REDIS_URL and KAFKA_BOOTSTRAP_SERVERS")
+        relay = Relay(
+            settings.redis_url,
+            args.store,
+            settings.kafka_bootstrap_servers,
+            TopicSettings.from_settings(settings, prefix=args.topic_prefix),
+            registry_feature_names(ModelRegistry(settings.model_dir)),
+            RelaySettings(
+                name=args.name, batch_size=args.batch_size,
+                breaker=BreakerSettings(args.failure_threshold, args.reset_timeout),
+            ),
+        )
+        if args.from_position is not None:
+            relay.position.set(max(args.from_position - 1, 0))
+        asyncio.run(_run(relay))
+    except (GlassboxError, ValueError) as error:
+        print(f"relay: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+async def _run(relay: Relay) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    task = asyncio.create_task(relay.run(stop))
+    last = 0
+    while not task.done():
+        await asyncio.wait([task], timeout=1.0)
+        m = relay.metrics
+        print(
+            f"relay {relay.store_name}: {m.relayed_total - last:,} events/s  position {m.position:,}  "
+            f"lag {m.lag:,}  circuit {m.circuit_state}",
+            flush=True,
+        )
+        last = m.relayed_total
+    task.result()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
