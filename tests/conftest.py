@@ -12,7 +12,16 @@ import redis
 from actors.training import train_specialists
 from aggregates.policy import DecisionPolicy
 from aggregates.registry import ModelRegistry
+from backbone.broker import kafka_servers_or_embedded
+from backbone.topics import TopicSettings
+from edge.feeds import SyntheticFeed
 from edge.redis_server import redis_url_or_embedded
+from tests.actors.hot_path_support import (
+    STORE_SYMBOLS,
+    make_hot_path,
+    publish,
+    wait_until_decided,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -57,3 +66,28 @@ def namespace(redis_url: str) -> Iterator[str]:
         for pattern in (f"{prefix}*", f"{{{prefix}*"):
             for key in client.scan_iter(match=pattern):
                 client.delete(key)
+
+
+@pytest.fixture(scope="session")
+def kafka_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """``KAFKA_BOOTSTRAP_SERVERS`` when set, else an EmbeddedBroker started for the session."""
+    with kafka_servers_or_embedded(
+        os.environ.get("KAFKA_BOOTSTRAP_SERVERS"), tmp_path_factory.mktemp("broker")
+    ) as servers:
+        yield servers
+
+
+@pytest.fixture
+def topic_settings() -> TopicSettings:
+    """Topic settings with a prefix no other test uses."""
+    return TopicSettings(partitions=4, prefix=f"test-{uuid.uuid4().hex[:10]}.")
+
+
+@pytest.fixture
+def store(redis_url: str, namespace: str, policy) -> str:
+    """An event store holding the decisions of 2 symbols × 150 ticks; returns its name."""
+    hot = make_hot_path(redis_url, namespace, policy, STORE_SYMBOLS)
+    with hot:
+        publish(hot, SyntheticFeed(STORE_SYMBOLS, seed=9).ticks(150))
+        wait_until_decided(hot, 300)
+    return hot.settings.store_name

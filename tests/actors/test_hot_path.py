@@ -3,45 +3,17 @@
 from __future__ import annotations
 
 import math
-import time
 
-
-from actors.desk_actor import ActorSettings
-from actors.runtime import HotPath, HotPathSettings
-from actors.shard import ShardSettings
+from actors.runtime import HotPath
 from aggregates.desk import SymbolDesk
 from edge.feeds import SyntheticFeed
-from edge.tick_stream import TickPublisher
 from edge.ticks import Tick, encode_tick
-
-SYMBOLS = ["AAA", "BBB", "CCC"]
-
-
-
-
-def make_hot_path(redis_url, namespace, policy, symbols=SYMBOLS, checkpoint_every=1000):
-    settings = HotPathSettings(
-        redis_url,
-        namespace=namespace,
-        shard=ShardSettings(actor=ActorSettings(checkpoint_every=checkpoint_every)),
-    )
-    return HotPath(settings, symbols, policy)
-
-
-def publish(hot: HotPath, ticks) -> list[Tick]:
-    ticks = list(ticks)
-    report = TickPublisher(hot.client, hot.keys, hot.symbols).publish(ticks)
-    assert report.accepted == len(ticks)
-    return ticks
-
-
-def wait_until_decided(hot: HotPath, count: int, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while hot.stats.snapshot().ticks < count:
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"only {hot.stats.snapshot()} of {count} ticks handled")
-        time.sleep(0.02)
-    assert hot.shard.idle(10)
+from tests.actors.hot_path_support import (
+    SYMBOLS,
+    make_hot_path,
+    publish,
+    wait_until_decided,
+)
 
 
 def decisions_by_symbol(hot: HotPath) -> dict[str, list[SymbolDesk.DecisionTaken]]:

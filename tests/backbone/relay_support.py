@@ -11,8 +11,6 @@ from backbone.broker import run_coroutine
 from backbone.relay import Relay
 from backbone.topics import EVENT_TOPICS, TopicSettings
 
-SYMBOLS = ["AAA", "BBB"]
-
 
 def feature_names(version: str) -> tuple[str, ...]:
     return FEATURE_NAMES

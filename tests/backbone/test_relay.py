@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections import Counter
 from pathlib import Path
 
@@ -10,7 +9,14 @@ from actors.features import FEATURE_NAMES
 from backbone.broker import BrokerSettings, EmbeddedBroker, run_coroutine
 from backbone.circuit import BreakerSettings, CircuitState
 from backbone.relay import Relay, RelaySettings
-from tests.backbone.relay_support import SYMBOLS, consume_all, feature_names, log_size, relay_until_caught_up
+from tests.actors.hot_path_support import STORE_SYMBOLS as SYMBOLS
+from tests.backbone.relay_support import (
+    consume_all,
+    feature_names,
+    log_size,
+    relay_until_caught_up,
+)
+
 
 def test_every_committed_event_is_relayed_once_in_order_with_its_envelope(
     redis_url, store, kafka_servers, topic_settings

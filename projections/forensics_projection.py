@@ -1,0 +1,115 @@
+"""The forensics projection: a SHAP record for every decision, written with its fill.
+
+Reads ``trading_decisions``; decisions are explained in batches per model
+version (:mod:`projections.forensics`), fills are attached to the record of
+the decision they executed. A decision naming a model version the registry
+does not hold is retried (the registry may still be receiving it), then
+dead-lettered as ``unknown_model_version``.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import psycopg
+from psycopg import sql
+from psycopg.types.json import Jsonb
+
+from projections.forensics import (
+    DecisionToExplain,
+    ExplainerCache,
+    Explanation,
+    UnknownModelVersion,
+    explain_batch,
+)
+from projections.read_models import DECISION, FILL, event_time, fill_of
+from projections.worker import Envelope, PoisonMessage, Projection
+
+__all__ = ["ForensicsProjection"]
+
+
+@dataclass(frozen=True)
+class _Record:
+    envelope: Envelope
+    explanation: Explanation | None
+    """None for a fill (it only updates the record of its decision)."""
+
+
+class ForensicsProjection(Projection):
+    """SHAP forensics of every decision; see the module docstring."""
+
+    group = "forensics"
+    topics = ("trading_decisions",)
+
+    def __init__(self, explainers: ExplainerCache) -> None:
+        self._explainers = explainers
+
+    def prepare(self, envelopes: Sequence[Envelope]) -> list[Any]:
+        by_version: dict[str, list[int]] = defaultdict(list)
+        for i, e in enumerate(envelopes):
+            if e["event_type"] == DECISION:
+                by_version[e["trading_decision"]["model_version"]].append(i)
+        explained: dict[int, Explanation] = {}
+        for version, indexes in by_version.items():
+            try:
+                explainers = self._explainers.get(version)
+            except UnknownModelVersion as error:
+                raise PoisonMessage("unknown_model_version", str(error)) from error
+            try:
+                batch = [_to_explain(envelopes[i]) for i in indexes]
+                results = explain_batch(explainers, batch)
+            except (KeyError, TypeError, ValueError) as error:
+                raise PoisonMessage("bad_decision", f"cannot explain: {error!r}", permanent=True) from error
+            explained.update(zip(indexes, results))
+        return [
+            _Record(e, explained.get(i))
+            for i, e in enumerate(envelopes)
+            if e["event_type"] in (DECISION, FILL)
+        ]
+
+    def prepare_one(self, envelope: Envelope) -> Any:
+        prepared = self.prepare([envelope])
+        return prepared[0] if prepared else None
+
+    async def write(self, conn: psycopg.AsyncConnection[Any], schema: str, items: Sequence[Any]) -> None:
+        s = sql.Identifier(schema)
+        insert = sql.SQL(
+            "INSERT INTO {}.forensics (decision_id, decided_at, model_version, expected_value, model_output,"
+            " shap_values, top_features, regime_reasoning, strategy_selection, risk_checks)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING"
+        ).format(s)
+        # A fill carries its decision's tick time: both events were stamped by the same tick.
+        attach_fill = sql.SQL("UPDATE {}.forensics SET fill = %s WHERE decided_at = %s AND decision_id = %s").format(s)
+        async with conn.cursor() as cur:
+            for record in items:
+                if record is None:
+                    continue
+                e, x = record.envelope, record.explanation
+                if x is not None:
+                    await cur.execute(insert, (
+                        x.decision_id, event_time(e), x.model_version, x.expected_value, x.model_output,
+                        Jsonb(x.shap_values), Jsonb(x.top_features), x.regime_reasoning, x.strategy_selection,
+                        Jsonb(e["trading_decision"]["risk_checks"]),
+                    ))
+                else:
+                    await cur.execute(attach_fill, (Jsonb(fill_of(e)), event_time(e), e["payload"]["decision_id"]))
+
+
+def _to_explain(envelope: Envelope) -> DecisionToExplain:
+    d = envelope["trading_decision"]
+    regimes = ("bull", "bear", "sideways")
+    return DecisionToExplain(
+        decision_id=d["decision_id"],
+        model_version=d["model_version"],
+        features=[float("nan") if v is None else v for v in d["feature_vector"]],
+        strategy_weights={r: d["strategy_weights"][f"{r}_specialist"] for r in regimes},
+        regime_probs=d["regime_probs"],
+        regime_entropy=d["regime_entropy"],
+        specialist_margins=d["specialist_margins"],
+        score=d["score"],
+        probability_up=d["probability_up"],
+        action=d["action"],
+        quantity=d["quantity"],
+    )

@@ -1,0 +1,484 @@
+"""Embedded PostgreSQL: the machine's PostgreSQL server run as a child process of ours.
+
+This is the embedded default of DESIGN.md ("Embedded default and production"):
+a project-local cluster (``initdb`` the first time, reused afterwards), fsync
+on, 127.0.0.1 on a free port, trust authentication on loopback only, a
+superuser and a database both named ``glassbox``. PostgreSQL refuses to run
+as root, so a root process runs ``initdb`` and ``postgres`` as an unprivileged
+user (Debian's ``postgres``). When a ``DATABASE_URL`` is given nothing is
+started (:func:`database_url_or_embedded`). We never touch the system
+service Debian's package sets up on port 5432.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import quote
+
+import psycopg
+from psycopg import sql
+
+from edge.child_process import PORT_ATTEMPTS, free_port, log_tail
+from glassbox import GlassboxError
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from types import TracebackType
+    from typing import Any, Self
+
+__all__ = [
+    "EmbeddedPostgres",
+    "PostgresServerError",
+    "PostgresServerNotFound",
+    "PostgresServerPermissionError",
+    "PostgresServerSettings",
+    "PostgresServerStartError",
+    "database_url_or_embedded",
+    "find_postgres_binaries",
+]
+
+_DEBIAN_ROOT = Path("/usr/lib/postgresql")
+_SERVER_BINARIES = ("initdb", "postgres")
+_OUTPUT_TAIL_LINES = 20
+_INITDB_TIMEOUT = 120.0  # initdb fsyncs the whole new cluster: slow disks take a while
+_STOP_TIMEOUT = 60.0  # a fast shutdown still writes a checkpoint
+_SOCKET_PATH_MAX = 107  # sizeof(sockaddr_un.sun_path) - 1 on Linux
+
+
+class PostgresServerError(GlassboxError):
+    """Root of the errors the embedded PostgreSQL launcher raises on purpose."""
+
+
+class PostgresServerNotFound(PostgresServerError):
+    """No PostgreSQL server binaries, and none could be installed."""
+
+
+class PostgresServerPermissionError(PostgresServerError):
+    """Started as root, but there is no usable unprivileged user or data dir for it."""
+
+
+class PostgresServerStartError(PostgresServerError):
+    """The binaries were found but ``initdb`` failed or the server did not answer in time."""
+
+    retriable = True
+
+
+@dataclass(frozen=True)
+class PostgresServerSettings:
+    """How the embedded PostgreSQL is run.
+
+    ``binary_dir`` pins the directory holding ``initdb`` and ``postgres``
+    (``None`` searches /usr/lib/postgresql/*/bin preferring ``major_version``,
+    then PATH); ``install_if_missing`` lets a root process run
+    ``apt-get install -y postgresql-<major_version>`` when none is found.
+    ``run_as_user`` is used only when this process is root.
+    """
+
+    major_version: int = 15
+    binary_dir: Path | None = None
+    install_if_missing: bool = True
+    run_as_user: str = "postgres"
+    superuser: str = "glassbox"
+    database: str = "glassbox"
+    startup_timeout: float = 30.0
+
+    def __post_init__(self) -> None:
+        if self.major_version < 1:
+            msg = f"major_version must be positive, not {self.major_version!r}"
+            raise ValueError(msg)
+        for name in ("run_as_user", "superuser", "database"):
+            if not getattr(self, name):
+                msg = f"{name} must not be empty"
+                raise ValueError(msg)
+        if self.startup_timeout <= 0:
+            msg = f"startup_timeout must be positive, not {self.startup_timeout!r}"
+            raise ValueError(msg)
+
+
+@dataclass(frozen=True)
+class _Account:
+    """The unprivileged user a root process runs the server as."""
+
+    name: str
+    uid: int
+    gid: int
+    groups: tuple[int, ...]
+
+    def popen_kwargs(self) -> dict[str, Any]:
+        # extra_groups replaces root's supplementary groups (group 0 among them).
+        return {"user": self.uid, "group": self.gid, "extra_groups": list(self.groups)}
+
+
+class EmbeddedPostgres:
+    """A ``postgres`` child process serving the cluster in ``data_dir``.
+
+    Use it as a context manager, or call :meth:`start` and :meth:`stop`.
+    :meth:`start` raises :class:`PostgresServerNotFound` when there are no
+    binaries (after trying to install them, when allowed and running as root),
+    :class:`PostgresServerPermissionError` when running as root without a
+    usable unprivileged user or data dir, and :class:`PostgresServerStartError`
+    when ``initdb`` fails or the server does not answer ``SELECT 1`` within
+    ``settings.startup_timeout`` seconds; that message ends with the tail of
+    the server's log file.
+    """
+
+    def __init__(
+        self, data_dir: Path, settings: PostgresServerSettings | None = None
+    ) -> None:
+        self._data_dir = Path(data_dir).resolve()  # postgres chdirs into it
+        self._settings = settings or PostgresServerSettings()
+        self._process: subprocess.Popen[bytes] | None = None
+        self._port: int | None = None
+
+    def __repr__(self) -> str:
+        state = f"port={self._port}" if self._process is not None else "stopped"
+        return f"EmbeddedPostgres(data_dir={str(self._data_dir)!r}, {state})"
+
+    @property
+    def data_dir(self) -> Path:
+        """The cluster's data directory (PGDATA); it also holds the log and the socket."""
+        return self._data_dir
+
+    @property
+    def logfile(self) -> Path:
+        """The server's log file (its stdout and stderr go there)."""
+        return self._data_dir / "postgres.log"
+
+    @property
+    def port(self) -> int:
+        """The TCP port the server listens on; raises PostgresServerError before start()."""
+        if self._port is None or self._process is None:
+            msg = "EmbeddedPostgres is not running: call start() or use it in a with block"
+            raise PostgresServerError(msg)
+        return self._port
+
+    @property
+    def url(self) -> str:
+        """``postgresql://glassbox@127.0.0.1:PORT/glassbox``; raises before start()."""
+        return self._url(self._settings.database)
+
+    def start(self) -> None:
+        """Create the cluster if needed, start the server and wait until it answers.
+
+        Raises PostgresServerNotFound, PostgresServerPermissionError,
+        PostgresServerStartError, or PostgresServerError when already started.
+        """
+        if self._process is not None:
+            msg = "EmbeddedPostgres is already running"
+            raise PostgresServerError(msg)
+        bin_dir = find_postgres_binaries(self._settings)
+        account = _server_account(self._settings.run_as_user)
+        self._prepare_data_dir(account)
+        if not (self._data_dir / "PG_VERSION").is_file():
+            self._initdb(bin_dir, account)
+        for attempt in range(1, PORT_ATTEMPTS + 1):
+            log_offset = self.logfile.stat().st_size if self.logfile.exists() else 0
+            self._port = free_port()
+            self._process = self._spawn(bin_dir, self._port, account)
+            try:
+                self._wait_until_ready()
+            except PostgresServerStartError:
+                port_taken = "Address already in use" in self._log_since(log_offset)
+                self.stop()
+                if not port_taken or attempt == PORT_ATTEMPTS:
+                    raise
+            else:
+                break
+        try:
+            self._ensure_database()
+        except psycopg.Error as error:
+            self.stop()
+            msg = f"could not create database {self._settings.database!r}: {error}"
+            raise PostgresServerStartError(msg) from error
+
+    def stop(self) -> None:
+        """Fast shutdown (SIGINT to the postmaster, as ``pg_ctl stop -m fast``) and wait.
+
+        Open sessions are disconnected and a checkpoint is written. Escalates
+        to an immediate shutdown, then SIGKILL, if the server does not exit.
+        Does nothing when it is not running. Raises nothing on purpose.
+        """
+        process = self._process
+        self._process = None
+        if process is None:
+            return
+        for stop_signal in (signal.SIGINT, signal.SIGQUIT, signal.SIGKILL):
+            if process.poll() is not None:
+                break
+            process.send_signal(stop_signal)
+            try:
+                process.wait(timeout=_STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                continue
+        process.wait()
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_val: BaseException | None,
+        exc_tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def _url(self, database: str) -> str:
+        user = quote(self._settings.superuser, safe="")
+        return f"postgresql://{user}@127.0.0.1:{self.port}/{quote(database, safe='')}"
+
+    def _prepare_data_dir(self, account: _Account | None) -> None:
+        self._data_dir.mkdir(parents=True, exist_ok=True)
+        if account is not None:
+            _check_reachable(self._data_dir, account)
+            os.chown(self._data_dir, account.uid, account.gid)
+        # PostgreSQL refuses a data dir that group or others can read.
+        self._data_dir.chmod(0o700)
+
+    def _initdb(self, bin_dir: Path, account: _Account | None) -> None:
+        command = [
+            str(bin_dir / "initdb"),
+            "--pgdata", str(self._data_dir),
+            "--username", self._settings.superuser,
+            # initdb's trust lines cover the socket and 127.0.0.1/::1 only; the
+            # socket sits in the 0700 data dir, and we listen on 127.0.0.1.
+            "--auth", "trust",
+            "--encoding", "UTF8",
+            "--no-locale",  # the same collation on every machine
+            "--no-instructions",
+        ]  # fmt: skip
+        try:
+            done = subprocess.run(
+                command,
+                cwd=self._data_dir,
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                text=True,
+                timeout=_INITDB_TIMEOUT,
+                check=False,
+                **(account.popen_kwargs() if account else {}),
+            )
+        except subprocess.TimeoutExpired as error:
+            msg = f"initdb did not finish within {_INITDB_TIMEOUT} s in {self._data_dir}"
+            raise PostgresServerStartError(msg) from error
+        if done.returncode:
+            tail = "\n".join((done.stdout + done.stderr).splitlines()[-_OUTPUT_TAIL_LINES:])
+            msg = f"initdb failed with code {done.returncode} in {self._data_dir}:\n{tail}"
+            raise PostgresServerStartError(msg)
+
+    def _spawn(
+        self, bin_dir: Path, port: int, account: _Account | None
+    ) -> subprocess.Popen[bytes]:
+        command = [
+            str(bin_dir / "postgres"),
+            "-D", str(self._data_dir),
+            "-c", "listen_addresses=127.0.0.1",
+            "-c", f"port={port}",
+            "-c", f"unix_socket_directories={self._socket_dir(port)}",
+            "-c", "fsync=on",
+            "-c", "logging_collector=off",  # we own the log file: keep it one file
+        ]  # fmt: skip
+        # Start-up errors are printed before logging is set up: keep them too.
+        with self.logfile.open("ab") as output:
+            if account is not None:
+                os.chown(self.logfile, account.uid, account.gid)
+            return subprocess.Popen(
+                command,
+                cwd=self._data_dir,
+                stdin=subprocess.DEVNULL,
+                stdout=output,
+                stderr=output,
+                **(account.popen_kwargs() if account else {}),
+            )
+
+    def _socket_dir(self, port: int) -> str:
+        # A data dir too deep for a socket path would make postgres fail to
+        # start; we connect over TCP anyway, so go without the socket then.
+        socket_path = self._data_dir / f".s.PGSQL.{port}"
+        return str(self._data_dir) if len(str(socket_path)) <= _SOCKET_PATH_MAX else ""
+
+    def _wait_until_ready(self) -> None:
+        process, port = self._process, self._port
+        if process is None or port is None:
+            msg = "EmbeddedPostgres is not running"
+            raise PostgresServerError(msg)
+        deadline = time.monotonic() + self._settings.startup_timeout
+        while True:
+            if process.poll() is not None:
+                reason = f"exited with code {process.returncode}"
+                break
+            if _answers(self._url("postgres")):
+                return
+            if time.monotonic() > deadline:
+                reason = f"did not answer SELECT 1 within {self._settings.startup_timeout} s"
+                break
+            time.sleep(0.05)
+        msg = (
+            f"postgres on port {port} {reason}; "
+            f"log {self.logfile} ends:\n{log_tail(self.logfile)}"
+        )
+        raise PostgresServerStartError(msg)
+
+    def _ensure_database(self) -> None:
+        # Done on every start, so a first start that died before it is repaired.
+        name = self._settings.database
+        with psycopg.connect(self._url("postgres"), autocommit=True) as conn:
+            found = conn.execute(
+                "SELECT 1 FROM pg_database WHERE datname = %s", (name,)
+            ).fetchone()
+            if found is None:
+                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+
+    def _log_since(self, offset: int) -> str:
+        # Only this attempt's lines: the log keeps every earlier start's too.
+        try:
+            with self.logfile.open("rb") as log:
+                log.seek(offset)
+                return log.read().decode(errors="replace")
+        except OSError:
+            return ""
+
+
+@contextmanager
+def database_url_or_embedded(
+    database_url: str | None,
+    data_dir: Path,
+    settings: PostgresServerSettings | None = None,
+) -> Iterator[str]:
+    """Yield ``database_url`` when given (starting nothing), else an EmbeddedPostgres URL.
+
+    An empty string counts as not given. Raises what EmbeddedPostgres.start() raises.
+    """
+    if database_url:
+        yield database_url
+        return
+    with EmbeddedPostgres(data_dir, settings) as server:
+        yield server.url
+
+
+def find_postgres_binaries(settings: PostgresServerSettings | None = None) -> Path:
+    """The directory holding ``initdb`` and ``postgres``, installing them if allowed.
+
+    Installing happens only when ``settings.install_if_missing`` is true, this
+    process is root and apt-get exists. Raises PostgresServerNotFound otherwise.
+    """
+    settings = settings or PostgresServerSettings()
+    found = _locate(settings)
+    if found is None and settings.install_if_missing and _is_root() and shutil.which("apt-get"):
+        _install_postgresql(settings.major_version)
+        found = _locate(settings)
+    if found is None:
+        msg = (
+            "PostgreSQL server binaries not found: install them with "
+            f"`apt-get install postgresql-{settings.major_version}` or set DATABASE_URL"
+        )
+        raise PostgresServerNotFound(msg)
+    return found
+
+
+def _locate(settings: PostgresServerSettings) -> Path | None:
+    if settings.binary_dir is not None:
+        candidates = [Path(settings.binary_dir)]
+    else:
+        preferred = _DEBIAN_ROOT / str(settings.major_version) / "bin"
+        others = sorted(_DEBIAN_ROOT.glob("*/bin"), key=_major_of, reverse=True)
+        on_path = shutil.which("initdb")
+        candidates = [preferred, *others, *([Path(on_path).parent] if on_path else [])]
+    return next((path for path in candidates if _has_server_binaries(path)), None)
+
+
+def _major_of(bin_dir: Path) -> int:
+    name = bin_dir.parent.name
+    return int(name) if name.isdigit() else -1
+
+
+def _has_server_binaries(bin_dir: Path) -> bool:
+    return all(
+        (bin_dir / name).is_file() and os.access(bin_dir / name, os.X_OK)
+        for name in _SERVER_BINARIES
+    )
+
+
+def _is_root() -> bool:
+    return hasattr(os, "geteuid") and os.geteuid() == 0
+
+
+def _install_postgresql(major_version: int) -> None:
+    package = f"postgresql-{major_version}"
+    print(
+        f"PostgreSQL server binaries not found: installing them with "
+        f"`apt-get install -y {package}`",
+        file=sys.stderr,
+        flush=True,
+    )
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    install = ["apt-get", "install", "-y", package]
+    if subprocess.run(install, env=env, capture_output=True, check=False).returncode:
+        # A fresh machine often has no package lists yet.
+        subprocess.run(["apt-get", "update"], env=env, capture_output=True, check=False)
+        subprocess.run(install, env=env, capture_output=True, check=False)
+
+
+def _server_account(user: str) -> _Account | None:
+    """Who runs initdb and postgres: ``None`` (this process) unless we are root."""
+    if not _is_root():
+        return None
+    try:
+        entry = pwd.getpwnam(user)
+    except KeyError:
+        msg = (
+            f"PostgreSQL refuses to run as root and there is no user {user!r} to run "
+            f"it as: create one (`adduser --system {user}`), set run_as_user to "
+            "another unprivileged user, or run Glassbox as a non-root user"
+        )
+        raise PostgresServerPermissionError(msg) from None
+    groups = tuple(os.getgrouplist(entry.pw_name, entry.pw_gid))
+    return _Account(entry.pw_name, entry.pw_uid, entry.pw_gid, groups)
+
+
+def _check_reachable(data_dir: Path, account: _Account) -> None:
+    """Raise when ``account`` cannot enter every directory above ``data_dir``."""
+    for parent in reversed(data_dir.parents):
+        info = parent.stat()
+        if info.st_mode & stat.S_IXOTH:
+            continue
+        if info.st_uid == account.uid and info.st_mode & stat.S_IXUSR:
+            continue
+        if info.st_gid in account.groups and info.st_mode & stat.S_IXGRP:
+            continue
+        owner = _user_name(info.st_uid)
+        mode = stat.S_IMODE(info.st_mode)
+        msg = (
+            f"PostgreSQL runs as user {account.name!r} (it refuses to run as root), "
+            f"which cannot enter {parent} (mode {mode:04o}, owner {owner}): choose a "
+            f"data dir it can reach, or let it pass with `chmod o+x {parent}`"
+        )
+        raise PostgresServerPermissionError(msg)
+
+
+def _user_name(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
+
+
+def _answers(url: str) -> bool:
+    try:
+        with psycopg.connect(url, connect_timeout=2) as conn:
+            conn.execute("SELECT 1")
+    except psycopg.Error:
+        return False  # refused, or "the database system is starting up"
+    return True

@@ -1,0 +1,139 @@
+"""EmbeddedPostgres runs the machine's PostgreSQL on a project-local cluster."""
+
+from __future__ import annotations
+
+import os
+import pwd
+import stat
+from typing import TYPE_CHECKING
+
+import psycopg
+import pytest
+
+from projections.postgres_server import (
+    EmbeddedPostgres,
+    PostgresServerError,
+    PostgresServerNotFound,
+    PostgresServerPermissionError,
+    PostgresServerSettings,
+    PostgresServerStartError,
+    database_url_or_embedded,
+)
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+IS_ROOT = os.geteuid() == 0
+root_only = pytest.mark.skipif(not IS_ROOT, reason="the root-specific path needs root")
+
+
+def _server_uid() -> int:
+    return pwd.getpwnam("postgres").pw_uid if IS_ROOT else os.getuid()
+
+
+def test_starts_a_cluster_in_its_data_dir_then_reuses_it(pg_dir: Path) -> None:
+    data_dir = pg_dir / "postgres"
+    with EmbeddedPostgres(data_dir) as server:
+        assert server.url == f"postgresql://glassbox@127.0.0.1:{server.port}/glassbox"
+        with psycopg.connect(server.url, autocommit=True) as conn:
+            row = conn.execute(
+                "SELECT current_user, current_database(), pg_backend_pid(),"
+                " current_setting('fsync'), current_setting('listen_addresses'),"
+                " current_setting('unix_socket_directories'),"
+                " current_setting('data_directory'), current_setting('server_encoding')"
+            ).fetchone()
+            conn.execute("CREATE TABLE kept (note text)")
+            conn.execute("INSERT INTO kept VALUES ('written before the restart')")
+        user, database, backend_pid, fsync, listen, socket_dir, pgdata, encoding = row
+        assert (user, database, fsync, listen, encoding) == (
+            "glassbox", "glassbox", "on", "127.0.0.1", "UTF8",
+        )  # fmt: skip
+        assert socket_dir == pgdata == str(data_dir.resolve())
+        # The server runs as the unprivileged user when we are root.
+        assert os.stat(f"/proc/{backend_pid}").st_uid == _server_uid()
+    info = data_dir.stat()
+    assert stat.S_IMODE(info.st_mode) == 0o700
+    assert info.st_uid == _server_uid()
+    assert "database system is ready" in server.logfile.read_text()
+    with pytest.raises(PostgresServerError):
+        _ = server.url  # stopped
+
+    cluster_created = (data_dir / "PG_VERSION").stat().st_mtime_ns
+    with EmbeddedPostgres(data_dir) as again, psycopg.connect(again.url) as conn:
+        kept = conn.execute("SELECT note FROM kept").fetchall()
+    assert kept == [("written before the restart",)]
+    assert (data_dir / "PG_VERSION").stat().st_mtime_ns == cluster_created  # no initdb
+
+
+def test_missing_binaries_raise_one_clear_sentence(tmp_path: Path) -> None:
+    empty = tmp_path / "empty-bin"
+    empty.mkdir()
+    settings = PostgresServerSettings(binary_dir=empty, install_if_missing=False)
+    with pytest.raises(PostgresServerNotFound) as raised:
+        EmbeddedPostgres(tmp_path / "postgres", settings).start()
+    assert str(raised.value) == (
+        "PostgreSQL server binaries not found: install them with "
+        "`apt-get install postgresql-15` or set DATABASE_URL"
+    )
+    assert not (tmp_path / "postgres").exists()
+
+
+def test_given_url_starts_nothing(tmp_path: Path) -> None:
+    settings = PostgresServerSettings(binary_dir=tmp_path, install_if_missing=False)
+    given = "postgresql://someone:secret@db.invalid:5432/glassbox"
+    with database_url_or_embedded(given, tmp_path / "postgres", settings) as url:
+        assert url == given
+    assert not (tmp_path / "postgres").exists()
+
+
+@root_only
+def test_root_without_the_server_user_is_told_what_to_do(pg_dir: Path) -> None:
+    settings = PostgresServerSettings(run_as_user="glassbox-no-such-user")
+    with pytest.raises(PostgresServerPermissionError) as raised:
+        EmbeddedPostgres(pg_dir / "postgres", settings).start()
+    message = str(raised.value)
+    assert "refuses to run as root" in message
+    assert "adduser --system glassbox-no-such-user" in message
+
+
+@root_only
+def test_root_data_dir_the_server_user_cannot_enter_is_refused(tmp_path: Path) -> None:
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o700)
+    with pytest.raises(PostgresServerPermissionError) as raised:
+        EmbeddedPostgres(locked / "postgres").start()
+    message = str(raised.value)
+    assert "'postgres'" in message
+    assert "cannot enter" in message
+    assert "chmod o+x" in message
+
+
+def _fake_binaries(bin_dir: Path, initdb: str, postgres: str) -> Path:
+    bin_dir.mkdir(mode=0o755)
+    for name, body in (("initdb", initdb), ("postgres", postgres)):
+        script = bin_dir / name
+        script.write_text(f"#!/bin/sh\n{body}\n")
+        script.chmod(0o755)
+    return bin_dir
+
+
+def test_a_failing_initdb_is_reported_with_its_output(pg_dir: Path) -> None:
+    bin_dir = _fake_binaries(
+        pg_dir / "bin", initdb="echo 'initdb: error: disk on fire' >&2; exit 1", postgres="exit 1"
+    )
+    server = EmbeddedPostgres(pg_dir / "postgres", PostgresServerSettings(binary_dir=bin_dir))
+    with pytest.raises(PostgresServerStartError, match="disk on fire"):
+        server.start()
+
+
+def test_a_server_that_dies_is_reported_with_its_log(pg_dir: Path) -> None:
+    bin_dir = _fake_binaries(
+        pg_dir / "bin",
+        initdb='echo 15 > "$2/PG_VERSION"',  # called as: initdb --pgdata DIR ...
+        postgres="echo 'FATAL:  cannot open the data dir' >&2; exit 1",
+    )
+    server = EmbeddedPostgres(pg_dir / "postgres", PostgresServerSettings(binary_dir=bin_dir))
+    with pytest.raises(PostgresServerStartError, match="cannot open the data dir") as raised:
+        server.start()
+    assert "exited with code 1" in str(raised.value)
+    server.stop()  # nothing left running; stopping again is harmless
