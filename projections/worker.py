@@ -143,6 +143,8 @@ class WorkerSettings:
 class WorkerMetrics:
     """What ``/metrics`` exports about a worker."""
 
+    messages_total: int = 0
+    """Messages consumed for good: written, ignored by the projection, or dead-lettered."""
     processed_total: int = 0
     dead_lettered_total: int = 0
     batches_total: int = 0
@@ -185,6 +187,8 @@ class ProjectionWorker:
         self._producer: AIOKafkaProducer | None = None
         self._conn: psycopg.AsyncConnection[Any] | None = None
         self._attempts: dict[tuple[str, int, int], int] = {}
+        self._dead_lettered: set[tuple[str, int, int]] = set()
+        """Dead-lettered but not yet behind a stored offset: a redone batch must not send them twice."""
 
     async def start(self) -> None:
         """Connect to PostgreSQL and the broker, join the group (seeking to stored offsets)."""
@@ -235,8 +239,10 @@ class ProjectionWorker:
         async with conn.transaction():
             await self.projection.write(conn, self._schema, items)
             await self._store_offsets(conn, messages)
+        self._dead_lettered.clear()
         self.metrics.batches_total += 1
         self.metrics.processed_total += len(items)
+        self.metrics.messages_total += len(messages)
         return len(messages)
 
     async def seek_to_stored(self, partitions: list[TopicPartition]) -> None:
@@ -285,6 +291,9 @@ class ProjectionWorker:
         producer = self._producer
         if producer is None:
             raise RuntimeError("the worker is not started")
+        where = (message.topic, message.partition, message.offset)
+        if where in self._dead_lettered:
+            return
         headers = [
             ("reason", poison.reason.encode()),
             ("error", str(poison).encode()[:1000]),
@@ -294,6 +303,7 @@ class ProjectionWorker:
         await producer.send_and_wait(
             self._topics.name(dead_letter_topic(self.projection.group)), message.value, key=message.key, headers=headers
         )
+        self._dead_lettered.add(where)
         self.metrics.dead_lettered_total += 1
         self.metrics.dead_letter_reasons[poison.reason] = self.metrics.dead_letter_reasons.get(poison.reason, 0) + 1
         log.warning("%s: dead-lettered %s/%d/%d: %s", self._group, message.topic, message.partition, message.offset, poison)

@@ -1,0 +1,181 @@
+"""Projection workers on the real broker and PostgreSQL: every decision once, poison aside."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from typing import Any
+
+import orjson
+import psycopg
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from psycopg import sql
+
+from backbone.broker import run_coroutine
+from backbone.envelope import topic_for
+from backbone.relay import Relay, RelaySettings
+from backbone.topics import TopicSettings, dead_letter_topic, ensure_topics, glassbox_topics
+from projections.forensics import ExplainerCache
+from projections.forensics_projection import ForensicsProjection
+from projections.migrate import apply_migrations
+from projections.read_models import ArchiveProjection, DecisionsProjection
+from projections.worker import Projection, ProjectionWorker, WorkerSettings
+from tests.backbone.relay_support import feature_names, log_size, relay_until_caught_up
+
+
+def count(database_url: str, schema: str, query: str) -> int:
+    with psycopg.connect(database_url) as conn:
+        return conn.execute(sql.SQL(query).format(s=sql.Identifier(schema))).fetchone()[0]
+
+
+def run_workers(workers: list[ProjectionWorker], done, timeout: float = 60.0) -> None:
+    async def drive() -> None:
+        for w in workers:
+            await w.start()
+        try:
+            deadline = time.monotonic() + timeout
+            while not done():
+                assert time.monotonic() < deadline, f"workers did not finish: {[w.metrics for w in workers]}"
+                for w in workers:
+                    await w.step()
+        finally:
+            for w in workers:
+                await w.stop()
+
+    run_coroutine(drive())
+
+
+def workers_for(projections: list[Projection], servers, database_url, schema, topics) -> list[ProjectionWorker]:
+    return [
+        ProjectionWorker(p, servers, database_url, schema, topics, WorkerSettings(max_retries=2, backoff_base=0.01))
+        for p in projections
+    ]
+
+
+@pytest.fixture
+def migrated(database_url: str, schema: str) -> str:
+    apply_migrations(database_url, schema)
+    return schema
+
+
+def test_every_decision_gets_exactly_one_forensics_row_and_the_read_models_match(
+    redis_url, store, kafka_servers, topic_settings, database_url, migrated, model_registry
+):
+    schema = migrated
+    head = log_size(redis_url, store)
+    relay_until_caught_up(Relay(redis_url, store, kafka_servers, topic_settings, feature_names))
+    projections = [ArchiveProjection(), DecisionsProjection(), ForensicsProjection(ExplainerCache(model_registry))]
+    workers = workers_for(projections, kafka_servers, database_url, schema, topic_settings)
+
+    def done() -> bool:
+        return (
+            count(database_url, schema, "SELECT count(*) FROM {s}.event_archive") == head
+            and count(database_url, schema, "SELECT count(*) FROM {s}.forensics") == 300
+            and count(database_url, schema, "SELECT count(*) FROM {s}.decisions") == 300
+        )
+
+    run_workers(workers, done)
+    fills = count(database_url, schema, "SELECT count(*) FROM {s}.event_archive WHERE event_type = 'Trading.Order.Filled.v1'")
+    assert fills > 0
+    assert count(database_url, schema, "SELECT count(*) FROM {s}.decisions WHERE fill IS NOT NULL") == fills
+    assert count(database_url, schema, "SELECT count(*) FROM {s}.forensics WHERE fill IS NOT NULL") == fills
+    with psycopg.connect(database_url) as conn:
+        rows = conn.execute(sql.SQL(
+            "SELECT f.expected_value, f.model_output, f.shap_values, (a.payload->'trading_decision'->>'score')::float8"
+            " FROM {s}.forensics f JOIN {s}.event_archive a"
+            " ON a.payload->'trading_decision'->>'decision_id' = f.decision_id::text"
+        ).format(s=sql.Identifier(schema))).fetchall()
+        assert len(rows) == 300
+        for expected, output, shap_values, score in rows:
+            assert expected + sum(shap_values.values()) == pytest.approx(output, abs=1e-9)
+            assert abs(output - score) < 1e-6
+        positions = dict(conn.execute(sql.SQL("SELECT symbol, quantity FROM {s}.positions").format(s=sql.Identifier(schema))).fetchall())
+        last_fill = dict(conn.execute(sql.SQL(
+            "SELECT DISTINCT ON (symbol) symbol, (payload->'payload'->>'position_after')::float8 FROM {s}.event_archive"
+            " WHERE event_type = 'Trading.Order.Filled.v1' ORDER BY symbol, log_position DESC"
+        ).format(s=sql.Identifier(schema))).fetchall())
+        assert positions == pytest.approx({s: last_fill.get(s, 0.0) for s in positions})
+
+    # Everything again (a broker that lost its data, or a re-publish on demand): no row twice.
+    again = Relay(redis_url, store, kafka_servers, topic_settings, feature_names)
+    again.position.set(0)
+    relay_until_caught_up(again)
+    per_topic = messages_per_topic(database_url, schema)
+    workers = workers_for(projections, kafka_servers, database_url, schema, topic_settings)
+    expected = [sum(per_topic[t] for t in w.projection.topics) for w in workers]
+    run_workers(workers, lambda: all(w.metrics.messages_total >= n for w, n in zip(workers, expected)))
+    assert [w.metrics.messages_total for w in workers] == expected  # exactly the re-sent ones, from stored offsets
+    assert count(database_url, schema, "SELECT count(*) FROM {s}.event_archive") == head
+    assert count(database_url, schema, "SELECT count(*) FROM {s}.forensics") == 300
+    assert count(database_url, schema, "SELECT count(*) FROM {s}.decisions") == 300
+
+
+def messages_per_topic(database_url: str, schema: str) -> Counter:
+    with psycopg.connect(database_url) as conn:
+        types = conn.execute(sql.SQL("SELECT event_type FROM {s}.event_archive").format(s=sql.Identifier(schema))).fetchall()
+    return Counter(topic_for(t.rsplit(".v", 1)[0]) for (t,) in types)
+
+
+def test_poison_messages_go_to_the_dead_letter_topic_with_their_reason_and_the_rest_is_processed(
+    redis_url, store, kafka_servers, topic_settings, database_url, migrated, model_registry
+):
+    schema = migrated
+    good = next(iter(_decision_envelopes(redis_url, store, kafka_servers, topic_settings)))
+    unknown_model = {**good, "event_id": "00000000-0000-0000-0000-000000000001",
+                     "trading_decision": {**good["trading_decision"], "model_version": "0" * 16,
+                                          "decision_id": "00000000-0000-0000-0000-000000000002"}}
+    poison = [b"{not json", orjson.dumps({**good, "schema_version": 99}), orjson.dumps(unknown_model)]
+    topic = topic_settings.name("trading_decisions")
+
+    async def produce() -> None:
+        await ensure_topics(kafka_servers, glassbox_topics(topic_settings, ["forensics"]))
+        producer = AIOKafkaProducer(bootstrap_servers=kafka_servers, acks="all")
+        await producer.start()
+        try:
+            for value in poison:
+                await producer.send_and_wait(topic, value, key=b"AAA")
+        finally:
+            await producer.stop()
+
+    run_coroutine(produce())
+    relay_until_caught_up(Relay(redis_url, store, kafka_servers, topic_settings, feature_names))
+    [worker] = workers_for([ForensicsProjection(ExplainerCache(model_registry))], kafka_servers, database_url, schema, topic_settings)
+    run_workers([worker], lambda: count(database_url, schema, "SELECT count(*) FROM {s}.forensics") == 300)
+    assert worker.metrics.dead_letter_reasons == {"undecodable": 1, "unknown_schema_version": 1, "unknown_model_version": 1}
+    assert worker.metrics.retries_total == 2  # the unknown model version was retried before it was given up
+
+    letters = _read_all(kafka_servers, topic_settings.name(dead_letter_topic("forensics")), 3)
+    assert [dict(h)["reason"] for _, h in letters] == [b"undecodable", b"unknown_schema_version", b"unknown_model_version"]
+    assert [v for v, _ in letters] == poison
+    assert all(dict(h)["source"].startswith(topic.encode()) for _, h in letters)
+
+
+def _decision_envelopes(redis_url, store, servers, topics: TopicSettings):
+    """Envelopes as the relay would send them, without sending them (a scratch relay prefix)."""
+    scratch = TopicSettings(partitions=1, prefix=topics.prefix + "scratch.")
+    relay_until_caught_up(Relay(redis_url, store, servers, scratch, feature_names, RelaySettings(name="scratch")))
+    for value, _ in _read_all(servers, scratch.name("trading_decisions"), 1):
+        envelope = orjson.loads(value)
+        if "trading_decision" in envelope:
+            yield envelope
+
+
+def _read_all(servers: str, topic: str, at_least: int) -> list[tuple[bytes, list]]:
+    async def read() -> list[tuple[bytes, list]]:
+        consumer = AIOKafkaConsumer(topic, bootstrap_servers=servers, group_id=f"{topic}.reader",
+                                    auto_offset_reset="earliest", enable_auto_commit=False, fetch_max_wait_ms=20)
+        await consumer.start()
+        found: list[tuple[bytes, list]] = []
+        try:
+            while len(found) < at_least:
+                batch = await consumer.getmany(timeout_ms=5000)
+                if not batch:
+                    break
+                found += [(m.value, list(m.headers)) for ms in batch.values() for m in ms]
+        finally:
+            await consumer.stop()
+        return found
+
+    return run_coroutine(read())
