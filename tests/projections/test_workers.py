@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
+import os
+import signal
+import subprocess
+import sys
 import time
 from collections import Counter
-from typing import Any
 
 import orjson
 import psycopg
@@ -179,3 +181,38 @@ def _read_all(servers: str, topic: str, at_least: int) -> list[tuple[bytes, list
         return found
 
     return run_coroutine(read())
+
+
+def test_sigkill_of_a_worker_mid_stream_then_restart_gives_every_row_once(
+    redis_url, store, kafka_servers, topic_settings, database_url, migrated, tmp_path
+):
+    schema = migrated
+    head = log_size(redis_url, store)
+    relay_until_caught_up(Relay(redis_url, store, kafka_servers, topic_settings, feature_names))
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": kafka_servers, "DATABASE_URL": database_url,
+           "GLASSBOX_HOME": str(tmp_path)}
+    command = [sys.executable, "-m", "projections.worker_main", "--projection", "archive", "--schema", schema,
+               "--topic-prefix", topic_settings.prefix, "--max-records", "7"]
+    archived = lambda: count(database_url, schema, "SELECT count(*) FROM {s}.event_archive")  # noqa: E731
+    first = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while archived() < 20:
+        assert first.poll() is None, first.stderr.read().decode()
+        assert time.monotonic() < deadline, "the worker made no progress"
+        time.sleep(0.005)
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    assert 0 < archived() < head, "the worker finished before it could be killed mid-stream"
+
+    second = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        while archived() < head:
+            assert second.poll() is None, second.stderr.read().decode()
+            assert time.monotonic() < deadline, f"restarted worker stuck at {archived()} of {head}"
+            time.sleep(0.05)
+        time.sleep(1.0)  # anything still to come would be a duplicate
+    finally:
+        second.send_signal(signal.SIGTERM)
+        assert second.wait(timeout=30) == 0
+    assert archived() == head
+    assert count(database_url, schema, "SELECT count(DISTINCT log_position) FROM {s}.event_archive") == head
