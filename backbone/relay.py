@@ -72,6 +72,19 @@ class RelayPosition:
         value = self._client.get(self.key)
         return int(value) if value else 0
 
+    @property
+    def metrics_key(self) -> str:
+        """Hash where the relay publishes its metrics for ``/metrics`` (another process reads it)."""
+        return f"{self.key}:metrics"
+
+    def publish(self, metrics: RelayMetrics) -> None:
+        """Publish ``metrics`` for other processes (the API's ``/metrics``)."""
+        self._client.hset(self.metrics_key, mapping={
+            "relayed_total": metrics.relayed_total, "position": metrics.position, "head": metrics.head,
+            "lag": metrics.lag, "failed_steps": metrics.failed_steps, "circuit_state": metrics.circuit_state,
+            "circuit_opened_total": metrics.circuit_opened_total,
+        })
+
     def set(self, position: int) -> None:
         """Store ``position``: the next step relays from ``position + 1``. Setting it back re-publishes."""
         if position < 0:
@@ -147,6 +160,7 @@ class Relay:
         self.metrics.position = after
         self.metrics.head = max(self.metrics.head, notifications[-1].log_position if notifications else after)
         if not notifications:
+            self._export_breaker()
             return 0
         records = [envelope_record(n, self.store_name, self._feature_names) for n in notifications]
         try:
@@ -222,6 +236,10 @@ class Relay:
             except _BROKER_TROUBLE:
                 log.warning("relay %s: the producer did not stop cleanly", self.settings.name)
 
-    def _export_breaker(self) -> None:
+    def _export_breaker(self) -> None:  # and the rest of the metrics
         self.metrics.circuit_state = self.breaker.state
         self.metrics.circuit_opened_total = self.breaker.opened_count
+        try:
+            self.position.publish(self.metrics)
+        except redis.RedisError:
+            log.warning("relay %s: could not publish its metrics", self.settings.name)

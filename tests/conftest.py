@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import uuid
+from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
@@ -16,6 +20,7 @@ from backbone.broker import kafka_servers_or_embedded
 from backbone.topics import TopicSettings
 from edge.feeds import SyntheticFeed
 from edge.redis_server import redis_url_or_embedded
+from projections.postgres_server import database_url_or_embedded
 from tests.actors.hot_path_support import (
     STORE_SYMBOLS,
     make_hot_path,
@@ -91,3 +96,27 @@ def store(redis_url: str, namespace: str, policy) -> str:
         publish(hot, SyntheticFeed(STORE_SYMBOLS, seed=9).ticks(150))
         wait_until_decided(hot, 300)
     return hot.settings.store_name
+
+
+@contextmanager
+def reachable_tmp_dir() -> Iterator[Path]:
+    """A temporary directory the unprivileged server user can pass through.
+
+    pytest's own tmp dirs live under a 0700 directory of root's, which the
+    ``postgres`` user a root process runs the server as cannot enter.
+    """
+    path = Path(tempfile.mkdtemp(prefix="glassbox-pg-"))
+    path.chmod(0o711)  # enter, not list
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def database_url() -> Iterator[str]:
+    """``DATABASE_URL`` when set, else an EmbeddedPostgres started for the whole session."""
+    with reachable_tmp_dir() as root, database_url_or_embedded(
+        os.environ.get("DATABASE_URL"), root / "postgres"
+    ) as url:
+        yield url

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 import uuid
-from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -14,34 +10,10 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from projections.postgres_server import database_url_or_embedded
+from tests.conftest import reachable_tmp_dir
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
-
-
-@contextmanager
-def reachable_tmp_dir() -> Iterator[Path]:
-    """A temporary directory the unprivileged server user can pass through.
-
-    pytest's own tmp dirs live under a 0700 directory of root's, which the
-    ``postgres`` user a root process runs the server as cannot enter.
-    """
-    path = Path(tempfile.mkdtemp(prefix="glassbox-pg-"))
-    path.chmod(0o711)  # enter, not list
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
-
-
-@pytest.fixture(scope="session")
-def database_url() -> Iterator[str]:
-    """``DATABASE_URL`` when set, else an EmbeddedPostgres started for the whole session."""
-    with reachable_tmp_dir() as root, database_url_or_embedded(
-        os.environ.get("DATABASE_URL"), root / "postgres"
-    ) as url:
-        yield url
 
 
 @pytest.fixture

@@ -1,0 +1,255 @@
+"""The Starlette app: forensics, decisions, portfolio, health, readiness, metrics.
+
+Built by :func:`create_app` from an :class:`ApiConfig`; the PostgreSQL pool
+(psycopg's async pool) and the Redis client live in the lifespan state.
+Endpoints stay thin: validate the request, call one query, shape the answer.
+Run it with uvicorn (``standard`` extra, for httptools)::
+
+    uvicorn --factory api.app:app_from_env --port 8000
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, AsyncIterator, Sequence
+from uuid import UUID
+
+import orjson
+import redis.asyncio as aioredis
+from psycopg_pool import AsyncConnectionPool
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from api.auth import ApiTokens, BearerAuthMiddleware
+from api.metrics import MetricsSources, render_metrics
+from api.queries import BadCursor, decision_page, forensics_record, portfolio
+from api.rate_limit import RateLimit, RateLimitMiddleware
+from backbone.broker import broker_answers
+from backbone.topics import TopicSettings
+from glassbox import Settings, SettingsError
+
+__all__ = ["ApiConfig", "app_from_env", "create_app"]
+
+MAX_PAGE = 1_000
+
+
+@dataclass(frozen=True)
+class ApiConfig:
+    """Everything the API needs; secrets stay out of the repr."""
+
+    database_url: str = field(repr=False)
+    tokens: ApiTokens
+    schema: str = "glassbox"
+    redis_url: str | None = field(default=None, repr=False)
+    kafka_servers: str | None = None
+    relay_stores: Sequence[str] = ()
+    topics: TopicSettings = field(default_factory=TopicSettings)
+    rate_limit: RateLimit = field(default_factory=RateLimit)
+    retry_after_s: int = 1
+    """What a 202 (forensics not computed yet) tells the client to wait."""
+    pool_size: int = 8
+
+
+class ORJSONResponse(JSONResponse):
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content, default=str)
+
+
+def create_app(config: ApiConfig) -> Starlette:
+    """The API as an ASGI app (auth, then rate limit, then routes)."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
+        pool = AsyncConnectionPool(config.database_url, min_size=1, max_size=config.pool_size, open=False)
+        await pool.open(wait=True, timeout=10)
+        client = aioredis.Redis.from_url(config.redis_url) if config.redis_url else None
+        try:
+            yield {"pool": pool, "redis": client, "config": config}
+        finally:
+            if client is not None:
+                await client.aclose()
+            await pool.close()
+
+    routes = [
+        Route("/api/v1/forensics/{decision_id}", forensics, methods=["GET"]),
+        Route("/api/v1/decisions", decisions, methods=["GET"]),
+        Route("/api/v1/portfolio", portfolio_view, methods=["GET"]),
+        Route("/health", health, methods=["GET"]),
+        Route("/ready", ready, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
+    ]
+    middleware = [
+        Middleware(BearerAuthMiddleware, tokens=config.tokens),
+        Middleware(RateLimitMiddleware, limit=config.rate_limit),
+    ]
+    return Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
+
+
+def app_from_env() -> Starlette:
+    """The app configured from the environment (``DATABASE_URL``, ``GLASSBOX_API_TOKENS``, ...).
+
+    Raises:
+        SettingsError: a required setting is missing or malformed.
+    """
+    import os
+
+    settings = Settings.from_env()
+    if not settings.database_url:
+        raise SettingsError("the API reads the read models: set DATABASE_URL")
+    tokens = ApiTokens.parse(os.environ.get("GLASSBOX_API_TOKENS", ""))
+    if not tokens.scopes_by_token:
+        raise SettingsError("set GLASSBOX_API_TOKENS (token:scope,scope;...) so the API can authenticate clients")
+    stores = tuple(s for s in os.environ.get("GLASSBOX_RELAY_STORES", "").split(",") if s)
+    return create_app(ApiConfig(
+        settings.database_url, tokens, schema=os.environ.get("GLASSBOX_SCHEMA", "glassbox"),
+        redis_url=settings.redis_url, kafka_servers=settings.kafka_bootstrap_servers, relay_stores=stores,
+        topics=TopicSettings.from_settings(settings, prefix=os.environ.get("GLASSBOX_TOPIC_PREFIX", "")),
+    ))
+
+
+def _error(status: int, code: str, detail: str, headers: dict[str, str] | None = None) -> Response:
+    return ORJSONResponse({"error": code, "detail": detail}, status_code=status, headers=headers)
+
+
+async def forensics(request: Request) -> Response:
+    """GET /api/v1/forensics/{decision_id}: why a decision was taken."""
+    raw = request.path_params["decision_id"]
+    try:
+        decision_id = UUID(raw)
+    except ValueError:
+        return _error(422, "invalid_decision_id", f"{raw[:64]!r} is not a UUID")
+    config: ApiConfig = request.state.config
+    async with request.state.pool.connection() as conn:
+        decision, record = await forensics_record(conn, config.schema, decision_id)
+    if decision is None:
+        return _error(404, "not_found", f"no decision {decision_id} (unknown, or not projected yet)")
+    if record is None:
+        return _error(
+            202, "pending", "the decision is recorded; its forensics is being computed",
+            headers={"Retry-After": str(config.retry_after_s)},
+        )
+    return ORJSONResponse(forensics_body(decision, record))
+
+
+def forensics_body(decision: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:
+    """The forensics record in the seeds' shape."""
+    fill = record.get("fill") or decision.get("fill")
+    checks = decision["risk_checks"] or []
+    return {
+        "decision_id": str(decision["decision_id"]),
+        "symbol": decision["symbol"],
+        "timestamp": decision["decided_at"].isoformat(),
+        "action": decision["action"],
+        "quantity": decision["quantity"],
+        "confidence": decision["confidence"],
+        "explanations": {
+            "shap_values": {t["feature"]: t["shap"] for t in record["top_features"]},
+            "all_shap_values": record["shap_values"],
+            "top_features": record["top_features"],
+            "expected_value": record["expected_value"],
+            "model_output": record["model_output"],
+            "regime_reasoning": record["regime_reasoning"],
+            "strategy_selection": record["strategy_selection"],
+            "regime_probs": decision["regime_probs"],
+            "strategy_weights": decision["strategy_weights"],
+        },
+        "execution_details": {
+            "executed": fill is not None,
+            "execution_price": fill["price"] if fill else None,
+            "quantity": fill["quantity"] if fill else 0.0,
+            "side": fill["side"] if fill else None,
+            "position_after": fill["position_after"] if fill else None,
+            "slippage": 0.0 if fill else None,
+            "fill": fill,
+        },
+        "audit_trail": {
+            "risk_checks_passed": [c["name"] for c in checks if c.get("passed")],
+            "risk_checks_failed": [c["name"] for c in checks if not c.get("passed")],
+            "risk_checks": checks,
+            "model_version": record["model_version"],
+            "correlation_id": decision["correlation_id"],
+            "log_position": decision["log_position"],
+            "forensics_computed_at": record["computed_at"].isoformat(),
+        },
+    }
+
+
+async def decisions(request: Request) -> Response:
+    """GET /api/v1/decisions?symbol=&from=&to=&limit=&cursor=: decisions in time order, paged."""
+    q = request.query_params
+    try:
+        limit = int(q.get("limit", "100"))
+        if not 1 <= limit <= MAX_PAGE:
+            raise ValueError
+    except ValueError:
+        return _error(422, "invalid_limit", f"limit must be a whole number from 1 to {MAX_PAGE}")
+    bounds: dict[str, datetime | None] = {}
+    for name in ("from", "to"):
+        text = q.get(name)
+        try:
+            bounds[name] = datetime.fromisoformat(text) if text else None
+        except ValueError:
+            return _error(422, f"invalid_{name}", f"{name}={text[:40]!r} is not an ISO 8601 time")
+        if bounds[name] is not None and bounds[name].tzinfo is None:
+            return _error(422, f"invalid_{name}", f"{name} needs a timezone, e.g. 2026-01-02T00:00:00Z")
+    config: ApiConfig = request.state.config
+    try:
+        async with request.state.pool.connection() as conn:
+            page = await decision_page(
+                conn, config.schema, symbol=q.get("symbol"), start=bounds["from"], end=bounds["to"],
+                limit=limit, cursor=q.get("cursor"),
+            )
+    except BadCursor as error:
+        return _error(422, "invalid_cursor", str(error))
+    return ORJSONResponse({"decisions": page.rows, "next_cursor": page.next_cursor})
+
+
+async def portfolio_view(request: Request) -> Response:
+    """GET /api/v1/portfolio: positions per symbol and their totals, as projected."""
+    config: ApiConfig = request.state.config
+    async with request.state.pool.connection() as conn:
+        rows = await portfolio(conn, config.schema)
+    exposure = sum(abs(r["quantity"] * (r["last_price"] or 0.0)) for r in rows)
+    pnl = sum(r["cash"] + r["quantity"] * (r["last_price"] or 0.0) for r in rows)
+    return ORJSONResponse({"positions": rows, "gross_exposure": exposure, "pnl": pnl})
+
+
+async def health(request: Request) -> Response:
+    """GET /health: the process is alive."""
+    return ORJSONResponse({"status": "ok"})
+
+
+async def ready(request: Request) -> Response:
+    """GET /ready: 200 when PostgreSQL, Redis and Kafka answer, else 503 naming what does not."""
+    config: ApiConfig = request.state.config
+    checks: dict[str, bool] = {}
+    try:
+        async with request.state.pool.connection(timeout=2) as conn:
+            await conn.execute("SELECT 1")
+        checks["postgresql"] = True
+    except Exception:  # noqa: BLE001 - any failure means not ready
+        checks["postgresql"] = False
+    if request.state.redis is not None:
+        try:
+            checks["redis"] = bool(await asyncio.wait_for(request.state.redis.ping(), 2))
+        except Exception:  # noqa: BLE001
+            checks["redis"] = False
+    if config.kafka_servers:
+        checks["kafka"] = await asyncio.to_thread(broker_answers, config.kafka_servers, 2.0)
+    status = 200 if all(checks.values()) else 503
+    return ORJSONResponse({"ready": status == 200, "checks": checks}, status_code=status)
+
+
+async def metrics(request: Request) -> Response:
+    """GET /metrics: Prometheus text format (relay, consumer lag, dead letters, circuit, forensics lag)."""
+    config: ApiConfig = request.state.config
+    sources = MetricsSources(
+        request.state.pool, config.schema, request.state.redis, config.relay_stores, config.kafka_servers, config.topics
+    )
+    return Response(await render_metrics(sources), media_type="text/plain; version=0.0.4; charset=utf-8")

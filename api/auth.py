@@ -1,0 +1,114 @@
+"""Bearer-token authentication with scopes, as ASGI middleware.
+
+Tokens come from the ``GLASSBOX_API_TOKENS`` setting, parsed once at start::
+
+    GLASSBOX_API_TOKENS="s3cr3t:forensics:read,metrics:read;other:forensics:read"
+
+i.e. ``token:scope,scope`` entries separated by ``;`` (a scope may itself
+hold a colon). A request without a valid token gets 401; one whose token
+lacks the route's scope gets 403. Tokens are compared in constant time and
+never logged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from dataclasses import dataclass
+from typing import Mapping
+
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from glassbox import SettingsError
+
+__all__ = ["SCOPES", "ApiTokens", "BearerAuthMiddleware", "required_scope"]
+
+SCOPES = ("forensics:read", "portfolio:read", "metrics:read")
+
+
+@dataclass(frozen=True)
+class ApiTokens:
+    """Which token may do what. ``repr`` never shows a token."""
+
+    scopes_by_token: Mapping[str, frozenset[str]]
+
+    @classmethod
+    def parse(cls, text: str) -> ApiTokens:
+        """Parse the ``GLASSBOX_API_TOKENS`` format (see the module docstring).
+
+        Raises:
+            SettingsError: an entry without scopes, an unknown scope, a short token.
+        """
+        tokens: dict[str, frozenset[str]] = {}
+        for entry in filter(None, (part.strip() for part in text.split(";"))):
+            token, _, scopes_text = entry.partition(":")
+            scopes = frozenset(s.strip() for s in scopes_text.split(",") if s.strip())
+            if len(token) < 16:
+                raise SettingsError("GLASSBOX_API_TOKENS: every token needs at least 16 characters")
+            if not scopes or scopes - set(SCOPES):
+                raise SettingsError(
+                    f"GLASSBOX_API_TOKENS: scopes must be some of {', '.join(SCOPES)}, got {sorted(scopes) or 'none'}"
+                )
+            tokens[token] = scopes
+        return cls(tokens)
+
+    def scopes_of(self, token: str) -> frozenset[str] | None:
+        """The token's scopes, or None for an unknown token (constant-time per candidate)."""
+        found = None
+        for known, scopes in self.scopes_by_token.items():
+            if hmac.compare_digest(known.encode(), token.encode()):
+                found = scopes
+        return found
+
+    def __repr__(self) -> str:
+        return f"ApiTokens({len(self.scopes_by_token)} tokens)"
+
+
+def required_scope(path: str) -> str | None:
+    """The scope a path needs; None for the open probes."""
+    if path in ("/health", "/ready"):
+        return None
+    if path == "/metrics":
+        return "metrics:read"
+    if path.startswith("/api/v1/portfolio"):
+        return "portfolio:read"
+    return "forensics:read"
+
+
+class BearerAuthMiddleware:
+    """401 without a valid bearer token, 403 when it lacks the route's scope.
+
+    On success the token is put in ``scope["state"]["client"]`` for the rate limiter.
+    """
+
+    def __init__(self, app: ASGIApp, tokens: ApiTokens) -> None:
+        self.app = app
+        self.tokens = tokens
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        needed = required_scope(scope["path"])
+        if needed is None:
+            await self.app(scope, receive, send)
+            return
+        header = dict(scope.get("headers") or {}).get(b"authorization", b"").decode("latin-1")
+        kind, _, token = header.partition(" ")
+        scopes = self.tokens.scopes_of(token.strip()) if kind.lower() == "bearer" else None
+        if scopes is None:
+            response = JSONResponse(
+                {"error": "unauthorized", "detail": "send an API token as `Authorization: Bearer <token>`"},
+                status_code=401, headers={"WWW-Authenticate": 'Bearer realm="glassbox"'},
+            )
+        elif needed not in scopes:
+            response = JSONResponse(
+                {"error": "forbidden", "detail": f"this token lacks the {needed!r} scope"}, status_code=403,
+                headers={"WWW-Authenticate": f'Bearer error="insufficient_scope", scope="{needed}"'},
+            )
+        else:
+            scope.setdefault("state", {})["client"] = "token:" + hashlib.sha256(token.encode()).hexdigest()[:16]
+            await self.app(scope, receive, send)
+            return
+        await response(scope, receive, send)

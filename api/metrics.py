@@ -1,0 +1,140 @@
+"""``/metrics``: the backbone's health in Prometheus text format, gathered at scrape time.
+
+Sources, each read-only: the relays' published metrics in Redis (relayed
+events, lag, circuit state), the projections' tracking rows in PostgreSQL
+against the topics' end offsets in Kafka (consumer lag per group), and the
+dead-letter topics' end offsets (dead letters per group). A source that is
+down is reported as ``glassbox_source_up{source=...} 0``, never as an error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any, Iterable, Sequence
+
+import redis.asyncio as aioredis
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from psycopg import sql
+from psycopg_pool import AsyncConnectionPool
+
+from backbone.circuit import CircuitState
+from backbone.topics import EVENT_TOPICS, TopicSettings, dead_letter_topic
+
+__all__ = ["MetricsSources", "render_metrics"]
+
+PROJECTION_GROUPS = {"archive": EVENT_TOPICS, "read-models": ("trading_decisions",), "forensics": ("trading_decisions",)}
+
+
+@dataclass(frozen=True)
+class MetricsSources:
+    """Where ``/metrics`` looks."""
+
+    pool: AsyncConnectionPool
+    schema: str
+    redis: aioredis.Redis | None
+    relay_stores: Sequence[str]
+    kafka_servers: str | None
+    topics: TopicSettings
+    relay_name: str = "relay"
+
+
+async def render_metrics(sources: MetricsSources, timeout: float = 2.0) -> bytes:
+    """The Prometheus text exposition of every metric (see the module docstring)."""
+    families: list[Metric] = []
+    up = GaugeMetricFamily("glassbox_source_up", "Whether /metrics could read a source", labels=["source"])
+    for name, gather in (("redis", _relay_metrics), ("kafka", _kafka_metrics)):
+        try:
+            families += await asyncio.wait_for(gather(sources), timeout)
+            up.add_metric([name], 1)
+        except (OSError, KafkaError, aioredis.RedisError, asyncio.TimeoutError, RuntimeError):
+            up.add_metric([name], 0)
+    families.append(up)
+    registry = CollectorRegistry()
+    registry.register(_Static(families))
+    return generate_latest(registry)
+
+
+class _Static:
+    def __init__(self, families: list[Metric]) -> None:
+        self._families = families
+
+    def collect(self) -> Iterable[Metric]:
+        return iter(self._families)
+
+
+async def _relay_metrics(sources: MetricsSources) -> list[Metric]:
+    if sources.redis is None:
+        return []
+    relayed = GaugeMetricFamily("glassbox_relay_events_total", "Events the relay has had acknowledged", labels=["store"])
+    lag = GaugeMetricFamily("glassbox_relay_lag_events", "Committed events not yet relayed", labels=["store"])
+    circuit = GaugeMetricFamily(
+        "glassbox_relay_circuit_state", "Relay circuit breaker: 0 closed, 1 half-open, 2 open", labels=["store"]
+    )
+    opened = GaugeMetricFamily("glassbox_relay_circuit_opened_total", "Times the circuit opened", labels=["store"])
+    for store in sources.relay_stores:
+        tag = "{" + store + "}"
+        head = int(await sources.redis.get(f"{tag}:seq") or 0)
+        position = int(await sources.redis.get(f"{tag}:relay:{sources.relay_name}") or 0)
+        published = await sources.redis.hgetall(f"{tag}:relay:{sources.relay_name}:metrics")
+        state = (published.get(b"circuit_state") or b"closed").decode()
+        relayed.add_metric([store], float(published.get(b"relayed_total") or 0))
+        lag.add_metric([store], max(head - position, 0))
+        circuit.add_metric([store], CircuitState.code.get(state, 0))
+        opened.add_metric([store], float(published.get(b"circuit_opened_total") or 0))
+    return [relayed, lag, circuit, opened]
+
+
+async def _kafka_metrics(sources: MetricsSources) -> list[Metric]:
+    if sources.kafka_servers is None:
+        return []
+    topics = sources.topics
+    consumer = AIOKafkaConsumer(bootstrap_servers=sources.kafka_servers, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        names = [topics.name(t) for t in EVENT_TOPICS] + [
+            topics.name(dead_letter_topic(g)) for g in PROJECTION_GROUPS
+        ]
+        partitions = [
+            TopicPartition(name, p)
+            for name in names
+            for p in sorted(consumer.partitions_for_topic(name) or await _partitions(consumer, name))
+        ]
+        ends = await consumer.end_offsets(partitions) if partitions else {}
+    finally:
+        await consumer.stop()
+    stored = await _tracking(sources)
+    lag = GaugeMetricFamily("glassbox_consumer_lag_messages", "Messages a projection has yet to process", labels=["group"])
+    dead = GaugeMetricFamily("glassbox_dead_letters", "Messages in a group's dead-letter topic", labels=["group"])
+    for group, group_topics in PROJECTION_GROUPS.items():
+        wanted = {topics.name(t) for t in group_topics}
+        behind = sum(
+            max(end - stored.get((topics.name(group), tp.topic, tp.partition), 0), 0)
+            for tp, end in ends.items()
+            if tp.topic in wanted
+        )
+        lag.add_metric([group], behind)
+        dlq = topics.name(dead_letter_topic(group))
+        dead.add_metric([group], sum(end for tp, end in ends.items() if tp.topic == dlq))
+    forensics = GaugeMetricFamily("glassbox_forensics_lag_messages", "Decisions' messages awaiting forensics")
+    forensics.add_metric([], next(m.value for m in lag.samples if m.labels["group"] == "forensics"))
+    return [lag, dead, forensics]
+
+
+async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
+    await consumer._client.force_metadata_update()  # noqa: SLF001 - aiokafka has no public refresh
+    return consumer.partitions_for_topic(topic) or set()
+
+
+async def _tracking(sources: MetricsSources) -> dict[tuple[str, str, int], int]:
+    async with sources.pool.connection() as conn:
+        cur = await conn.execute(
+            sql.SQL("SELECT consumer_group, topic, partition, next_offset FROM {}.projection_tracking").format(
+                sql.Identifier(sources.schema)
+            )
+        )
+        rows: list[Any] = await cur.fetchall()
+    return {(g, t, p): n for g, t, p, n in rows}

@@ -1,0 +1,116 @@
+"""The API's reads from the read models: parameterised SQL only, one function per question."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import psycopg
+from psycopg import sql
+from psycopg.rows import dict_row
+
+__all__ = ["BadCursor", "DecisionPage", "decision_page", "forensics_record", "portfolio"]
+
+
+class BadCursor(ValueError):
+    """A pagination cursor this API did not hand out."""
+
+
+@dataclass(frozen=True)
+class DecisionPage:
+    rows: list[dict[str, Any]]
+    next_cursor: str | None
+
+
+async def forensics_record(
+    conn: psycopg.AsyncConnection[Any], schema: str, decision_id: UUID
+) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """(decision row, forensics row) of a decision; (None, None) when the decision is unknown."""
+    s = sql.Identifier(schema)
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(
+            sql.SQL(
+                "SELECT d.* FROM {0}.decision_index i JOIN {0}.decisions d"
+                " ON d.decided_at = i.decided_at AND d.decision_id = i.decision_id WHERE i.decision_id = %s"
+            ).format(s),
+            (decision_id,),
+        )
+        decision = await cur.fetchone()
+        if decision is None:
+            return None, None
+        await cur.execute(
+            sql.SQL("SELECT * FROM {}.forensics WHERE decided_at = %s AND decision_id = %s").format(s),
+            (decision["decided_at"], decision_id),
+        )
+        return decision, await cur.fetchone()
+
+
+async def decision_page(
+    conn: psycopg.AsyncConnection[Any],
+    schema: str,
+    *,
+    symbol: str | None,
+    start: datetime | None,
+    end: datetime | None,
+    limit: int,
+    cursor: str | None,
+) -> DecisionPage:
+    """Decisions in (time, id) order, ``limit`` at a time; ``cursor`` continues a previous page.
+
+    Raises:
+        BadCursor: ``cursor`` was not produced by this function.
+    """
+    where = [sql.SQL("TRUE")]
+    params: list[Any] = []
+    if symbol is not None:
+        where.append(sql.SQL("symbol = %s"))
+        params.append(symbol)
+    if start is not None:
+        where.append(sql.SQL("decided_at >= %s"))
+        params.append(start)
+    if end is not None:
+        where.append(sql.SQL("decided_at < %s"))
+        params.append(end)
+    if cursor is not None:
+        after_at, after_id = _decode_cursor(cursor)
+        where.append(sql.SQL("(decided_at, decision_id) > (%s, %s)"))
+        params += [after_at, after_id]
+    query = sql.SQL(
+        "SELECT decision_id, symbol, decided_at, action, quantity, confidence, price, regime_probs,"
+        " strategy_weights, model_version, risk_passed, fill FROM {}.decisions WHERE {}"
+        " ORDER BY decided_at, decision_id LIMIT %s"
+    ).format(sql.Identifier(schema), sql.SQL(" AND ").join(where))
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(query, [*params, limit + 1])
+        rows = await cur.fetchall()
+    more = len(rows) > limit
+    rows = rows[:limit]
+    next_cursor = _encode_cursor(rows[-1]["decided_at"], rows[-1]["decision_id"]) if more and rows else None
+    return DecisionPage(rows, next_cursor)
+
+
+async def portfolio(conn: psycopg.AsyncConnection[Any], schema: str) -> list[dict[str, Any]]:
+    """Every symbol's position, cash and last price."""
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(
+            sql.SQL(
+                "SELECT symbol, quantity, cash, last_price, updated_at, log_position FROM {}.positions ORDER BY symbol"
+            ).format(sql.Identifier(schema))
+        )
+        return await cur.fetchall()
+
+
+def _encode_cursor(at: datetime, decision_id: UUID) -> str:
+    return base64.urlsafe_b64encode(f"{at.isoformat()}|{decision_id}".encode()).decode()
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, UUID]:
+    try:
+        at, _, decision_id = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
+        return datetime.fromisoformat(at), UUID(decision_id)
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise BadCursor(f"cursor {cursor[:40]!r} is not one this API handed out") from None
