@@ -35,7 +35,7 @@ from aiokafka import (
 from psycopg import sql
 
 from backbone.envelope import ENVELOPE_SCHEMA_VERSION
-from backbone.topics import TopicSettings, dead_letter_topic
+from backbone.topics import TopicSettings, dead_letter_topic, ensure_topics, glassbox_topics
 from glassbox import GlassboxError
 
 __all__ = [
@@ -192,6 +192,9 @@ class ProjectionWorker:
 
     async def start(self) -> None:
         """Connect to PostgreSQL and the broker, join the group (seeking to stored offsets)."""
+        # Create the topics before subscribing: a broker that auto-creates them on a
+        # consumer's metadata request would give them its own partition count.
+        await ensure_topics(self._bootstrap, glassbox_topics(self._topics, [self.projection.group]))
         self._conn = await psycopg.AsyncConnection.connect(self._database_url, autocommit=True)
         self._producer = AIOKafkaProducer(bootstrap_servers=self._bootstrap, acks="all", enable_idempotence=False)
         await self._producer.start()
