@@ -53,7 +53,7 @@ class ApiConfig:
     rate_limit: RateLimit = field(default_factory=RateLimit)
     retry_after_s: int = 1
     """What a 202 (forensics not computed yet) tells the client to wait."""
-    pool_size: int = 8
+    pool_size: int = 16
 
 
 class ORJSONResponse(JSONResponse):
@@ -92,7 +92,12 @@ def create_app(config: ApiConfig) -> Starlette:
 
 
 def app_from_env() -> Starlette:
-    """The app configured from the environment (``DATABASE_URL``, ``GLASSBOX_API_TOKENS``, ...).
+    """The app configured from the environment.
+
+    ``DATABASE_URL`` and ``GLASSBOX_API_TOKENS`` are required; ``REDIS_URL``,
+    ``KAFKA_BOOTSTRAP_SERVERS``, ``GLASSBOX_SCHEMA``, ``GLASSBOX_RELAY_STORES``
+    (comma-separated store names), ``GLASSBOX_TOPIC_PREFIX`` and
+    ``GLASSBOX_API_RATE_PER_S`` (per client, default 200) are optional.
 
     Raises:
         SettingsError: a required setting is missing or malformed.
@@ -106,10 +111,16 @@ def app_from_env() -> Starlette:
     if not tokens.scopes_by_token:
         raise SettingsError("set GLASSBOX_API_TOKENS (token:scope,scope;...) so the API can authenticate clients")
     stores = tuple(s for s in os.environ.get("GLASSBOX_RELAY_STORES", "").split(",") if s)
+    try:
+        per_second = float(os.environ.get("GLASSBOX_API_RATE_PER_S", "200"))
+        limit = RateLimit(per_second=per_second, burst=max(1, int(per_second * 2)))
+    except ValueError:
+        raise SettingsError("GLASSBOX_API_RATE_PER_S must be a positive number of requests per second") from None
     return create_app(ApiConfig(
         settings.database_url, tokens, schema=os.environ.get("GLASSBOX_SCHEMA", "glassbox"),
         redis_url=settings.redis_url, kafka_servers=settings.kafka_bootstrap_servers, relay_stores=stores,
         topics=TopicSettings.from_settings(settings, prefix=os.environ.get("GLASSBOX_TOPIC_PREFIX", "")),
+        rate_limit=limit,
     ))
 
 

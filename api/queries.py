@@ -29,24 +29,38 @@ class DecisionPage:
 async def forensics_record(
     conn: psycopg.AsyncConnection[Any], schema: str, decision_id: UUID
 ) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
-    """(decision row, forensics row) of a decision; (None, None) when the decision is unknown."""
-    s = sql.Identifier(schema)
+    """(decision row, forensics row) of a decision; (None, None) when the decision is unknown.
+
+    One statement: an index probe on decision_index, then one pruned
+    partition probe on each of decisions and forensics.
+    """
+    query = sql.SQL(
+        "SELECT d.decision_id, d.symbol, d.decided_at, d.action, d.quantity, d.confidence, d.regime_probs,"
+        " d.strategy_weights, d.risk_checks, d.correlation_id, d.log_position, d.fill,"
+        " f.decision_id IS NOT NULL AS explained, f.model_version, f.expected_value, f.model_output,"
+        " f.shap_values, f.top_features, f.regime_reasoning, f.strategy_selection, f.computed_at,"
+        " f.fill AS forensics_fill"
+        " FROM {0}.decision_index i"
+        " JOIN {0}.decisions d ON d.decided_at = i.decided_at AND d.decision_id = i.decision_id"
+        " LEFT JOIN {0}.forensics f ON f.decided_at = i.decided_at AND f.decision_id = i.decision_id"
+        " WHERE i.decision_id = %s"
+    ).format(sql.Identifier(schema))
     async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(
-            sql.SQL(
-                "SELECT d.* FROM {0}.decision_index i JOIN {0}.decisions d"
-                " ON d.decided_at = i.decided_at AND d.decision_id = i.decision_id WHERE i.decision_id = %s"
-            ).format(s),
-            (decision_id,),
-        )
-        decision = await cur.fetchone()
-        if decision is None:
-            return None, None
-        await cur.execute(
-            sql.SQL("SELECT * FROM {}.forensics WHERE decided_at = %s AND decision_id = %s").format(s),
-            (decision["decided_at"], decision_id),
-        )
-        return decision, await cur.fetchone()
+        await cur.execute(query, (decision_id,))
+        row = await cur.fetchone()
+    if row is None:
+        return None, None
+    if not row["explained"]:
+        return row, None
+    record = {k: row[k] for k in _FORENSICS_COLUMNS}
+    record["fill"] = row["forensics_fill"]
+    return row, record
+
+
+_FORENSICS_COLUMNS = (
+    "model_version", "expected_value", "model_output", "shap_values", "top_features",
+    "regime_reasoning", "strategy_selection", "computed_at",
+)
 
 
 async def decision_page(
