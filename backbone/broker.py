@@ -100,6 +100,13 @@ class EmbeddedBroker:
         return self._port
 
     @property
+    def pid(self) -> int:
+        """The broker's process id (fault tests pause it with SIGSTOP); raises BackboneError before start()."""
+        if self._process is None:
+            raise BackboneError("EmbeddedBroker is not running")
+        return self._process.pid
+
+    @property
     def bootstrap_servers(self) -> str:
         """``127.0.0.1:PORT``, what ``KAFKA_BOOTSTRAP_SERVERS`` would hold."""
         return f"127.0.0.1:{self.port}"
