@@ -17,12 +17,10 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import math
 import os
 import subprocess
 import sys
-import threading
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -84,19 +82,21 @@ def count(services: Services, table: str) -> int:
 
 
 def drain(services: Services, projection: Projection, table: str, rows: int) -> float:
-    """Seconds one worker takes from its first message to ``rows`` rows in ``table``."""
+    """Seconds one worker takes from its first message until ``table`` holds ``rows`` rows."""
     worker = ProjectionWorker(projection, services.kafka_servers, services.database_url, services.schema,
                               services.topics, WorkerSettings(max_records=5_000))
+    query = sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(services.schema, table))
 
     async def drive() -> float:
         await worker.start()
         try:
-            while not await worker.step():
-                pass  # the group join; timing starts with the first batch
-            started = time.perf_counter()
-            while count(services, table) < rows:
-                await worker.step()
-            return time.perf_counter() - started
+            async with await psycopg.AsyncConnection.connect(services.database_url, autocommit=True) as conn:
+                while not await worker.step():
+                    pass  # the group join; timing starts with the first batch
+                started = time.perf_counter()
+                while (await (await conn.execute(query)).fetchone())[0] < rows:
+                    await worker.step()
+                return time.perf_counter() - started
         finally:
             await worker.stop()
 

@@ -82,19 +82,25 @@ class ForensicsProjection(Projection):
         ).format(s)
         # A fill carries its decision's tick time: both events were stamped by the same tick.
         attach_fill = sql.SQL("UPDATE {}.forensics SET fill = %s WHERE decided_at = %s AND decision_id = %s").format(s)
+        rows, fills = [], []
+        for record in items:
+            if record is None:
+                continue
+            e, x = record.envelope, record.explanation
+            if x is not None:
+                rows.append((
+                    x.decision_id, event_time(e), x.model_version, x.expected_value, x.model_output,
+                    Jsonb(x.shap_values), Jsonb(x.top_features), x.regime_reasoning, x.strategy_selection,
+                    Jsonb(e["trading_decision"]["risk_checks"]),
+                ))
+            else:
+                fills.append((Jsonb(fill_of(e)), event_time(e), e["payload"]["decision_id"]))
+        # Decisions first: a fill in the same batch updates the row just inserted.
         async with conn.cursor() as cur:
-            for record in items:
-                if record is None:
-                    continue
-                e, x = record.envelope, record.explanation
-                if x is not None:
-                    await cur.execute(insert, (
-                        x.decision_id, event_time(e), x.model_version, x.expected_value, x.model_output,
-                        Jsonb(x.shap_values), Jsonb(x.top_features), x.regime_reasoning, x.strategy_selection,
-                        Jsonb(e["trading_decision"]["risk_checks"]),
-                    ))
-                else:
-                    await cur.execute(attach_fill, (Jsonb(fill_of(e)), event_time(e), e["payload"]["decision_id"]))
+            if rows:
+                await cur.executemany(insert, rows)
+            if fills:
+                await cur.executemany(attach_fill, fills)
 
 
 def _to_explain(envelope: Envelope) -> DecisionToExplain:

@@ -15,8 +15,9 @@ from backbone.relay import RelayPosition
 from tests.backbone.relay_support import consume_all, log_size
 
 
-def start_relay(redis_url: str, servers: str, store_name: str, prefix: str, home) -> subprocess.Popen:
-    env = {**os.environ, "REDIS_URL": redis_url, "KAFKA_BOOTSTRAP_SERVERS": servers, "GLASSBOX_HOME": str(home)}
+def start_relay(redis_url: str, servers: str, store_name: str, prefix: str, home, prefix_partitions: int = 4) -> subprocess.Popen:
+    env = {**os.environ, "REDIS_URL": redis_url, "KAFKA_BOOTSTRAP_SERVERS": servers, "GLASSBOX_HOME": str(home),
+           "KAFKA_PARTITIONS": str(prefix_partitions)}
     return subprocess.Popen(
         [sys.executable, "-m", "backbone.relay_main", "--store", store_name, "--topic-prefix", prefix,
          "--batch-size", "3"],

@@ -190,7 +190,7 @@ def test_sigkill_of_a_worker_mid_stream_then_restart_gives_every_row_once(
     head = log_size(redis_url, store)
     relay_until_caught_up(Relay(redis_url, store, kafka_servers, topic_settings, feature_names))
     env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": kafka_servers, "DATABASE_URL": database_url,
-           "GLASSBOX_HOME": str(tmp_path)}
+           "GLASSBOX_HOME": str(tmp_path), "KAFKA_PARTITIONS": str(topic_settings.partitions)}
     command = [sys.executable, "-m", "projections.worker_main", "--projection", "archive", "--schema", schema,
                "--topic-prefix", topic_settings.prefix, "--max-records", "7"]
     archived = lambda: count(database_url, schema, "SELECT count(*) FROM {s}.event_archive")  # noqa: E731
