@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import threading
-import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +26,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
 from backbone.errors import BackboneError, BrokerNotFound, BrokerStartError
-from edge.child_process import PORT_ATTEMPTS, free_port, log_tail
+from edge.child_process import log_tail, start_on_a_free_port, wait_until_answers
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -120,19 +119,18 @@ class EmbeddedBroker:
             raise BackboneError("EmbeddedBroker is already running")
         binary = find_broker_binary(self._settings)
         self._data_dir.mkdir(parents=True, exist_ok=True)
-        attempts = 1 if self._settings.port else PORT_ATTEMPTS
-        for attempt in range(1, attempts + 1):
-            self._port = self._settings.port or free_port()
-            self._process = self._spawn(binary, self._port)
-            try:
-                self._wait_until_ready()
-            except BrokerStartError:
-                port_taken = "in use" in log_tail(self.logfile).lower()
-                self.stop()
-                if not port_taken or attempt == attempts:
-                    raise
-            else:
-                return
+        start_on_a_free_port(
+            lambda port: self._start_on(binary, port),
+            self.stop,
+            lambda: "in use" in log_tail(self.logfile).lower(),
+            BrokerStartError,
+            self._settings.port,
+        )
+
+    def _start_on(self, binary: Path, port: int) -> None:
+        self._port = port
+        self._process = self._spawn(binary, port)
+        self._wait_until_ready()
 
     def stop(self) -> None:
         """Stop the broker (SIGTERM, then SIGKILL). Its data is gone with it. Raises nothing."""
@@ -175,18 +173,14 @@ class EmbeddedBroker:
         process, port = self._process, self._port
         if process is None or port is None:
             raise BackboneError("EmbeddedBroker is not running")
-        deadline = time.monotonic() + self._settings.startup_timeout
-        while True:
-            if process.poll() is not None:
-                reason = f"exited with code {process.returncode}"
-                break
-            if broker_answers(f"127.0.0.1:{port}", timeout=1.0):
-                return
-            if time.monotonic() > deadline:
-                reason = f"did not answer a metadata request within {self._settings.startup_timeout} s"
-                break
-            time.sleep(0.05)
-        raise BrokerStartError(f"Kafka-protocol broker on port {port} {reason}; log {self.logfile} ends:\n{log_tail(self.logfile)}")
+        servers = f"127.0.0.1:{port}"
+        reason = wait_until_answers(
+            process, lambda: broker_answers(servers, timeout=1.0), self._settings.startup_timeout, "a metadata request"
+        )
+        if reason is not None:
+            raise BrokerStartError(
+                f"Kafka-protocol broker on port {port} {reason}; log {self.logfile} ends:\n{log_tail(self.logfile)}"
+            )
 
 
 def find_broker_binary(settings: BrokerSettings | None = None) -> Path:

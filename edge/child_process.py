@@ -8,9 +8,12 @@ PostgreSQL in ``projections``) each run one server as a child process on
 from __future__ import annotations
 
 import socket
+import subprocess
+import time
 from pathlib import Path
+from typing import Callable
 
-__all__ = ["PORT_ATTEMPTS", "free_port", "log_tail"]
+__all__ = ["PORT_ATTEMPTS", "free_port", "log_tail", "start_on_a_free_port", "wait_until_answers"]
 
 PORT_ATTEMPTS = 3
 """Starts to try: another process may take a free port before the server binds it."""
@@ -31,3 +34,47 @@ def log_tail(logfile: Path, lines: int = 20) -> str:
     except OSError:
         return "(no log file)"
     return "\n".join(text[-lines:])
+
+
+def wait_until_answers(
+    process: subprocess.Popen[bytes], answers: Callable[[], bool], timeout: float, question: str
+) -> str | None:
+    """Poll ``answers()`` until it is true; None then, else why not (the process exited, or ``timeout`` passed)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if process.poll() is not None:
+            return f"exited with code {process.returncode}"
+        if answers():
+            return None
+        if time.monotonic() > deadline:
+            return f"did not answer {question} within {timeout} s"
+        time.sleep(0.05)
+
+
+def start_on_a_free_port(
+    start_on: Callable[[int], None],
+    stop: Callable[[], None],
+    port_taken: Callable[[], bool],
+    start_error: type[Exception],
+    port: int | None = None,
+) -> int:
+    """Run ``start_on(port)`` on a free port, on another one if the first was taken meanwhile.
+
+    ``start_on`` raises ``start_error`` when the server did not come up; then
+    ``stop()`` cleans up and, if ``port_taken()`` says the port was the
+    reason, the next free port is tried (up to :data:`PORT_ATTEMPTS`). A
+    fixed ``port`` is tried once. Returns the port the server listens on.
+    """
+    attempts = 1 if port else PORT_ATTEMPTS
+    for attempt in range(1, attempts + 1):
+        chosen = port or free_port()
+        try:
+            start_on(chosen)
+        except start_error:
+            taken = port_taken()
+            stop()
+            if not taken or attempt == attempts:
+                raise
+        else:
+            return chosen
+    raise AssertionError("unreachable: the last attempt returns or raises")

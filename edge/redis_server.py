@@ -12,7 +12,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +21,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from edge.child_process import PORT_ATTEMPTS, free_port, log_tail
+from edge.child_process import log_tail, start_on_a_free_port, wait_until_answers
 from glassbox import GlassboxError
 
 if TYPE_CHECKING:
@@ -151,18 +150,17 @@ class EmbeddedRedis:
             raise EdgeError(msg)
         binary = find_redis_server(self._settings)
         self._data_dir.mkdir(parents=True, exist_ok=True)
-        for attempt in range(1, PORT_ATTEMPTS + 1):
-            self._port = free_port()
-            self._process = self._spawn(binary, self._port)
-            try:
-                self._wait_until_ready()
-            except RedisServerStartError:
-                port_taken = "Address already in use" in self._log_tail()
-                self.stop()
-                if not port_taken or attempt == PORT_ATTEMPTS:
-                    raise
-            else:
-                return
+        start_on_a_free_port(
+            lambda port: self._start_on(binary, port),
+            self.stop,
+            lambda: "Address already in use" in self._log_tail(),
+            RedisServerStartError,
+        )
+
+    def _start_on(self, binary: Path, port: int) -> None:
+        self._port = port
+        self._process = self._spawn(binary, port)
+        self._wait_until_ready()
 
     def stop(self) -> None:
         """Shut the server down (SHUTDOWN NOSAVE, else SIGTERM, else SIGKILL).
@@ -221,24 +219,10 @@ class EmbeddedRedis:
         if process is None or port is None:
             msg = "EmbeddedRedis is not running"
             raise EdgeError(msg)
-        deadline = time.monotonic() + self._settings.startup_timeout
         with _client(port, timeout=0.5) as client:
-            while True:
-                if process.poll() is not None:
-                    reason = f"exited with code {process.returncode}"
-                    break
-                try:
-                    client.ping()
-                except redis.RedisError:
-                    pass
-                else:
-                    return
-                if time.monotonic() > deadline:
-                    reason = (
-                        f"did not answer PING within {self._settings.startup_timeout} s"
-                    )
-                    break
-                time.sleep(0.05)
+            reason = wait_until_answers(process, lambda: _pings(client), self._settings.startup_timeout, "PING")
+        if reason is None:
+            return
         msg = (
             f"redis-server on port {port} {reason}; "
             f"log {self.logfile} ends:\n{self._log_tail()}"
@@ -309,6 +293,13 @@ def _install_redis_server() -> None:
         # A fresh machine often has no package lists yet.
         subprocess.run(["apt-get", "update"], env=env, capture_output=True, check=False)
         subprocess.run(install, env=env, capture_output=True, check=False)
+
+
+def _pings(client: redis.Redis) -> bool:
+    try:
+        return bool(client.ping())
+    except redis.RedisError:
+        return False
 
 
 def _client(port: int, timeout: float) -> redis.Redis:

@@ -19,7 +19,6 @@ import signal
 import stat
 import subprocess
 import sys
-import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +28,7 @@ from urllib.parse import quote
 import psycopg
 from psycopg import sql
 
-from edge.child_process import PORT_ATTEMPTS, free_port, log_tail
+from edge.child_process import log_tail, start_on_a_free_port, wait_until_answers
 from glassbox import GlassboxError
 
 if TYPE_CHECKING:
@@ -182,19 +181,20 @@ class EmbeddedPostgres:
         self._prepare_data_dir(account)
         if not (self._data_dir / "PG_VERSION").is_file():
             self._initdb(bin_dir, account)
-        for attempt in range(1, PORT_ATTEMPTS + 1):
-            log_offset = self.logfile.stat().st_size if self.logfile.exists() else 0
-            self._port = free_port()
-            self._process = self._spawn(bin_dir, self._port, account)
-            try:
-                self._wait_until_ready()
-            except PostgresServerStartError:
-                port_taken = "Address already in use" in self._log_since(log_offset)
-                self.stop()
-                if not port_taken or attempt == PORT_ATTEMPTS:
-                    raise
-            else:
-                break
+        log_offset = [0]
+
+        def start_on(port: int) -> None:
+            log_offset[0] = self.logfile.stat().st_size if self.logfile.exists() else 0
+            self._port = port
+            self._process = self._spawn(bin_dir, port, account)
+            self._wait_until_ready()
+
+        start_on_a_free_port(
+            start_on,
+            self.stop,
+            lambda: "Address already in use" in self._log_since(log_offset[0]),
+            PostgresServerStartError,
+        )
         try:
             self._ensure_database()
         except psycopg.Error as error:
@@ -314,17 +314,11 @@ class EmbeddedPostgres:
         if process is None or port is None:
             msg = "EmbeddedPostgres is not running"
             raise PostgresServerError(msg)
-        deadline = time.monotonic() + self._settings.startup_timeout
-        while True:
-            if process.poll() is not None:
-                reason = f"exited with code {process.returncode}"
-                break
-            if _answers(self._url("postgres")):
-                return
-            if time.monotonic() > deadline:
-                reason = f"did not answer SELECT 1 within {self._settings.startup_timeout} s"
-                break
-            time.sleep(0.05)
+        reason = wait_until_answers(
+            process, lambda: _answers(self._url("postgres")), self._settings.startup_timeout, "SELECT 1"
+        )
+        if reason is None:
+            return
         msg = (
             f"postgres on port {port} {reason}; "
             f"log {self.logfile} ends:\n{log_tail(self.logfile)}"
