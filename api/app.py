@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, AsyncIterator, Sequence
@@ -102,8 +103,6 @@ def app_from_env() -> Starlette:
     Raises:
         SettingsError: a required setting is missing or malformed.
     """
-    import os
-
     settings = Settings.from_env()
     if not settings.database_url:
         raise SettingsError("the API reads the read models: set DATABASE_URL")
