@@ -176,11 +176,13 @@ def test_any_schema_name_is_quoted(database_url: str, conn: psycopg.Connection) 
         conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
 
 
-def test_timescaledb_asked_for_on_a_server_without_it_is_refused(
+def test_timescaledb_is_used_only_where_the_server_has_it(
     database_url: str, conn: psycopg.Connection, schema: str
 ) -> None:
-    if detect_storage_mode(conn) == "timescaledb":
-        pytest.skip("this server has TimescaleDB")
+    if detect_storage_mode(conn) == "timescaledb":  # a DATABASE_URL pointing at TimescaleDB
+        apply_migrations(database_url, schema, MigrationSettings(storage_mode="timescaledb"))
+        assert storage_mode(conn, schema) == "timescaledb"
+        return
     with pytest.raises(MigrationError, match="cannot load the timescaledb extension"):
         apply_migrations(database_url, schema, MigrationSettings(storage_mode="timescaledb"))
     assert storage_mode(conn, schema) is None  # nothing was recorded
