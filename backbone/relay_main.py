@@ -12,14 +12,14 @@ import argparse
 import asyncio
 import functools
 import logging
-import signal
 import sys
-from typing import Sequence
+from typing import Callable, Sequence
 
 from aggregates.errors import ModelNotFound
 from aggregates.registry import ModelRegistry
 from backbone.circuit import BreakerSettings
 from backbone.relay import Relay, RelaySettings
+from backbone.service import run_until_signalled
 from backbone.topics import TopicSettings
 from glassbox import GlassboxError, Settings, SettingsError
 
@@ -69,30 +69,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         if args.from_position is not None:
             relay.position.set(max(args.from_position - 1, 0))
-        asyncio.run(_run(relay))
+        asyncio.run(run_until_signalled(relay.run, _progress(relay)))
     except (GlassboxError, ValueError) as error:
         print(f"relay: {error}", file=sys.stderr)
         return 2
     return 0
 
 
-async def _run(relay: Relay) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
-    task = asyncio.create_task(relay.run(stop))
-    last = 0
-    while not task.done():
-        await asyncio.wait([task], timeout=1.0)
+def _progress(relay: Relay) -> Callable[[float], str]:
+    last = [0]
+
+    def line(seconds: float) -> str:
         m = relay.metrics
-        print(
-            f"relay {relay.store_name}: {m.relayed_total - last:,} events/s  position {m.position:,}  "
-            f"lag {m.lag:,}  circuit {m.circuit_state}",
-            flush=True,
-        )
-        last = m.relayed_total
-    task.result()
+        rate = (m.relayed_total - last[0]) / seconds if seconds > 0 else 0.0
+        last[0] = m.relayed_total
+        return (f"relay {relay.store_name}: {rate:,.0f} events/s  position {m.position:,}  "
+                f"lag {m.lag:,}  circuit {m.circuit_state}")
+
+    return line
 
 
 if __name__ == "__main__":

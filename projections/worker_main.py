@@ -13,11 +13,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import signal
 import sys
-from typing import Sequence
+from typing import Callable, Sequence
 
 from aggregates.registry import ModelRegistry
+from backbone.service import run_until_signalled
 from backbone.topics import TopicSettings
 from glassbox import GlassboxError, Settings, SettingsError
 from projections.forensics import ExplainerCache
@@ -64,27 +64,24 @@ def main(argv: Sequence[str] | None = None) -> int:
             TopicSettings.from_settings(settings, prefix=args.topic_prefix),
             WorkerSettings(max_records=args.max_records),
         )
-        asyncio.run(_run(worker))
+        asyncio.run(run_until_signalled(worker.run, _progress(worker)))
     except (GlassboxError, ValueError) as error:
         print(f"worker: {error}", file=sys.stderr)
         return 2
     return 0
 
 
-async def _run(worker: ProjectionWorker) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
-    task = asyncio.create_task(worker.run(stop))
-    last = 0
-    while not task.done():
-        await asyncio.wait([task], timeout=1.0)
+def _progress(worker: ProjectionWorker) -> Callable[[float], str]:
+    last = [0]
+
+    def line(seconds: float) -> str:
         m = worker.metrics
-        print(f"{worker.projection.group}: {m.messages_total - last:,} messages/s  total {m.messages_total:,}  "
-              f"dead letters {m.dead_lettered_total:,}", flush=True)
-        last = m.messages_total
-    task.result()
+        rate = (m.messages_total - last[0]) / seconds if seconds > 0 else 0.0
+        last[0] = m.messages_total
+        return (f"{worker.projection.group}: {rate:,.0f} messages/s  total {m.messages_total:,}  "
+                f"dead letters {m.dead_lettered_total:,}")
+
+    return line
 
 
 if __name__ == "__main__":
