@@ -16,6 +16,12 @@ Envelope, schema version 1::
 
 ``event_id`` is derived from (originator id, version), so re-publishing an
 event gives the same id and consumers can drop the duplicate.
+
+Packing: consecutive events of one symbol bound for one topic may travel in
+one Kafka record whose value is a JSON array of envelopes (headers then say
+``event_type: pack`` and the first and last log positions). One record per
+event costs the relay and the consumers a Python round of work each; a pack
+costs it once. Consumers read both forms (:func:`unpack`).
 """
 
 from __future__ import annotations
@@ -29,6 +35,9 @@ import orjson
 
 __all__ = [
     "ENVELOPE_SCHEMA_VERSION",
+    "PACK",
+    "pack_records",
+    "unpack",
     "EventRecord",
     "StoredNotification",
     "envelope_record",
@@ -37,6 +46,8 @@ __all__ = [
 ]
 
 ENVELOPE_SCHEMA_VERSION = 1
+PACK = "pack"
+"""The ``event_type`` header of a record that holds several envelopes."""
 EVENT_NAMESPACE = uuid5(NAMESPACE_URL, "https://glassbox.invalid/event")
 
 _DECISION = "Trading.Decision.Taken"
@@ -170,6 +181,49 @@ def trading_decision(
         "regime_entropy": state["regime_entropy"],
         "specialist_margins": state["specialist_margins"],
     }
+
+
+def pack_records(records: Sequence[EventRecord], max_events: int, max_bytes: int) -> list[EventRecord]:
+    """Group records of the same (topic, key) into packs, keeping each key's order.
+
+    A pack holds at most ``max_events`` envelopes and ``max_bytes`` of value;
+    a lone record stays as it is. Records of different keys may be reordered
+    relative to each other (Kafka orders per partition only; a key's events
+    keep their order).
+    """
+    if max_events <= 1:
+        return list(records)
+    groups: dict[tuple[str, bytes], list[list[EventRecord]]] = {}
+    for record in records:
+        runs = groups.setdefault((record.topic, record.key), [[]])
+        current = runs[-1]
+        if current and (len(current) >= max_events or sum(len(r.value) for r in current) + len(record.value) > max_bytes):
+            current = []
+            runs.append(current)
+        current.append(record)
+    packed = [_pack(run) for runs in groups.values() for run in runs if run]
+    packed.sort(key=lambda r: r.log_position)
+    return packed
+
+
+def _pack(run: list[EventRecord]) -> EventRecord:
+    if len(run) == 1:
+        return run[0]
+    first, last = run[0], run[-1]
+    headers = (
+        ("event_type", PACK.encode()),
+        ("log_position", str(first.log_position).encode()),
+        ("log_position_last", str(last.log_position).encode()),
+        ("events", str(len(run)).encode()),
+        ("schema_version", str(ENVELOPE_SCHEMA_VERSION).encode()),
+    )
+    value = b"[" + b",".join(r.value for r in run) + b"]"
+    return EventRecord(first.topic, first.key, value, headers, last.log_position)
+
+
+def unpack(decoded: object) -> list[Any]:
+    """The envelopes of one decoded record value (a pack or a single envelope)."""
+    return decoded if isinstance(decoded, list) else [decoded]
 
 
 def _iso(timestamp_ns: int) -> str:

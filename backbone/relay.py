@@ -26,7 +26,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from backbone.circuit import BreakerSettings, CircuitBreaker, CircuitState
-from backbone.envelope import EventRecord, StoredNotification, envelope_record
+from backbone.envelope import EventRecord, StoredNotification, envelope_record, pack_records
 from backbone.errors import TopicError
 from backbone.topics import TopicSettings, ensure_topics, glassbox_topics
 from edge.eventstore import RedisApplicationRecorder, RedisDatastore, RedisStoreSettings
@@ -53,6 +53,9 @@ class RelaySettings:
     max_batch_bytes: int = 262_144
     request_timeout_ms: int = 5_000
     """How long one produce may wait for the broker before the step counts as failed."""
+    pack_max_events: int = 100
+    """Most envelopes of one symbol per Kafka record (1 = one record per event)."""
+    pack_max_bytes: int = 131_072
     breaker: BreakerSettings = field(default_factory=BreakerSettings)
 
     def __post_init__(self) -> None:
@@ -162,24 +165,27 @@ class Relay:
         if not notifications:
             self._export_breaker()
             return 0
-        records = [envelope_record(n, self.store_name, self._feature_names) for n in notifications]
+        records = pack_records(
+            [envelope_record(n, self.store_name, self._feature_names) for n in notifications],
+            self.settings.pack_max_events, self.settings.pack_max_bytes,
+        )
         try:
             await self._produce(records)
         except _BROKER_TROUBLE as error:
             self.breaker.record_failure()
             self.metrics.failed_steps += 1
             log.warning("relay %s: producing %d events failed (%r); circuit %s",
-                        self.settings.name, len(records), error, self.breaker.state)
+                        self.settings.name, len(notifications), error, self.breaker.state)
             await self._drop_producer()
             self._export_breaker()
             return 0
         self.breaker.record_success()
-        last = records[-1].log_position
+        last = notifications[-1].log_position
         await asyncio.to_thread(self.position.set, last)
         self.metrics.position = last
-        self.metrics.relayed_total += len(records)
+        self.metrics.relayed_total += len(notifications)
         self._export_breaker()
-        return len(records)
+        return len(notifications)
 
     async def close(self) -> None:
         """Close the producer and the Redis connections."""

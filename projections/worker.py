@@ -34,7 +34,7 @@ from aiokafka import (
 )
 from psycopg import sql
 
-from backbone.envelope import ENVELOPE_SCHEMA_VERSION
+from backbone.envelope import ENVELOPE_SCHEMA_VERSION, unpack
 from backbone.topics import TopicSettings, dead_letter_topic, ensure_topics, glassbox_topics
 from glassbox import GlassboxError
 
@@ -45,7 +45,8 @@ __all__ = [
     "ProjectionWorker",
     "WorkerMetrics",
     "WorkerSettings",
-    "decode_envelope",
+    "check_envelope",
+    "decode_envelopes",
 ]
 
 log = logging.getLogger(__name__)
@@ -67,26 +68,34 @@ class PoisonMessage(GlassboxError):
         self.permanent = permanent
 
 
-def decode_envelope(value: bytes | None) -> Envelope:
-    """Parse and check one relayed envelope.
+def decode_envelopes(value: bytes | None) -> list[Any]:
+    """The items of one record: a single envelope, or the envelopes of a pack (unchecked).
 
     Raises:
-        PoisonMessage: not JSON, not an envelope, or an envelope schema this code does not read.
+        PoisonMessage: the value is not JSON.
     """
     try:
-        envelope = orjson.loads(value or b"")
+        return unpack(orjson.loads(value or b""))
     except orjson.JSONDecodeError as error:
         raise PoisonMessage("undecodable", f"not JSON ({error})", permanent=True) from None
-    if not isinstance(envelope, dict) or any(k not in envelope for k in _REQUIRED):
-        missing = [k for k in _REQUIRED if not isinstance(envelope, dict) or k not in envelope]
+
+
+def check_envelope(item: object) -> Envelope:
+    """``item`` as an envelope this worker reads.
+
+    Raises:
+        PoisonMessage: not an envelope, or an envelope schema this code does not read.
+    """
+    if not isinstance(item, dict) or any(k not in item for k in _REQUIRED):
+        missing = [k for k in _REQUIRED if not isinstance(item, dict) or k not in item]
         raise PoisonMessage("undecodable", f"not an event envelope (missing {missing})", permanent=True)
-    if envelope["schema_version"] != ENVELOPE_SCHEMA_VERSION:
+    if item["schema_version"] != ENVELOPE_SCHEMA_VERSION:
         raise PoisonMessage(
             "unknown_schema_version",
-            f"envelope schema {envelope['schema_version']!r}; this worker reads {ENVELOPE_SCHEMA_VERSION}",
+            f"envelope schema {item['schema_version']!r}; this worker reads {ENVELOPE_SCHEMA_VERSION}",
             permanent=True,
         )
-    return envelope
+    return item
 
 
 class Projection(ABC):
@@ -187,7 +196,7 @@ class ProjectionWorker:
         self._producer: AIOKafkaProducer | None = None
         self._conn: psycopg.AsyncConnection[Any] | None = None
         self._attempts: dict[tuple[str, int, int], int] = {}
-        self._dead_lettered: set[tuple[str, int, int]] = set()
+        self._dead_lettered: set[tuple[str, int, int, int | None]] = set()
         """Dead-lettered but not yet behind a stored offset: a redone batch must not send them twice."""
 
     async def start(self) -> None:
@@ -260,27 +269,32 @@ class ProjectionWorker:
                 consumer.seek(tp, offset)
 
     async def _prepared(self, messages: list[Any]) -> list[Any] | None:
-        good, envelopes = [], []
+        found: list[tuple[Any, int, Envelope]] = []  # (message, index in its pack, envelope)
         for message in messages:
             try:
-                envelopes.append(decode_envelope(message.value))
-                good.append(message)
+                items = decode_envelopes(message.value)
             except PoisonMessage as poison:
                 await self._dead_letter(message, poison)
+                continue
+            for index, item in enumerate(items):
+                try:
+                    found.append((message, index, check_envelope(item)))
+                except PoisonMessage as poison:
+                    await self._dead_letter(message, poison, index, item)
         try:
-            return self.projection.prepare(envelopes)
+            return self.projection.prepare([envelope for _, _, envelope in found])
         except PoisonMessage:
             pass  # find the culprit: prepare one by one
-        items = []
-        for message, envelope in zip(good, envelopes):
+        prepared = []
+        for message, index, envelope in found:
             try:
-                items.append(self.projection.prepare_one(envelope))
+                prepared.append(self.projection.prepare_one(envelope))
             except PoisonMessage as poison:
-                key = (message.topic, message.partition, message.offset)
+                key = (message.topic, message.partition, message.offset, index)
                 attempt = self._attempts.get(key, 0) + 1
                 if poison.permanent or attempt > self.settings.max_retries:
                     self._attempts.pop(key, None)
-                    await self._dead_letter(message, poison)
+                    await self._dead_letter(message, poison, index, envelope)
                     continue
                 self._attempts[key] = attempt
                 self.metrics.retries_total += 1
@@ -288,23 +302,26 @@ class ProjectionWorker:
                 await asyncio.sleep(self.settings.backoff(attempt))
                 await self.seek_to_stored(list({TopicPartition(m.topic, m.partition) for m in messages}))
                 return None
-        return items
+        return prepared
 
-    async def _dead_letter(self, message: Any, poison: PoisonMessage) -> None:
+    async def _dead_letter(self, message: Any, poison: PoisonMessage, index: int | None = None, item: object = None) -> None:
+        """Send a whole record (``index`` None) or one envelope of a pack to the dead-letter topic."""
         producer = self._producer
         if producer is None:
             raise RuntimeError("the worker is not started")
-        where = (message.topic, message.partition, message.offset)
+        where = (message.topic, message.partition, message.offset, index)
         if where in self._dead_lettered:
             return
+        source = f"{message.topic}/{message.partition}/{message.offset}" + ("" if index is None else f"#{index}")
         headers = [
             ("reason", poison.reason.encode()),
             ("error", str(poison).encode()[:1000]),
-            ("source", f"{message.topic}/{message.partition}/{message.offset}".encode()),
+            ("source", source.encode()),
             ("consumer_group", self._group.encode()),
         ]
+        value = message.value if index is None or len(decode_envelopes(message.value)) == 1 else orjson.dumps(item)
         await producer.send_and_wait(
-            self._topics.name(dead_letter_topic(self.projection.group)), message.value, key=message.key, headers=headers
+            self._topics.name(dead_letter_topic(self.projection.group)), value, key=message.key, headers=headers
         )
         self._dead_lettered.add(where)
         self.metrics.dead_lettered_total += 1

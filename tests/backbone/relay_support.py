@@ -8,6 +8,7 @@ from aiokafka import AIOKafkaConsumer
 
 from actors.features import FEATURE_NAMES
 from backbone.broker import run_coroutine
+from backbone.envelope import unpack
 from backbone.relay import Relay
 from backbone.topics import EVENT_TOPICS, TopicSettings
 
@@ -37,13 +38,13 @@ def consume_all(servers: str, topics: TopicSettings, expected: int, timeout_ms: 
                     break
                 for messages in batch.values():
                     for m in messages:
-                        envelope = orjson.loads(m.value)
-                        envelope["_headers"] = dict(m.headers)
-                        envelope["_key"] = m.key
-                        envelope["_topic"] = m.topic
-                        found.append(envelope)
+                        for envelope in unpack(orjson.loads(m.value)):
+                            envelope["_headers"] = dict(m.headers)
+                            envelope["_key"] = m.key
+                            envelope["_topic"] = m.topic
+                            found.append(envelope)
             extra = await consumer.getmany(timeout_ms=300)  # nothing beyond what was expected
-            found.extend(orjson.loads(m.value) for ms in extra.values() for m in ms)
+            found.extend(e for ms in extra.values() for m in ms for e in unpack(orjson.loads(m.value)))
         finally:
             await consumer.stop()
         return found

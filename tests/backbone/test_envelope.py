@@ -6,7 +6,7 @@ from uuid import UUID
 
 import orjson
 
-from backbone.envelope import StoredNotification, envelope_record, event_id, topic_for
+from backbone.envelope import EventRecord, StoredNotification, envelope_record, event_id, pack_records, topic_for, unpack
 
 DESK = UUID("12345678-1234-5678-1234-567812345678")
 DECISION_STATE = {
@@ -60,3 +60,19 @@ def test_other_events_carry_their_fields_as_payload_and_ids_are_stable() -> None
     assert record.topic == "risk_decisions"
     assert envelope["payload"] == {"symbol": "EURUSD", "side": "SELL", "reasons": ["leverage"]}
     assert event_id(DESK, 2) == event_id(str(DESK), 2) != event_id(DESK, 3)
+
+
+def test_packs_group_a_symbols_records_in_order_within_limits() -> None:
+    def record(position: int, key: bytes, topic: str = "trading_decisions") -> EventRecord:
+        return EventRecord(topic, key, orjson.dumps({"p": position}), (), position)
+
+    records = [record(1, b"A"), record(2, b"B"), record(3, b"A"), record(4, b"A", "risk_decisions"), record(5, b"A")]
+    packed = pack_records(records, max_events=2, max_bytes=10_000)
+    by_key = [(r.topic, r.key, unpack(orjson.loads(r.value))) for r in packed]
+    assert (("trading_decisions", b"A", [{"p": 1}, {"p": 3}])) in by_key
+    assert ("trading_decisions", b"A", {"p": 5}) in [(t, k, v[0]) for t, k, v in by_key if len(v) == 1]
+    assert sum(len(v) for _, _, v in by_key) == 5
+    pack = next(r for r in packed if len(unpack(orjson.loads(r.value))) == 2)
+    assert dict(pack.headers)["event_type"] == b"pack" and dict(pack.headers)["log_position_last"] == b"3"
+    assert pack_records(records, max_events=1, max_bytes=10) == records
+    assert len(pack_records(records, max_events=100, max_bytes=10)) == 5  # every value is over the byte limit

@@ -21,7 +21,8 @@ from tests.backbone.relay_support import (
 def test_every_committed_event_is_relayed_once_in_order_with_its_envelope(
     redis_url, store, kafka_servers, topic_settings
 ):
-    relay = Relay(redis_url, store, kafka_servers, topic_settings, feature_names, RelaySettings(batch_size=128))
+    relay = Relay(redis_url, store, kafka_servers, topic_settings, feature_names,
+                  RelaySettings(batch_size=128, pack_max_events=1))
     head = log_size(redis_url, store)
     assert relay_until_caught_up(relay) == head
     assert relay.position.get() == head and relay.metrics.lag == 0
@@ -113,3 +114,19 @@ def test_a_dead_broker_opens_the_circuit_and_only_grows_lag(redis_url, store, tm
         assert relay_until_caught_up(relay) == head
         assert relay.breaker.state == CircuitState.CLOSED
         assert len(consume_all(servers, topic_settings, head)) == head
+
+
+def test_packed_records_keep_every_event_once_and_each_symbols_order(redis_url, store, kafka_servers, topic_settings):
+    relay = Relay(redis_url, store, kafka_servers, topic_settings, feature_names,
+                  RelaySettings(batch_size=500, pack_max_events=25))
+    head = log_size(redis_url, store)
+    assert relay_until_caught_up(relay) == head
+    envelopes = consume_all(kafka_servers, topic_settings, head)
+    assert sorted(e["log_position"] for e in envelopes) == list(range(1, head + 1))
+    packs = [e for e in envelopes if e["_headers"]["event_type"] == b"pack"]
+    assert packs, "nothing was packed"
+    assert all(int(e["_headers"]["events"]) <= 25 for e in packs)
+    for symbol in SYMBOLS:
+        for topic in {e["_topic"] for e in envelopes}:
+            mine = [e["log_position"] for e in envelopes if e["symbol"] == symbol and e["_topic"] == topic]
+            assert mine == sorted(mine)

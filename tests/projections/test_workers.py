@@ -16,7 +16,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from psycopg import sql
 
 from backbone.broker import run_coroutine
-from backbone.envelope import topic_for
+from backbone.envelope import topic_for, unpack
 from backbone.relay import Relay, RelaySettings
 from backbone.topics import TopicSettings, dead_letter_topic, ensure_topics, glassbox_topics
 from projections.forensics import ExplainerCache
@@ -101,7 +101,7 @@ def test_every_decision_gets_exactly_one_forensics_row_and_the_read_models_match
         assert positions == pytest.approx({s: last_fill.get(s, 0.0) for s in positions})
 
     # Everything again (a broker that lost its data, or a re-publish on demand): no row twice.
-    again = Relay(redis_url, store, kafka_servers, topic_settings, feature_names)
+    again = Relay(redis_url, store, kafka_servers, topic_settings, feature_names, RelaySettings(pack_max_events=1))
     again.position.set(0)
     relay_until_caught_up(again)
     per_topic = messages_per_topic(database_url, schema)
@@ -159,9 +159,9 @@ def _decision_envelopes(redis_url, store, servers, topics: TopicSettings):
     scratch = TopicSettings(partitions=1, prefix=topics.prefix + "scratch.")
     relay_until_caught_up(Relay(redis_url, store, servers, scratch, feature_names, RelaySettings(name="scratch")))
     for value, _ in _read_all(servers, scratch.name("trading_decisions"), 1):
-        envelope = orjson.loads(value)
-        if "trading_decision" in envelope:
-            yield envelope
+        for envelope in unpack(orjson.loads(value)):
+            if "trading_decision" in envelope:
+                yield envelope
 
 
 def _read_all(servers: str, topic: str, at_least: int) -> list[tuple[bytes, list]]:
