@@ -130,7 +130,7 @@ def envelope_record(
         "correlation_id": state.get("correlation_id"),
     }
     if notification.topic == _DECISION:
-        envelope["trading_decision"] = trading_decision(state, timestamp_ns, feature_names)
+        envelope["trading_decision"] = trading_decision(state, envelope["timestamp"], feature_names)
     else:
         envelope["payload"] = {k: v for k, v in state.items() if k not in _ENVELOPE_FIELDS}
     headers = (
@@ -148,7 +148,7 @@ _ENVELOPE_FIELDS = frozenset({"timestamp", "timestamp_ns", "correlation_id", "cl
 
 
 def trading_decision(
-    state: Mapping[str, Any], timestamp_ns: int, feature_names: Callable[[str], Sequence[str]]
+    state: Mapping[str, Any], timestamp: str, feature_names: Callable[[str], Sequence[str]]
 ) -> dict[str, Any]:
     """A decision in the shape the seeds' consumers expect, plus what forensics needs to redo it."""
     vector = list(state["features"])
@@ -162,7 +162,7 @@ def trading_decision(
     return {
         "event_type": "trading_decision",
         "decision_id": state["decision_id"],
-        "timestamp": _iso(timestamp_ns),
+        "timestamp": timestamp,
         "symbol": state["symbol"],
         "action": state["action"],
         "quantity": state["quantity"],
@@ -194,13 +194,15 @@ def pack_records(records: Sequence[EventRecord], max_events: int, max_bytes: int
     if max_events <= 1:
         return list(records)
     groups: dict[tuple[str, bytes], list[list[EventRecord]]] = {}
+    sizes: dict[tuple[str, bytes], int] = {}
     for record in records:
-        runs = groups.setdefault((record.topic, record.key), [[]])
-        current = runs[-1]
-        if current and (len(current) >= max_events or sum(len(r.value) for r in current) + len(record.value) > max_bytes):
-            current = []
-            runs.append(current)
-        current.append(record)
+        key = (record.topic, record.key)
+        runs = groups.setdefault(key, [[]])
+        if runs[-1] and (len(runs[-1]) >= max_events or sizes[key] + len(record.value) > max_bytes):
+            runs.append([])
+            sizes[key] = 0
+        runs[-1].append(record)
+        sizes[key] = sizes.get(key, 0) + len(record.value)
     packed = [_pack(run) for runs in groups.values() for run in runs if run]
     packed.sort(key=lambda r: r.log_position)
     return packed
