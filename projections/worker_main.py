@@ -38,7 +38,12 @@ def build_projection(name: str, settings: Settings) -> Projection:
     if name == "read-models":
         return DecisionsProjection()
     if name == "forensics":
-        return ForensicsProjection(ExplainerCache(ModelRegistry(settings.model_dir)))
+        registry = ModelRegistry(settings.model_dir)
+        explainers = ExplainerCache(registry)
+        latest = registry.latest()
+        if latest is not None:
+            explainers.get(latest)  # built now, not while the first decisions wait
+        return ForensicsProjection(explainers)
     raise SettingsError(f"unknown projection {name!r}: choose one of {', '.join(PROJECTIONS)}")
 
 
