@@ -34,6 +34,7 @@ from api.rate_limit import RateLimit, RateLimitMiddleware
 from backbone.broker import broker_answers
 from backbone.topics import TopicSettings
 from glassbox import Settings, SettingsError
+from projections.pg_json import use_orjson
 
 __all__ = ["ApiConfig", "app_from_env", "create_app"]
 
@@ -67,7 +68,9 @@ def create_app(config: ApiConfig) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
-        pool = AsyncConnectionPool(config.database_url, min_size=1, max_size=config.pool_size, open=False)
+        pool = AsyncConnectionPool(
+            config.database_url, min_size=1, max_size=config.pool_size, open=False, configure=_configure
+        )
         await pool.open(wait=True, timeout=10)
         client = aioredis.Redis.from_url(config.redis_url) if config.redis_url else None
         try:
@@ -90,6 +93,10 @@ def create_app(config: ApiConfig) -> Starlette:
         Middleware(RateLimitMiddleware, limit=config.rate_limit),
     ]
     return Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
+
+
+async def _configure(conn: Any) -> None:
+    use_orjson(conn)
 
 
 def app_from_env() -> Starlette:

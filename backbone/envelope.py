@@ -150,7 +150,11 @@ _ENVELOPE_FIELDS = frozenset({"timestamp", "timestamp_ns", "correlation_id", "cl
 def trading_decision(
     state: Mapping[str, Any], timestamp: str, feature_names: Callable[[str], Sequence[str]]
 ) -> dict[str, Any]:
-    """A decision in the shape the seeds' consumers expect, plus what forensics needs to redo it."""
+    """A decision in the shape the seeds' consumers expect, plus what forensics needs to redo it.
+
+    ``features`` maps names to values in the model's feature order (a list
+    when the model version's names are unknown here).
+    """
     vector = list(state["features"])
     try:
         names = list(feature_names(state["model_version"]))
@@ -170,7 +174,6 @@ def trading_decision(
         "regime_probs": state["regime_probs"],
         "strategy_weights": {f"{regime}_specialist": w for regime, w in state["strategy_weights"].items()},
         "features": features,
-        "feature_vector": vector,
         "risk_checks": state["risk_checks"],
         "risk_passed": state["risk_passed"],
         "model_version": state["model_version"],

@@ -58,7 +58,7 @@ class ForensicsProjection(Projection):
             except UnknownModelVersion as error:
                 raise PoisonMessage("unknown_model_version", str(error)) from error
             try:
-                batch = [_to_explain(envelopes[i]) for i in indexes]
+                batch = [_to_explain(envelopes[i], explainers.feature_names) for i in indexes]
                 results = explain_batch(explainers, batch)
             except (KeyError, TypeError, ValueError) as error:
                 raise PoisonMessage("bad_decision", f"cannot explain: {error!r}", permanent=True) from error
@@ -103,13 +103,15 @@ class ForensicsProjection(Projection):
                 await cur.executemany(attach_fill, fills)
 
 
-def _to_explain(envelope: Envelope) -> DecisionToExplain:
+def _to_explain(envelope: Envelope, names: Sequence[str]) -> DecisionToExplain:
     d = envelope["trading_decision"]
+    features = d["features"]
+    vector = [features[name] for name in names] if isinstance(features, dict) else features
     regimes = ("bull", "bear", "sideways")
     return DecisionToExplain(
         decision_id=d["decision_id"],
         model_version=d["model_version"],
-        features=[float("nan") if v is None else v for v in d["feature_vector"]],
+        features=[float("nan") if v is None else v for v in vector],
         strategy_weights={r: d["strategy_weights"][f"{r}_specialist"] for r in regimes},
         regime_probs=d["regime_probs"],
         regime_entropy=d["regime_entropy"],

@@ -37,6 +37,7 @@ from psycopg import sql
 from backbone.envelope import ENVELOPE_SCHEMA_VERSION, unpack
 from backbone.topics import TopicSettings, dead_letter_topic, ensure_topics, glassbox_topics
 from glassbox import GlassboxError
+from projections.pg_json import use_orjson
 
 __all__ = [
     "Envelope",
@@ -205,6 +206,7 @@ class ProjectionWorker:
         # consumer's metadata request would give them its own partition count.
         await ensure_topics(self._bootstrap, glassbox_topics(self._topics, [self.projection.group]))
         self._conn = await psycopg.AsyncConnection.connect(self._database_url, autocommit=True)
+        use_orjson(self._conn)
         self._producer = AIOKafkaProducer(bootstrap_servers=self._bootstrap, acks="all", enable_idempotence=False)
         await self._producer.start()
         self._consumer = AIOKafkaConsumer(
