@@ -26,6 +26,8 @@ costs it once. Consumers read both forms (:func:`unpack`).
 
 from __future__ import annotations
 
+import functools
+import hashlib
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Callable, Mapping, Sequence
@@ -42,6 +44,7 @@ __all__ = [
     "StoredNotification",
     "envelope_record",
     "event_id",
+    "event_id_text",
     "topic_for",
 ]
 
@@ -93,6 +96,18 @@ def event_id(originator_id: UUID | str, version: int) -> UUID:
     return uuid5(EVENT_NAMESPACE, f"{originator_id}/{version}")
 
 
+_EVENT_NAMESPACE_BYTES = EVENT_NAMESPACE.bytes
+
+
+def event_id_text(originator_id: UUID | str, version: int) -> str:
+    """``str(event_id(...))`` in a third of the time (the relay computes one per event)."""
+    digest = bytearray(hashlib.sha1(_EVENT_NAMESPACE_BYTES + f"{originator_id}/{version}".encode()).digest()[:16])
+    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
+    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
+    h = digest.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
 def topic_for(stored_topic: str) -> str:
     """The Kafka topic (before prefix) an event of this stored topic goes to."""
     if stored_topic.startswith(_MODEL_PREFIX):
@@ -117,7 +132,7 @@ def envelope_record(
     symbol = str(state.get("symbol", notification.originator_id))
     timestamp_ns = int(state.get("timestamp_ns", 0)) or _ns_of(state.get("timestamp"))
     envelope: dict[str, Any] = {
-        "event_id": str(event_id(notification.originator_id, notification.originator_version)),
+        "event_id": event_id_text(notification.originator_id, notification.originator_version),
         "event_type": event_type,
         "schema_version": ENVELOPE_SCHEMA_VERSION,
         "store": store,
@@ -233,11 +248,18 @@ def unpack(decoded: object) -> list[Any]:
 
 def _iso(timestamp_ns: int) -> str:
     seconds, ns = divmod(timestamp_ns, 1_000_000_000)
-    stamp = datetime.fromtimestamp(seconds, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
-    return f"{stamp}.{ns // 1000:06d}Z"
+    return f"{_iso_seconds(seconds)}.{ns // 1000:06d}Z"
+
+
+@functools.lru_cache(maxsize=4_096)
+def _iso_seconds(seconds: int) -> str:
+    # Events come in time order, so most share a second with the one before.
+    return datetime.fromtimestamp(seconds, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
 
 
 def _ns_of(value: object) -> int:
     if isinstance(value, datetime):
         return int(value.timestamp() * 1_000_000) * 1000
+    if isinstance(value, Mapping) and value.get("_type_") == "datetime":  # still in the store's wrapping
+        return _ns_of(datetime.fromisoformat(str(value["_data_"])))
     return 0

@@ -21,6 +21,7 @@ from backbone.circuit import BreakerSettings
 from backbone.relay import Relay, RelaySettings
 from backbone.service import run_until_signalled
 from backbone.topics import TopicSettings
+from edge.gc_settling import settle_garbage_collector
 from glassbox import GlassboxError, Settings, SettingsError
 
 __all__ = ["main", "registry_feature_names"]
@@ -69,6 +70,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         if args.from_position is not None:
             relay.position.set(max(args.from_position - 1, 0))
+        settle_garbage_collector()
         asyncio.run(run_until_signalled(relay.run, _progress(relay)))
     except (GlassboxError, ValueError) as error:
         print(f"relay: {error}", file=sys.stderr)

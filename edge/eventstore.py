@@ -469,16 +469,25 @@ class RedisApplicationRecorder(RedisAggregateRecorder, ApplicationRecorder):
         self, after: bytes | str, count: int, block_ms: int
     ) -> list[tuple[bytes, Notification]]:
         """Log entries after entry id ``after``, waiting up to ``block_ms`` for one."""
+        return [
+            (entry_id, self._notification(entry_id, fields))
+            for entry_id, fields in self.read_log_entries(after, count, block_ms)
+        ]
+
+    def read_log_entries(
+        self, after: bytes | str, count: int, block_ms: int
+    ) -> list[tuple[bytes, dict[bytes, bytes]]]:
+        """:meth:`read_log` without building notifications: the raw stream entries.
+
+        Fields: ``o`` originator id, ``v`` version, ``t`` topic, ``s`` state.
+        For readers that handle every event once and fast (the relay).
+        """
         reply: list[tuple[bytes, list[_Entry]]] = self.datastore.read(
             lambda client: client.xread(  # type: ignore[arg-type,return-value]
                 {self.datastore.log_key: after}, count=count, block=block_ms
             )
         )
-        entries = reply[0][1] if reply else []
-        return [
-            (entry_id, self._notification(entry_id, fields))
-            for entry_id, fields in entries
-        ]
+        return reply[0][1] if reply else []
 
     def _log_range(self, low: str, high: str, count: int) -> list[_Entry]:
         key = self.datastore.log_key

@@ -38,6 +38,7 @@ from backbone.broker import run_coroutine
 from backbone.relay import Relay, RelaySettings
 from backbone.relay_main import registry_feature_names
 from edge.feeds import SyntheticFeed
+from edge.gc_settling import settle_garbage_collector
 from perf.hotpath import _run_producer
 from perf.report import write_result
 from perf.services import Services, fill_store, running_services
@@ -59,6 +60,7 @@ def relay_all(services: Services, store: str, name: str = "relay") -> float:
         finally:
             await relay.close()
 
+    settle_garbage_collector()  # as relay_main does
     started = time.perf_counter()
     run_coroutine(drive())
     return time.perf_counter() - started

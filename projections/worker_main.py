@@ -19,6 +19,7 @@ from typing import Callable, Sequence
 from aggregates.registry import ModelRegistry
 from backbone.service import run_until_signalled
 from backbone.topics import TopicSettings
+from edge.gc_settling import settle_garbage_collector
 from glassbox import GlassboxError, Settings, SettingsError
 from projections.forensics import ExplainerCache
 from projections.forensics_projection import ForensicsProjection
@@ -69,6 +70,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             TopicSettings.from_settings(settings, prefix=args.topic_prefix),
             WorkerSettings(max_records=args.max_records),
         )
+        settle_garbage_collector()
         asyncio.run(run_until_signalled(worker.run, _progress(worker)))
     except (GlassboxError, ValueError) as error:
         print(f"worker: {error}", file=sys.stderr)

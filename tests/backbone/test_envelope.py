@@ -6,7 +6,9 @@ from uuid import UUID
 
 import orjson
 
-from backbone.envelope import EventRecord, StoredNotification, envelope_record, event_id, pack_records, topic_for, unpack
+from backbone.envelope import (
+    EventRecord, StoredNotification, envelope_record, event_id, event_id_text, pack_records, topic_for, unpack,
+)
 
 DESK = UUID("12345678-1234-5678-1234-567812345678")
 DECISION_STATE = {
@@ -76,3 +78,15 @@ def test_packs_group_a_symbols_records_in_order_within_limits() -> None:
     assert dict(pack.headers)["event_type"] == b"pack" and dict(pack.headers)["log_position_last"] == b"3"
     assert pack_records(records, max_events=1, max_bytes=10) == records
     assert len(pack_records(records, max_events=100, max_bytes=10)) == 5  # every value is over the byte limit
+
+
+def test_fast_event_id_text_equals_the_uuid5() -> None:
+    for originator, version in [(DESK, 1), (str(DESK), 7), ("EURUSD", 123_456)]:
+        assert event_id_text(originator, version) == str(event_id(originator, version))
+
+
+def test_timestamp_still_in_the_stores_wrapping_is_read() -> None:
+    state = {**DECISION_STATE, "timestamp_ns": 0,
+             "timestamp": {"_type_": "datetime", "_data_": "2023-11-14T22:13:20.123456+00:00"}}
+    envelope = orjson.loads(envelope_record(StoredNotification(1, DESK, 1, "Trading.Decision.Taken", state), "s0", names).value)
+    assert envelope["timestamp"] == "2023-11-14T22:13:20.123456Z"
