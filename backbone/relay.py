@@ -27,7 +27,12 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from backbone.circuit import BreakerSettings, CircuitBreaker, CircuitState
-from backbone.envelope import EventRecord, StoredNotification, envelope_record, pack_records
+from backbone.envelope import (
+    EventRecord,
+    StoredNotification,
+    envelope_record,
+    pack_records,
+)
 from backbone.errors import TopicError
 from backbone.topics import TopicSettings, ensure_topics, glassbox_topics
 from edge.eventstore import RedisApplicationRecorder, RedisDatastore, RedisStoreSettings
@@ -53,7 +58,7 @@ class RelaySettings:
     """How long a read waits for new events when the relay has caught up."""
     linger_ms: int = 5
     max_batch_bytes: int = 262_144
-    request_timeout_ms: int = 5_000
+    request_timeout_ms: int = 2_000
     """How long one produce may wait for the broker before the step counts as failed."""
     compression: str | None = None
     """Kafka record-batch compression (e.g. "lz4", which needs cramjam). Off: against the embedded
@@ -158,6 +163,8 @@ class Relay:
         self.position = RelayPosition(self._client, store_name, self.settings.name)
         self.breaker = CircuitBreaker(self.settings.breaker, clock)
         self.metrics = RelayMetrics()
+        self.steps = 0
+        """Steps begun: a supervisor counts the relay as up after the first."""
         self._producer: AIOKafkaProducer | None = None
         self._prefetch: tuple[int, asyncio.Task[_Batch]] | None = None
         """(position it reads after, the read) started while the previous batch was being acknowledged."""
@@ -172,6 +179,7 @@ class Relay:
 
     async def step(self) -> int:
         """Relay one batch; return how many events the broker acknowledged (0 if none or failed)."""
+        self.steps += 1
         if not self.breaker.allow():
             await asyncio.sleep(min(self.breaker.seconds_until_trial(), self.settings.block_ms / 1000 or 0.05))
             self._export_breaker()

@@ -13,6 +13,7 @@ import asyncio
 import functools
 import logging
 import sys
+from pathlib import Path
 from typing import Callable, Sequence
 
 from aggregates.errors import ModelNotFound
@@ -48,6 +49,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--topic-prefix", default="", help="prefix of the topics (isolates a run)")
     parser.add_argument("--from-position", type=int, default=None,
                         help="re-publish from this log position (1 = everything) before relaying on")
+    parser.add_argument("--ready-file", type=Path, default=None,
+                        help="written once the relay has taken its first step (for a supervisor)")
     parser.add_argument("--batch-size", type=int, default=RelaySettings.batch_size)
     parser.add_argument("--failure-threshold", type=int, default=BreakerSettings.failure_threshold)
     parser.add_argument("--reset-timeout", type=float, default=BreakerSettings.reset_timeout)
@@ -71,7 +74,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.from_position is not None:
             relay.position.set(max(args.from_position - 1, 0))
         settle_garbage_collector()
-        asyncio.run(run_until_signalled(relay.run, _progress(relay)))
+        asyncio.run(run_until_signalled(relay.run, _progress(relay), lambda: relay.steps > 0, args.ready_file))
     except (GlassboxError, ValueError) as error:
         print(f"relay: {error}", file=sys.stderr)
         return 2

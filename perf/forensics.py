@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
-import subprocess
 import sys
 import time
 from datetime import datetime, timezone
@@ -41,7 +39,7 @@ from edge.feeds import SyntheticFeed
 from edge.gc_settling import settle_garbage_collector
 from perf.hotpath import _run_producer
 from perf.report import write_result
-from perf.services import Services, fill_store, running_services
+from perf.services import Services, backbone_processes, fill_store, running_services
 from projections.forensics import ExplainerCache
 from projections.forensics_projection import ForensicsProjection
 from projections.read_models import ArchiveProjection
@@ -112,30 +110,16 @@ def live_lag_ms(services: Services, symbols: int, rate: float, seconds: float) -
     policy = DecisionPolicy(services.registry.load(services.registry.latest() or ""))
     hot = HotPath(HotPathSettings(services.redis_url, namespace=f"{services.namespace}live:", shard=ShardSettings()),
                   names, policy)
-    env = {**os.environ, "REDIS_URL": services.redis_url, "KAFKA_BOOTSTRAP_SERVERS": services.kafka_servers,
-           "DATABASE_URL": services.database_url, "GLASSBOX_HOME": str(services.home)}
-    prefix = services.topics.prefix + "live."
-    commands = [
-        [sys.executable, "-m", "backbone.relay_main", "--store", hot.settings.store_name, "--topic-prefix", prefix],
-        [sys.executable, "-m", "projections.worker_main", "--projection", "forensics", "--schema", services.schema,
-         "--topic-prefix", prefix],
-    ]
-    processes = [subprocess.Popen(c, env=env, stdout=subprocess.DEVNULL) for c in commands]
     window: dict[str, datetime] = {}
-    try:
-        with hot:
-            time.sleep(3.0)  # the worker joins its group
-            _run_producer(services.redis_url, hot.keys.prefix, names, rate, seconds,
-                          on_start=lambda: window.setdefault("from", datetime.now(timezone.utc)),
-                          on_finish=lambda: window.setdefault("to", datetime.now(timezone.utc)))
-            deadline = time.monotonic() + 60
-            decided = hot.stats.snapshot().decisions
-            while _forensics_between(services, window) < decided * 0.999 and time.monotonic() < deadline:
-                time.sleep(0.2)
-    finally:
-        for p in processes:
-            p.terminate()
-            p.wait(timeout=30)
+    with hot, backbone_processes(services, hot.settings.store_name, services.topics.prefix + "live."):
+        time.sleep(3.0)  # the worker joins its group
+        _run_producer(services.redis_url, hot.keys.prefix, names, rate, seconds,
+                      on_start=lambda: window.setdefault("from", datetime.now(timezone.utc)),
+                      on_finish=lambda: window.setdefault("to", datetime.now(timezone.utc)))
+        deadline = time.monotonic() + 60
+        decided = hot.stats.snapshot().decisions
+        while _forensics_between(services, window) < decided * 0.999 and time.monotonic() < deadline:
+            time.sleep(0.2)
     steady = window["from"] + (window["to"] - window["from"]) * 0.1  # after the first tenth: processes warm
     with psycopg.connect(services.database_url) as conn:
         p50, p99, n = conn.execute(sql.SQL(

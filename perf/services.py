@@ -7,7 +7,10 @@ namespace, schema and topic prefix, so runs never see each other's data.
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -29,7 +32,7 @@ from glassbox import Settings
 from projections.migrate import apply_migrations
 from projections.postgres_server import database_url_or_embedded
 
-__all__ = ["Services", "fill_store", "running_services"]
+__all__ = ["Services", "backbone_processes", "fill_store", "running_services"]
 
 
 @dataclass(frozen=True)
@@ -51,8 +54,11 @@ class Services:
 
 
 @contextmanager
-def running_services(partitions: int = 8) -> Iterator[Services]:
-    """Start (or attach to) Redis, the broker and PostgreSQL; migrate a fresh schema."""
+def running_services(partitions: int = 8, kafka_servers: str | None = None) -> Iterator[Services]:
+    """Start (or attach to) Redis, the broker and PostgreSQL; migrate a fresh schema.
+
+    ``kafka_servers`` overrides the environment (a benchmark that pauses its own broker).
+    """
     settings = Settings.from_env()
     run = uuid.uuid4().hex[:8]
     with ExitStack() as stack:
@@ -60,7 +66,8 @@ def running_services(partitions: int = 8) -> Iterator[Services]:
         tmp.chmod(0o711)  # the postgres user must pass through when we run as root
         stack.callback(shutil.rmtree, tmp, True)
         redis_url = stack.enter_context(redis_url_or_embedded(settings.redis_url, tmp / "redis"))
-        servers = stack.enter_context(kafka_servers_or_embedded(settings.kafka_bootstrap_servers, tmp / "broker"))
+        servers = stack.enter_context(
+            kafka_servers_or_embedded(kafka_servers or settings.kafka_bootstrap_servers, tmp / "broker"))
         database_url = stack.enter_context(database_url_or_embedded(settings.database_url, tmp / "postgres"))
         schema = f"perf_{run}"
         apply_migrations(database_url, schema)
@@ -72,6 +79,29 @@ def running_services(partitions: int = 8) -> Iterator[Services]:
             redis_url, servers, database_url, f"perf-{run}:", schema,
             TopicSettings(partitions=partitions, prefix=f"perf-{run}."), home,
         )
+
+
+@contextmanager
+def backbone_processes(services: Services, store: str, topic_prefix: str) -> Iterator[list[subprocess.Popen[bytes]]]:
+    """The relay of ``store`` and one forensics worker, each its own process as in production."""
+    env = {**os.environ, "REDIS_URL": services.redis_url, "KAFKA_BOOTSTRAP_SERVERS": services.kafka_servers,
+           "DATABASE_URL": services.database_url, "GLASSBOX_HOME": str(services.home)}
+    commands = [
+        [sys.executable, "-m", "backbone.relay_main", "--store", store, "--topic-prefix", topic_prefix],
+        [sys.executable, "-m", "projections.worker_main", "--projection", "forensics", "--schema", services.schema,
+         "--topic-prefix", topic_prefix],
+    ]
+    # Below the hot path's CPU priority, as the supervisor runs them: a backlog's catch-up
+    # must not take the cores the deciding needs.
+    processes = [subprocess.Popen(c, env=env, stdout=subprocess.DEVNULL, preexec_fn=lambda: os.nice(10))
+                 for c in commands]
+    try:
+        yield processes
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            process.wait(timeout=30)
 
 
 def fill_store(services: Services, symbols: int, ticks_per_symbol: int, name: str = "fill") -> tuple[str, int]:

@@ -35,7 +35,12 @@ from aiokafka import (
 from psycopg import sql
 
 from backbone.envelope import ENVELOPE_SCHEMA_VERSION, unpack
-from backbone.topics import TopicSettings, dead_letter_topic, ensure_topics, glassbox_topics
+from backbone.topics import (
+    TopicSettings,
+    dead_letter_topic,
+    ensure_topics,
+    glassbox_topics,
+)
 from glassbox import GlassboxError
 from projections.pg_json import use_orjson
 
@@ -194,6 +199,7 @@ class ProjectionWorker:
         self._topics = topics
         self._group = topics.name(projection.group)
         self._consumer: AIOKafkaConsumer | None = None
+        self._started = False
         self._producer: AIOKafkaProducer | None = None
         self._conn: psycopg.AsyncConnection[Any] | None = None
         self._attempts: dict[tuple[str, int, int], int] = {}
@@ -221,6 +227,12 @@ class ProjectionWorker:
             [self._topics.name(t) for t in self.projection.topics], listener=_SeekToStoredOffsets(self)
         )
         await self._consumer.start()
+        self._started = True
+
+    @property
+    def started(self) -> bool:
+        """Connected and subscribed (:meth:`start` has returned, :meth:`stop` not yet called)."""
+        return self._started
 
     async def stop(self) -> None:
         """Leave the group and close connections; the last committed batch is durable already."""
@@ -230,6 +242,7 @@ class ProjectionWorker:
         if self._conn is not None:
             await self._conn.close()
         self._consumer = self._producer = self._conn = None
+        self._started = False
 
     async def run(self, stop: asyncio.Event) -> None:
         """Process batches until ``stop`` is set (the batch in progress is committed first)."""

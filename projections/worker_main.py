@@ -14,6 +14,7 @@ import argparse
 import asyncio
 import logging
 import sys
+from pathlib import Path
 from typing import Callable, Sequence
 
 from aggregates.registry import ModelRegistry
@@ -54,6 +55,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--projection", required=True, choices=PROJECTIONS)
     parser.add_argument("--schema", default="glassbox", help="PostgreSQL schema of the read models")
     parser.add_argument("--topic-prefix", default="", help="prefix of the topics (isolates a run)")
+    parser.add_argument("--ready-file", type=Path, default=None,
+                        help="written once the worker has joined its group (for a supervisor)")
     parser.add_argument("--max-records", type=int, default=WorkerSettings.max_records)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -71,7 +74,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             WorkerSettings(max_records=args.max_records),
         )
         settle_garbage_collector()
-        asyncio.run(run_until_signalled(worker.run, _progress(worker)))
+        asyncio.run(run_until_signalled(worker.run, _progress(worker), lambda: worker.started, args.ready_file))
     except (GlassboxError, ValueError) as error:
         print(f"worker: {error}", file=sys.stderr)
         return 2

@@ -1,0 +1,31 @@
+"""Symbols are spread over shards by a stable hash."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from actors.sharding import assign_symbols, shard_of
+
+SYMBOLS = [f"SYN{i:03d}" for i in range(100)] + ["GOOG", "EURUSD", "BTCUSD"]
+
+
+def test_every_symbol_has_exactly_one_owner() -> None:
+    owned = assign_symbols(SYMBOLS, 3)
+    assert sorted(s for shard in owned for s in shard) == sorted(SYMBOLS)
+    assert all(owned)  # 103 symbols over 3 shards: none is left empty
+    assert assign_symbols(SYMBOLS, 1) == [SYMBOLS]
+
+
+def test_the_owner_is_the_same_in_another_process() -> None:
+    # str hashes are salted per process; the assignment must not be.
+    code = "from actors.sharding import shard_of; print([shard_of(s, 4) for s in ('GOOG', 'SYN001', 'BTCUSD')])"
+    other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert other.strip() == str([shard_of(s, 4) for s in ("GOOG", "SYN001", "BTCUSD")])
+
+
+def test_no_shards_is_refused() -> None:
+    with pytest.raises(ValueError, match="at least one shard"):
+        shard_of("GOOG", 0)
