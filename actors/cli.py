@@ -9,14 +9,17 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import os
 import signal
 import sys
 import threading
 import time
+from pathlib import Path
 from typing import Iterator, Sequence
 
 from actors.runtime import HotPath, HotPathSettings
 from actors.shard import ShardSettings
+from actors.shard_metrics import ShardMetricsPublisher
 from actors.stats import percentiles_us
 from aggregates.registry import ModelRegistry
 from edge.feeds import BUNDLED_SYMBOLS, SyntheticFeed, bundled_ticks
@@ -68,6 +71,8 @@ def _parser() -> argparse.ArgumentParser:
     shard.add_argument("--symbols", required=True, type=_symbols, help="comma-separated symbols")
     shard.add_argument("--namespace", default="", help="key prefix of streams and event store")
     shard.add_argument("--name", default="shard-0", help="shard name (consumer and store name)")
+    shard.add_argument("--ready-file", type=Path, default=None,
+                       help="written once the shard is deciding (for a supervisor)")
     shard.set_defaults(handler=_shard)
     return parser
 
@@ -219,12 +224,19 @@ def _shard(args: argparse.Namespace, settings: Settings) -> int:
     stop = threading.Event()
     _install_stop_handlers(stop)
     hot.start()
+    metrics = ShardMetricsPublisher(hot.client, hot_settings.store_name, hot.stats, len(args.symbols))
+    metrics.publish()
+    if args.ready_file is not None:
+        args.ready_file.write_text(f"{os.getpid()}\n")
     print(f"shard {args.name} serving {len(args.symbols)} symbols", flush=True)
-    while not stop.wait(0.5):
-        if hot.shard.failure is not None:
-            hot.stop()
-            raise GlassboxError(f"shard {args.name} stopped deciding: {hot.shard.failure!r}")
-    hot.stop()
+    try:
+        while not stop.wait(1.0):
+            if hot.shard.failure is not None:
+                raise GlassboxError(f"shard {args.name} stopped deciding: {hot.shard.failure!r}")
+            metrics.publish()
+    finally:
+        hot.stop()
+        metrics.publish()
     return 0
 
 

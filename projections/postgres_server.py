@@ -12,6 +12,7 @@ service Debian's package sets up on port 5432.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import pwd
 import shutil
@@ -19,6 +20,7 @@ import signal
 import stat
 import subprocess
 import sys
+import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +47,7 @@ __all__ = [
     "PostgresServerStartError",
     "database_url_or_embedded",
     "find_postgres_binaries",
+    "reachable_data_dir",
 ]
 
 _DEBIAN_ROOT = Path("/usr/lib/postgresql")
@@ -360,6 +363,29 @@ def database_url_or_embedded(
         return
     with EmbeddedPostgres(data_dir, settings) as server:
         yield server.url
+
+
+def reachable_data_dir(preferred: Path, settings: PostgresServerSettings | None = None) -> Path:
+    """``preferred`` when the server's account can reach it, else a stable directory it can.
+
+    Under root the server runs as an unprivileged user, which cannot enter a
+    checkout in a 0700 directory (``mktemp -d``, a home directory). Then the
+    data goes to ``/var/tmp/glassbox-<hash of preferred>/postgres``, the
+    same one every run from that checkout.
+    """
+    settings = settings or PostgresServerSettings()
+    account = _server_account(settings.run_as_user)
+    if account is None:
+        return preferred
+    try:
+        _check_reachable(preferred, account)
+    except PostgresServerPermissionError:
+        digest = hashlib.sha1(str(preferred.resolve()).encode()).hexdigest()[:12]
+        parent = Path("/var/tmp" if Path("/var/tmp").is_dir() else tempfile.gettempdir()) / f"glassbox-{digest}"
+        parent.mkdir(parents=True, exist_ok=True)
+        parent.chmod(0o711)
+        return parent / "postgres"
+    return preferred
 
 
 def find_postgres_binaries(settings: PostgresServerSettings | None = None) -> Path:

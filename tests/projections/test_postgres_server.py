@@ -18,6 +18,7 @@ from projections.postgres_server import (
     PostgresServerSettings,
     PostgresServerStartError,
     database_url_or_embedded,
+    reachable_data_dir,
 )
 
 if TYPE_CHECKING:
@@ -137,3 +138,17 @@ def test_a_server_that_dies_is_reported_with_its_log(pg_dir: Path) -> None:
         server.start()
     assert "exited with code 1" in str(raised.value)
     server.stop()  # nothing left running; stopping again is harmless
+
+
+def test_an_unreachable_preferred_data_dir_moves_where_the_server_user_can_go(
+    tmp_path: Path, pg_dir: Path
+) -> None:
+    if os.geteuid() != 0:
+        assert reachable_data_dir(tmp_path / "pg") == tmp_path / "pg"
+        return
+    closed = tmp_path / "closed"
+    closed.mkdir(mode=0o700)
+    chosen = reachable_data_dir(closed / "pg")
+    assert chosen != closed / "pg" and chosen == reachable_data_dir(closed / "pg")  # stable per checkout
+    assert chosen.parent.stat().st_mode & 0o001  # others may pass through
+    assert reachable_data_dir(pg_dir / "pg") == pg_dir / "pg"

@@ -1,0 +1,40 @@
+"""A shard process's counters and latency, published to Redis for the supervisor and ``glassbox status``."""
+
+from __future__ import annotations
+
+import time
+
+import redis
+
+from actors.stats import HotPathStats, percentiles_us
+
+__all__ = ["ShardMetricsPublisher", "shard_metrics_key"]
+
+
+def shard_metrics_key(store_name: str) -> str:
+    """The hash beside the shard's event store where its metrics are published."""
+    return f"{{{store_name}}}:shard-metrics"
+
+
+class ShardMetricsPublisher:
+    """Publishes a shard's stats once per :meth:`publish` call (the shard's main loop calls it each second)."""
+
+    def __init__(self, client: redis.Redis, store_name: str, stats: HotPathStats, symbols: int) -> None:
+        self.key = shard_metrics_key(store_name)
+        self._client = client
+        self._stats = stats
+        self._symbols = symbols
+        self._last_batch = 0
+
+    def publish(self) -> None:
+        """Write counters, this process's pid and the latency since the previous call."""
+        snap = self._stats.snapshot()
+        recent = self._stats.latencies_ns(since=self._last_batch)
+        self._last_batch = self._stats.sample_batches()
+        p50, p99 = percentiles_us(recent, (50, 99)) if len(recent) else (0.0, 0.0)
+        self._client.hset(self.key, mapping={
+            "ticks": snap.ticks, "decisions": snap.decisions, "events": snap.events,
+            "dead_letters": snap.dead_letters, "duplicates_skipped": snap.duplicates_skipped,
+            "symbols": self._symbols, "latency_us_p50": round(p50, 1), "latency_us_p99": round(p99, 1),
+            "updated_at": time.time(),
+        })
