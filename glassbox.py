@@ -7,6 +7,7 @@ object that is passed in; nothing below reads ``os.environ`` itself.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
@@ -65,6 +66,13 @@ def _int(environ: Mapping[str, str], name: str, default: int | None, minimum: in
     return number
 
 
+def _name(environ: Mapping[str, str], name: str, default: str, pattern: str) -> str:
+    value = environ.get(name, "").strip() or default
+    if not re.fullmatch(pattern, value):
+        raise SettingsError(f"{name}={value!r} must match {pattern}")
+    return value
+
+
 @dataclass(frozen=True)
 class Settings:
     """Where Glassbox keeps its data and which external services it uses.
@@ -81,11 +89,18 @@ class Settings:
     kafka_partitions: int = 8
     kafka_replication_factor: int = 1
     kafka_retention_ms: int | None = None
+    namespace: str = ""
+    """Key prefix of every Redis key a run uses (isolates runs sharing one Redis)."""
+    schema: str = "glassbox"
+    """PostgreSQL schema of the read models."""
+    topic_prefix: str = ""
+    """Prefix of every Kafka topic (isolates runs sharing one broker)."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Read ``GLASSBOX_HOME``, ``REDIS_URL``, ``KAFKA_BOOTSTRAP_SERVERS``, ``DATABASE_URL``,
-        ``KAFKA_PARTITIONS``, ``KAFKA_REPLICATION_FACTOR`` and ``KAFKA_RETENTION_MS``.
+        ``KAFKA_PARTITIONS``, ``KAFKA_REPLICATION_FACTOR``, ``KAFKA_RETENTION_MS``,
+        ``GLASSBOX_NAMESPACE``, ``GLASSBOX_SCHEMA`` and ``GLASSBOX_TOPIC_PREFIX``.
 
         Raises:
             SettingsError: for a URL of the wrong kind or a number out of range.
@@ -100,6 +115,9 @@ class Settings:
             kafka_partitions=_int(env, "KAFKA_PARTITIONS", 8, minimum=1),
             kafka_replication_factor=_int(env, "KAFKA_REPLICATION_FACTOR", 1, minimum=1),
             kafka_retention_ms=_int(env, "KAFKA_RETENTION_MS", None, minimum=-1),
+            namespace=_name(env, "GLASSBOX_NAMESPACE", "", r"[A-Za-z0-9._:-]*"),
+            schema=_name(env, "GLASSBOX_SCHEMA", "glassbox", r"[a-z_][a-z0-9_]{0,62}"),
+            topic_prefix=_name(env, "GLASSBOX_TOPIC_PREFIX", "", r"[A-Za-z0-9._-]*"),
         )
 
     @property

@@ -1,4 +1,4 @@
-"""The ``glassbox`` command: ``up``, ``train``, ``shard``.
+"""The ``glassbox`` command: ``up``, ``status``, ``train``, ``shard``.
 
 This is the edge where settings are parsed (environment + options) and
 embedded services are started; everything below receives them as arguments.
@@ -7,7 +7,6 @@ embedded services are started; everything below receives them as arguments.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import logging
 import os
 import signal
@@ -15,18 +14,15 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Sequence
 
 from actors.runtime import HotPath, HotPathSettings
 from actors.shard import ShardSettings
 from actors.shard_metrics import ShardMetricsPublisher
-from actors.stats import percentiles_us
+from actors.supervisor import RunPlan, Supervisor, read_status
 from aggregates.registry import ModelRegistry
-from edge.feeds import BUNDLED_SYMBOLS, SyntheticFeed, bundled_ticks
-from edge.pacing import PacedFeed
-from edge.redis_server import redis_url_or_embedded
-from edge.tick_stream import TickPublisher
-from glassbox import GlassboxError, Settings, redact_url
+from edge.feeds import BUNDLED_SYMBOLS, SyntheticFeed
+from glassbox import GlassboxError, Settings
 
 __all__ = ["main"]
 
@@ -52,16 +48,22 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="glassbox", description=__doc__)
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
-    up = commands.add_parser("up", help="run the hot path on bundled and synthetic ticks")
+    up = commands.add_parser("up", help="run the whole system: services, actors, relay, workers, API, feeds")
     up.add_argument("--symbols", type=_non_negative_int, default=20,
                     help="synthetic symbols besides the bundled real ones (default 20)")
     up.add_argument("--rate", type=_positive_float, default=1000.0,
                     help="ticks per second offered, all sources together (default 1000)")
     up.add_argument("--duration", type=_positive_float, default=None,
                     help="seconds to run (default: until Ctrl-C)")
-    up.add_argument("--source", choices=("all", "bundled", "synthetic"), default="all")
+    up.add_argument("--source", nargs="+", default=["all"], metavar="KIND",
+                    help="all (default), bundled, synthetic, or csv PATH (bars: timestamp,open,high,low,close,volume)")
+    up.add_argument("--shards", type=_positive_int, default=1, help="actor processes (default 1)")
+    up.add_argument("--api-port", type=_non_negative_int, default=8000, help="API port (0: any free one)")
     up.add_argument("--seed", type=int, default=7, help="seed of the synthetic feed")
     up.set_defaults(handler=_up)
+
+    status = commands.add_parser("status", help="health, rates, lags and restarts of a running system")
+    status.set_defaults(handler=_status)
 
     train = commands.add_parser("train", help="fit the regime specialists on the bundled bars")
     train.add_argument("--seed", type=int, default=7)
@@ -81,6 +83,13 @@ def _non_negative_int(text: str) -> int:
     value = int(text)
     if value < 0:
         raise argparse.ArgumentTypeError(f"{text} is negative")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a positive whole number")
     return value
 
 
@@ -108,65 +117,45 @@ def _train(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _ensure_model(settings: Settings) -> ModelRegistry:
-    registry = ModelRegistry(settings.model_dir)
-    if registry.latest() is None:
-        _train(argparse.Namespace(seed=7), settings)
-    return registry
-
-
-@contextlib.contextmanager
-def _redis(settings: Settings) -> Iterator[str]:
-    with redis_url_or_embedded(settings.redis_url, settings.redis_dir) as url:
-        where = "given by REDIS_URL" if settings.redis_url else f"embedded, data in {settings.redis_dir}"
-        print(f"redis: {redact_url(url)} ({where})")
-        yield url
-
-
 def _up(args: argparse.Namespace, settings: Settings) -> int:
-    registry = _ensure_model(settings)
-    bundled = list(BUNDLED_SYMBOLS) if args.source in ("all", "bundled") else []
-    synthetic = SyntheticFeed.symbol_names(args.symbols) if args.source in ("all", "synthetic") else []
-    symbols = bundled + synthetic
-    if not symbols:
-        raise GlassboxError("no symbols to trade: use --source bundled or --symbols N with N > 0")
-    with _redis(settings) as url:
-        hot = HotPath.from_registry(HotPathSettings(url), symbols, registry)
-        print(f"model {hot.policy.model_version}; {len(symbols)} symbols "
-              f"({len(bundled)} bundled, {len(synthetic)} synthetic), one actor each")
-        hot.start()
-        stop = threading.Event()
-        feeds = _start_feeds(hot, bundled, synthetic, args, stop)
-        _install_stop_handlers(stop)
-        try:
-            _report_progress(hot, stop, args.duration)
-        finally:
-            stop.set()
-            for thread in feeds:
-                thread.join()
-            hot.stop()
-        _print_summary(hot)
+    plan = _plan(args)
+    if not plan.symbols:
+        raise GlassboxError("no symbols to trade: use --source bundled, --source csv PATH or --symbols N with N > 0")
+    stop = threading.Event()
+    _install_stop_handlers(stop)
+    return Supervisor(settings, plan, out=lambda line: print(line, flush=True)).run(stop)
+
+
+def _plan(args: argparse.Namespace) -> RunPlan:
+    kind, *rest = args.source
+    if kind not in ("all", "bundled", "synthetic", "csv"):
+        raise GlassboxError(f"unknown --source {kind!r}: choose all, bundled, synthetic or csv PATH")
+    if (kind == "csv") != bool(rest) or len(rest) > 1:
+        raise GlassboxError("--source csv takes exactly one PATH; the other sources take none")
+    csv_path = Path(rest[0]) if rest else None
+    if csv_path is not None and not csv_path.is_file():
+        raise GlassboxError(f"--source csv {csv_path}: no such file")
+    return RunPlan(
+        bundled=list(BUNDLED_SYMBOLS) if kind in ("all", "bundled") else [],
+        synthetic=SyntheticFeed.symbol_names(args.symbols) if kind in ("all", "synthetic") else [],
+        csv_path=csv_path, shards=args.shards, rate=args.rate, duration=args.duration,
+        api_port=args.api_port, seed=args.seed,
+    )
+
+
+def _status(args: argparse.Namespace, settings: Settings) -> int:
+    status = read_status(settings.home)
+    age = time.time() - float(status["updated_at"])
+    print(f"glassbox (supervisor pid {status['pid']}, updated {age:.0f} s ago)  API {status['api_url']}")
+    print(f"  redis {status['redis_url']}  kafka {status['kafka_servers']}  postgresql {status['database_url']}")
+    for c in status["components"]:
+        print(f"  {c['name']:<22} {c['state']:<10} pid {c['pid']!s:<8} restarts {c['restarts']}")
+    p = status["progress"]
+    forensics = "?" if p["forensics_lag"] is None else f"{p['forensics_lag']:,}"
+    print(f"  ticks {p['ticks']:,} ({p['ticks_per_s']:,.0f}/s)  decisions {p['decisions']:,}  "
+          f"dead letters {p['dead_letters']}  p99 {p['latency_us_p99'] / 1e3:.2f} ms  "
+          f"relay lag {p['relay_lag']:,}  forensics lag {forensics}")
     return 0
-
-
-def _start_feeds(
-    hot: HotPath, bundled: list[str], synthetic: list[str], args: argparse.Namespace,
-    stop: threading.Event,
-) -> list[threading.Thread]:
-    publisher = TickPublisher(hot.client, hot.keys, hot.symbols)
-    share = args.rate / (bool(bundled) + bool(synthetic))
-    feeds: list[PacedFeed] = []
-    if bundled:
-        offset_key = f"{hot.keys.prefix}feed:bundled:offset"
-        feeds.append(PacedFeed(publisher, bundled_ticks(bundled), share, hot.client, offset_key))
-    if synthetic:
-        interval = int(1e9 * len(synthetic) / share)
-        feed = SyntheticFeed(synthetic, seed=args.seed, start_ns=time.time_ns(), tick_interval_ns=interval)
-        feeds.append(PacedFeed(publisher, feed.ticks(sys.maxsize), share))
-    threads = [threading.Thread(target=f.run, args=(stop,), daemon=True) for f in feeds]
-    for thread in threads:
-        thread.start()
-    return threads
 
 
 def _install_stop_handlers(stop: threading.Event) -> None:
@@ -176,41 +165,6 @@ def _install_stop_handlers(stop: threading.Event) -> None:
 
     signal.signal(signal.SIGINT, handler)
     signal.signal(signal.SIGTERM, handler)
-
-
-def _report_progress(hot: HotPath, stop: threading.Event, duration: float | None) -> None:
-    started = time.perf_counter()
-    last_ticks, last_batch = 0, 0
-    while not stop.wait(1.0):
-        elapsed = time.perf_counter() - started
-        snap = hot.stats.snapshot()
-        recent = hot.stats.latencies_ns(since=last_batch)
-        last_batch = hot.stats.sample_batches()
-        p50, p99 = percentiles_us(recent, (50, 99))
-        print(
-            f"[{elapsed:5.0f}s] ticks {snap.ticks:,} ({snap.ticks - last_ticks:,}/s)  "
-            f"decisions {snap.decisions:,}  events {snap.events:,}  dead letters {snap.dead_letters}  "
-            f"| tick→committed p50 {p50 / 1e3:.2f} ms p99 {p99 / 1e3:.2f} ms",
-            flush=True,
-        )
-        last_ticks = snap.ticks
-        if hot.shard.failure is not None:
-            raise GlassboxError(f"the shard stopped deciding: {hot.shard.failure!r} (see the log above)")
-        if duration is not None and elapsed >= duration:
-            return
-
-
-def _print_summary(hot: HotPath) -> None:
-    snap = hot.stats.snapshot()
-    p50, p99, p999 = percentiles_us(hot.stats.latencies_ns())
-    print(
-        f"stopped: "
-        f"{snap.ticks:,} ticks, {snap.decisions:,} decisions, {snap.events:,} events committed, "
-        f"{snap.dead_letters} dead letters, {snap.duplicates_skipped} redelivered ticks skipped\n"
-        f"tick→committed latency: p50 {p50:.0f} µs, p99 {p99:.0f} µs, p99.9 {p999:.0f} µs"
-    )
-    print(f"event store: Redis stream {{{hot.settings.store_name}}}:log; "
-          f"tick streams {hot.keys.stream('<SYMBOL>')}")
 
 
 def _shard(args: argparse.Namespace, settings: Settings) -> int:

@@ -14,7 +14,14 @@ from typing import Sequence
 
 import numpy as np
 
-from aggregates.blend import Action, Blend, BlendThresholds, WeightCheck, blend, validate_weights
+from aggregates.blend import (
+    Action,
+    Blend,
+    BlendThresholds,
+    WeightCheck,
+    blend,
+    validate_weights,
+)
 from aggregates.regime import REGIMES, RegimeModel, regime_step
 from aggregates.risk import OthersView, RiskAssessment, RiskLimits, assess_order
 from aggregates.specialists import SpecialistSet

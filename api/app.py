@@ -123,9 +123,9 @@ def app_from_env() -> Starlette:
     except ValueError:
         raise SettingsError("GLASSBOX_API_RATE_PER_S must be a positive number of requests per second") from None
     return create_app(ApiConfig(
-        settings.database_url, tokens, schema=os.environ.get("GLASSBOX_SCHEMA", "glassbox"),
+        settings.database_url, tokens, schema=settings.schema,
         redis_url=settings.redis_url, kafka_servers=settings.kafka_bootstrap_servers, relay_stores=stores,
-        topics=TopicSettings.from_settings(settings, prefix=os.environ.get("GLASSBOX_TOPIC_PREFIX", "")),
+        topics=TopicSettings.from_settings(settings, prefix=settings.topic_prefix),
         rate_limit=limit,
     ))
 

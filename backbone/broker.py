@@ -15,6 +15,7 @@ relay can re-publish from any event-store position.
 from __future__ import annotations
 
 import asyncio
+import logging
 import subprocess
 import threading
 from contextlib import contextmanager
@@ -221,7 +222,15 @@ def broker_answers(bootstrap_servers: str, timeout: float = 2.0) -> bool:
         finally:
             await admin.close()
 
-    return run_coroutine(describe())
+    # A probe that finds nobody listening is an answer ("not yet"), not an error:
+    # keep aiokafka from logging it as one.
+    quiet = logging.getLogger("aiokafka")
+    level = quiet.level
+    quiet.setLevel(logging.CRITICAL)
+    try:
+        return run_coroutine(describe())
+    finally:
+        quiet.setLevel(level)
 
 
 def run_coroutine(coroutine: Coroutine[Any, Any, _T]) -> _T:

@@ -10,11 +10,16 @@ second on the hot path. Select it with
 
 from __future__ import annotations
 
-from typing import Any
 from datetime import datetime
+from typing import Any
 
 import orjson
-from eventsourcing.persistence import DatetimeAsISO, DecimalAsStr, JSONTranscoder, UUIDAsHex
+from eventsourcing.persistence import (
+    DatetimeAsISO,
+    DecimalAsStr,
+    JSONTranscoder,
+    UUIDAsHex,
+)
 
 __all__ = ["OrjsonTranscoder"]
 

@@ -440,3 +440,29 @@ def _preloaded(conn: psycopg.Connection[Any], library: str) -> bool:
         return False
     entries = (row[0] if row else "").split(",")
     return library in (entry.strip().strip('"') for entry in entries)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m projections.migrate --schema S``: apply what the schema lacks (needs DATABASE_URL)."""
+    import argparse
+    import os
+    import sys
+
+    parser = argparse.ArgumentParser(prog="python -m projections.migrate", description=main.__doc__)
+    parser.add_argument("--schema", default="glassbox")
+    args = parser.parse_args(argv)
+    url = os.environ.get("DATABASE_URL", "").strip()
+    if not url:
+        print("migrate: set DATABASE_URL to the PostgreSQL to migrate", file=sys.stderr)
+        return 2
+    try:
+        applied = apply_migrations(url, args.schema)
+    except (GlassboxError, psycopg.Error) as error:
+        print(f"migrate: {error}", file=sys.stderr)
+        return 1
+    print(f"schema {args.schema}: applied {', '.join(applied) if applied else 'nothing (up to date)'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

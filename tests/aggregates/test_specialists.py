@@ -8,7 +8,12 @@ from sklearn.ensemble import GradientBoostingClassifier
 
 from aggregates.errors import FeatureMismatch, TrainingDataError, UnsupportedModel
 from aggregates.regime import REGIMES
-from aggregates.specialists import MIN_SPECIALIST_ROWS, SpecialistSet, fallback_regimes, fit_specialists
+from aggregates.specialists import (
+    MIN_SPECIALIST_ROWS,
+    SpecialistSet,
+    fallback_regimes,
+    fit_specialists,
+)
 from tests.aggregates.specialist_data import FEATURE_NAMES, regime_data
 
 SMALL = {"n_estimators": 20, "max_depth": 2}

@@ -17,7 +17,12 @@ from projections.forensics import ExplainerCache
 from projections.forensics_projection import ForensicsProjection
 from projections.migrate import apply_migrations
 from projections.read_models import ArchiveProjection, DecisionsProjection
-from tests.actors.hot_path_support import STORE_SYMBOLS, make_hot_path, publish, wait_until_decided
+from tests.actors.hot_path_support import (
+    STORE_SYMBOLS,
+    make_hot_path,
+    publish,
+    wait_until_decided,
+)
 from tests.backbone.relay_support import feature_names, relay_until_caught_up
 from tests.projections.test_workers import count, run_workers, workers_for
 

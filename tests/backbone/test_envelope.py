@@ -7,7 +7,14 @@ from uuid import UUID
 import orjson
 
 from backbone.envelope import (
-    EventRecord, StoredNotification, envelope_record, event_id, event_id_text, pack_records, topic_for, unpack,
+    EventRecord,
+    StoredNotification,
+    envelope_record,
+    event_id,
+    event_id_text,
+    pack_records,
+    topic_for,
+    unpack,
 )
 
 DESK = UUID("12345678-1234-5678-1234-567812345678")

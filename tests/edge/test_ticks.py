@@ -4,7 +4,14 @@ import math
 
 import pytest
 
-from edge.ticks import BadTick, Tick, decode_tick, encode_tick, parse_tick_id, validate_tick
+from edge.ticks import (
+    BadTick,
+    Tick,
+    decode_tick,
+    encode_tick,
+    parse_tick_id,
+    validate_tick,
+)
 
 GOOD = Tick("GOOG", 1_000, 101.5, 10.0, 101.4, 101.6)
 

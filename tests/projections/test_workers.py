@@ -18,7 +18,12 @@ from psycopg import sql
 from backbone.broker import run_coroutine
 from backbone.envelope import topic_for, unpack
 from backbone.relay import Relay, RelaySettings
-from backbone.topics import TopicSettings, dead_letter_topic, ensure_topics, glassbox_topics
+from backbone.topics import (
+    TopicSettings,
+    dead_letter_topic,
+    ensure_topics,
+    glassbox_topics,
+)
 from projections.forensics import ExplainerCache
 from projections.forensics_projection import ForensicsProjection
 from projections.migrate import apply_migrations

@@ -1,0 +1,85 @@
+"""Running ``glassbox up`` as a subprocess against the session's real Redis, broker and PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from aggregates.registry import ModelRegistry
+
+
+@dataclass
+class UpRun:
+    """One ``glassbox up`` process and where to find what it started."""
+
+    process: subprocess.Popen[str]
+    home: Path
+    env: dict[str, str]
+    schema: str
+
+    @property
+    def status(self) -> dict:
+        return json.loads((self.home / "run" / "status.json").read_text())
+
+    def wait_for_status(self, timeout: float = 180.0) -> dict:
+        deadline = time.monotonic() + timeout
+        while not (self.home / "run" / "status.json").exists():
+            assert self.process.poll() is None, self.output()
+            assert time.monotonic() < deadline, "glassbox up wrote no status"
+            time.sleep(0.2)
+        return self.status
+
+    def api(self, path: str) -> tuple[int, dict]:
+        token = (self.home / "api-token").read_text().strip()
+        request = urllib.request.Request(self.status["api_url"] + path, headers={"Authorization": f"Bearer {token}"})
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as error:
+            return error.code, json.loads(error.read() or b"{}")
+
+    def output(self) -> str:
+        if self.process.poll() is None:
+            return "(still running)"
+        return self.process.stdout.read() if self.process.stdout else ""
+
+
+@pytest.fixture
+def glassbox_up(redis_url: str, kafka_servers: str, database_url: str, model_registry: ModelRegistry,
+                tmp_path: Path) -> Iterator:
+    """Start ``glassbox up ARGS`` in its own namespace, schema and topics; stopped at the end."""
+    runs: list[UpRun] = []
+
+    def start(*args: str, home: Path | None = None, run_id: str | None = None) -> UpRun:
+        run_id = run_id or uuid.uuid4().hex[:8]
+        home = home or tmp_path / f"home-{run_id}"
+        if not (home / "models").exists():
+            shutil.copytree(model_registry.root, home / "models")
+        env = {**os.environ, "GLASSBOX_HOME": str(home), "REDIS_URL": redis_url, "KAFKA_BOOTSTRAP_SERVERS": kafka_servers,
+               "DATABASE_URL": database_url, "GLASSBOX_NAMESPACE": f"e2e-{run_id}:",
+               "GLASSBOX_SCHEMA": f"e2e_{run_id}", "GLASSBOX_TOPIC_PREFIX": f"e2e-{run_id}."}
+        process = subprocess.Popen([sys.executable, "-m", "actors.cli", "up", "--api-port", "0", *args], env=env,
+                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        run = UpRun(process, home, env, f"e2e_{run_id}")
+        runs.append(run)
+        return run
+
+    yield start
+    for run in runs:
+        if run.process.poll() is None:
+            run.process.terminate()
+            try:
+                run.process.wait(120)
+            except subprocess.TimeoutExpired:
+                run.process.kill()
