@@ -7,21 +7,27 @@ embedded services are started; everything below receives them as arguments.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import signal
 import sys
 import threading
 import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Sequence
 
+import redis
+
+from actors.application import DeskApplication, event_store_env
+from actors.replay import DeskReplay
 from actors.runtime import HotPath, HotPathSettings
 from actors.shard import ShardSettings
 from actors.shard_metrics import ShardMetricsPublisher
 from actors.supervisor import RunPlan, Supervisor, read_status
 from aggregates.registry import ModelRegistry
 from edge.feeds import BUNDLED_SYMBOLS, SyntheticFeed
+from edge.redis_server import redis_url_or_embedded
 from glassbox import GlassboxError, Settings
 
 __all__ = ["main"]
@@ -61,6 +67,12 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--api-port", type=_non_negative_int, default=8000, help="API port (0: any free one)")
     up.add_argument("--seed", type=int, default=7, help="seed of the synthetic feed")
     up.set_defaults(handler=_up)
+
+    replay = commands.add_parser("replay", help="rebuild state from the event log and check it")
+    replay.add_argument("what", choices=("aggregates", "projections"),
+                        help="aggregates: rebuild every desk from its events and compare with the recorded state; "
+                             "projections: drop the read models and rebuild them through the relay and workers")
+    replay.set_defaults(handler=_replay)
 
     status = commands.add_parser("status", help="health, rates, lags and restarts of a running system")
     status.set_defaults(handler=_status)
@@ -141,6 +153,64 @@ def _plan(args: argparse.Namespace) -> RunPlan:
         csv_path=csv_path, shards=args.shards, rate=args.rate, duration=args.duration,
         api_port=args.api_port, seed=args.seed,
     )
+
+
+def _replay(args: argparse.Namespace, settings: Settings) -> int:
+    if args.what == "projections":
+        from projections.rebuild import rebuild_projections_command
+
+        try:
+            read_status(settings.home)
+        except GlassboxError:
+            return rebuild_projections_command(settings)  # nothing runs from this home
+        raise GlassboxError("a system is running from this GLASSBOX_HOME: stop it (Ctrl-C) before rebuilding its "
+                            "read models, so its live workers do not write while they are rebuilt")
+    with _store_redis(settings) as url:
+        stores = _shard_stores(url, settings)
+        failed = 0
+        for store in stores:
+            app = DeskApplication(env=event_store_env(url, store))
+            started = time.perf_counter()
+
+            def progress(events: int, store: str = store, started: float = started) -> None:
+                rate = events / max(time.perf_counter() - started, 1e-9)
+                print(f"\r{store}: {events:,} events replayed ({rate:,.0f}/s)", end="", flush=True)
+
+            report = DeskReplay(app).verify(progress)
+            app.close()
+            print(f"\r{store}: {report.desks} desks rebuilt from {report.events:,} events in {report.seconds:.2f} s "
+                  f"({report.events_per_s:,.0f} events/s); "
+                  + ("every desk equals its recorded state" if not report.mismatches else
+                     f"{len(report.mismatches)} differ:\n  " + "\n  ".join(report.mismatches)))
+            failed += bool(report.mismatches)
+    return 1 if failed else 0
+
+
+@contextlib.contextmanager
+def _store_redis(settings: Settings) -> Iterator[str]:
+    """The Redis of this system: REDIS_URL, the running system's, or the embedded one started on its data."""
+    if settings.redis_url:
+        yield settings.redis_url
+        return
+    try:
+        status = read_status(settings.home)
+    except GlassboxError:
+        with redis_url_or_embedded(None, settings.redis_dir) as url:
+            yield url
+        return
+    yield str(status["redis_url"])
+
+
+def _shard_stores(url: str, settings: Settings) -> list[str]:
+    client = redis.Redis.from_url(url)
+    try:
+        shards = client.hget(f"{settings.namespace}glassbox:layout", "shards")
+    finally:
+        client.close()
+    if shards is None:
+        raise GlassboxError("no Glassbox system has run on this Redis (namespace "
+                            f"{settings.namespace or 'default'}): nothing to replay; run `glassbox up` first")
+    return [f"{settings.namespace}glassbox:shard-{i}" for i in range(int(shards))]
 
 
 def _status(args: argparse.Namespace, settings: Settings) -> int:

@@ -175,11 +175,34 @@ class Supervisor:
             env={**os.environ, "DATABASE_URL": running.database_url}, capture_output=True, text=True, check=False)
         if migrate.returncode:
             raise ComponentFailed(f"migrations: {(migrate.stderr or migrate.stdout).strip()}")
+        if not s.kafka_bootstrap_servers:
+            self._republish_into_fresh_broker(running)
         if ModelRegistry(s.model_dir).latest() is None:
             from actors.training import train_specialists
 
             self.out("training the regime specialists on the bundled bars (first run only) ...")
             train_specialists(ModelRegistry(s.model_dir), seed=self.plan.seed)
+
+    def _republish_into_fresh_broker(self, running: _Running) -> None:
+        """The embedded broker starts empty: relay every store from the start, projections from offset 0.
+
+        Without this, a second ``glassbox up`` would have its relays continue where they stopped
+        (the events before are in no topic any more) and its workers seek to offsets of topics
+        that no longer exist, skipping messages. Projections are idempotent, so re-sending all
+        costs time, never a duplicate row.
+        """
+        client = redis.Redis.from_url(running.redis_url)
+        try:
+            for i in range(self.plan.shards):
+                RelayPosition(client, self.store_name(i), "relay").set(0)
+        finally:
+            client.close()
+        forget = subprocess.run(
+            [sys.executable, "-m", "projections.offsets", "--schema", self.settings.schema,
+             "--topic-prefix", self.settings.topic_prefix],
+            env={**os.environ, "DATABASE_URL": running.database_url}, capture_output=True, text=True, check=False)
+        if forget.returncode:
+            raise ComponentFailed(f"offsets: {(forget.stderr or forget.stdout).strip()}")
 
     def _check_layout(self, redis_url: str) -> None:
         """Refuse a shard count other than the one this system's desks were built with."""

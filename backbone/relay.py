@@ -109,6 +109,10 @@ class RelayPosition:
             "circuit_opened_total": metrics.circuit_opened_total,
         })
 
+    def forget(self) -> None:
+        """Delete the stored position and metrics (a relay that ran once, e.g. a rebuild's)."""
+        self._client.delete(self.key, self.metrics_key)
+
     def set(self, position: int) -> None:
         """Store ``position``: the next step relays from ``position + 1``. Setting it back re-publishes."""
         if position < 0:

@@ -475,9 +475,11 @@ class RedisApplicationRecorder(RedisAggregateRecorder, ApplicationRecorder):
         ]
 
     def read_log_entries(
-        self, after: bytes | str, count: int, block_ms: int
+        self, after: bytes | str, count: int, block_ms: int | None
     ) -> list[tuple[bytes, dict[bytes, bytes]]]:
         """:meth:`read_log` without building notifications: the raw stream entries.
+
+        ``block_ms`` None returns at once, even with nothing to read.
 
         Fields: ``o`` originator id, ``v`` version, ``t`` topic, ``s`` state.
         For readers that handle every event once and fast (the relay).

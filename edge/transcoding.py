@@ -51,8 +51,17 @@ class OrjsonTranscoder(JSONTranscoder):
     def decode(self, data: bytes) -> Any:
         """Decode bytes written by this transcoder or by ``JSONTranscoder``."""
         value = orjson.loads(data)
-        if _MARKER not in data:
+        markers = data.count(_MARKER)
+        if not markers:
             return value
+        if type(value) is dict and "_type_" not in value:
+            # Glassbox's events wrap one top-level value (the timestamp): unwrap just those
+            # when every marker is accounted for, rather than walking the whole state.
+            wrapped = [k for k, v in value.items() if type(v) is dict and "_type_" in v]
+            if len(wrapped) == markers:
+                for key in wrapped:
+                    value[key] = self._decode_obj(value[key])
+                return value
         return self._unwrap(value)
 
     def _unwrap(self, value: Any) -> Any:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any, Sequence
+from uuid import UUID
 
 import psycopg
 from psycopg import sql
@@ -45,6 +46,24 @@ class ForensicsProjection(Projection):
 
     def __init__(self, explainers: ExplainerCache) -> None:
         self._explainers = explainers
+
+    async def already_written(
+        self, conn: psycopg.AsyncConnection[Any], schema: str, envelopes: Sequence[Envelope]
+    ) -> set[int]:
+        """Decisions explained before (a re-publish after a broker lost its data): no SHAP again."""
+        ids = {}
+        for i, e in enumerate(envelopes):
+            if e["event_type"] == DECISION:
+                body = e.get("trading_decision")
+                decision_id = body.get("decision_id") if isinstance(body, dict) else None
+                if _is_uuid(decision_id):  # a malformed one is left to prepare, which dead-letters it
+                    ids[str(UUID(decision_id))] = i
+        if not ids:
+            return set()
+        cursor = await conn.execute(
+            sql.SQL("SELECT decision_id::text FROM {}.forensics WHERE decision_id = ANY(%s::uuid[])").format(
+                sql.Identifier(schema)), (list(ids),))
+        return {ids[row[0]] for row in await cursor.fetchall()}
 
     def prepare(self, envelopes: Sequence[Envelope]) -> list[Any]:
         by_version: dict[str, list[int]] = defaultdict(list)
@@ -101,6 +120,14 @@ class ForensicsProjection(Projection):
                 await cur.executemany(insert, rows)
             if fills:
                 await cur.executemany(attach_fill, fills)
+
+
+def _is_uuid(value: object) -> bool:
+    try:
+        UUID(str(value))
+    except ValueError:
+        return False
+    return isinstance(value, str)
 
 
 def _to_explain(envelope: Envelope, names: Sequence[str]) -> DecisionToExplain:

@@ -61,14 +61,16 @@ def glassbox_up(redis_url: str, kafka_servers: str, database_url: str, model_reg
     """Start ``glassbox up ARGS`` in its own namespace, schema and topics; stopped at the end."""
     runs: list[UpRun] = []
 
-    def start(*args: str, home: Path | None = None, run_id: str | None = None) -> UpRun:
+    def start(*args: str, run_id: str | None = None, embedded_broker: bool = False) -> UpRun:
         run_id = run_id or uuid.uuid4().hex[:8]
-        home = home or tmp_path / f"home-{run_id}"
+        home = tmp_path / f"home-{run_id}"
         if not (home / "models").exists():
             shutil.copytree(model_registry.root, home / "models")
         env = {**os.environ, "GLASSBOX_HOME": str(home), "REDIS_URL": redis_url, "KAFKA_BOOTSTRAP_SERVERS": kafka_servers,
                "DATABASE_URL": database_url, "GLASSBOX_NAMESPACE": f"e2e-{run_id}:",
                "GLASSBOX_SCHEMA": f"e2e_{run_id}", "GLASSBOX_TOPIC_PREFIX": f"e2e-{run_id}."}
+        if embedded_broker:  # the supervisor starts its own, empty at every start
+            env.pop("KAFKA_BOOTSTRAP_SERVERS")
         process = subprocess.Popen([sys.executable, "-m", "actors.cli", "up", "--api-port", "0", *args], env=env,
                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         run = UpRun(process, home, env, f"e2e_{run_id}")

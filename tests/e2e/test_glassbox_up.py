@@ -99,3 +99,18 @@ def test_killed_actor_and_worker_are_restarted_and_sigterm_drains(glassbox_up, r
     run.process.send_signal(signal.SIGTERM)
     assert run.process.wait(240) == 0, run.output()
     _assert_everything_projected_once(_counts(run, redis_url, database_url))
+
+
+def test_a_second_run_resumes_and_its_fresh_broker_loses_nothing(glassbox_up, redis_url, database_url) -> None:
+    # The embedded broker keeps nothing across its restart: the second run must re-publish
+    # what the first relayed, and its workers must not seek into topics that are gone.
+    first = glassbox_up("--source", "bundled", "--rate", "300", "--duration", "12", run_id="again", embedded_broker=True)
+    assert first.process.wait(240) == 0, first.output()
+    after_first = _counts(first, redis_url, database_url)
+    _assert_everything_projected_once(after_first)
+    second = glassbox_up("--source", "bundled", "--rate", "300", "--duration", "12", run_id="again",
+                         embedded_broker=True)
+    assert second.process.wait(240) == 0, second.output()
+    after_second = _counts(second, redis_url, database_url)
+    assert after_second["ticks"] > after_first["ticks"]  # the bundled replay went on where it stopped
+    _assert_everything_projected_once(after_second)

@@ -21,6 +21,8 @@ VALUES = [
     {"id": uuid4(), "amount": Decimal("1.10"), "nested": {"ids": [uuid4()], "at": [STAMP]}},
     {"_type_": "not-a-wrapper"},
     [[], {}, [{"x": STAMP}]],
+    {"at": STAMP, "later": STAMP, "deep": {"at": STAMP}, "plain": {"k": 1}},  # top level and nested
+    {"at": STAMP, "text": 'a "_type_" inside a string'},
 ]
 
 

@@ -1,0 +1,203 @@
+"""Drop the read models and rebuild them from the event log, through the relay and the normal workers.
+
+``glassbox replay projections``. There is no second code path: each shard
+store's log is re-published by a :class:`~backbone.relay.Relay` of its own
+name (position 0) into topics of their own prefix, and the same
+:class:`DecisionsProjection` and :class:`ForensicsProjection` that run live
+consume them. Before and after, every rebuilt table is summarised by a
+checksum over its rows in key order (columns that record *when* a row was
+processed, such as ``computed_at``, are left out), so "identical to the
+tables built live" is a comparison, not a hope.
+
+The event archive is not dropped: it is the immutable audit log (its
+trigger refuses updates and deletes).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+
+import psycopg
+from psycopg import sql
+
+from aggregates.registry import ModelRegistry
+from backbone.broker import run_coroutine
+from backbone.relay import Relay, RelaySettings
+from backbone.topics import TopicSettings
+from glassbox import GlassboxError, Settings
+from projections.forensics import ExplainerCache
+from projections.forensics_projection import ForensicsProjection
+from projections.read_models import DecisionsProjection
+from projections.worker import ProjectionWorker, WorkerSettings
+
+__all__ = [
+    "REBUILT_TABLES", "RebuildReport", "rebuild_projections_command", "rebuild_read_models", "table_checksums",
+]
+
+REBUILT_TABLES: dict[str, tuple[str, ...]] = {
+    "decisions": ("decided_at", "decision_id"),
+    "decision_index": ("decision_id",),
+    "positions": ("symbol",),
+    "forensics": ("decided_at", "decision_id"),
+}
+"""Each rebuilt table and the key its checksum orders rows by."""
+PROCESSING_COLUMNS = {"forensics": {"computed_at"}}
+"""When a row was written, not what it says: left out of the checksum."""
+
+
+@dataclass
+class RebuildReport:
+    """Checksums before and after, and how much was replayed."""
+
+    before: dict[str, tuple[int, str]]
+    after: dict[str, tuple[int, str]] = field(default_factory=dict)
+    events: int = 0
+    seconds: float = 0.0
+
+    @property
+    def identical(self) -> bool:
+        return self.before == self.after
+
+    @property
+    def events_per_s(self) -> float:
+        return self.events / self.seconds if self.seconds else 0.0
+
+
+def table_checksums(database_url: str, schema: str) -> dict[str, tuple[int, str]]:
+    """(rows, md5 over the rows in key order) of every rebuilt table."""
+    sums: dict[str, tuple[int, str]] = {}
+    with psycopg.connect(database_url) as conn:
+        for table, key in REBUILT_TABLES.items():
+            columns = [row[0] for row in conn.execute(
+                "SELECT column_name FROM information_schema.columns WHERE table_schema = %s AND table_name = %s"
+                " ORDER BY ordinal_position", (schema, table)).fetchall()
+                if row[0] not in PROCESSING_COLUMNS.get(table, set())]
+            query = sql.SQL("SELECT count(*), coalesce(md5(string_agg(ROW({cols})::text, E'\\n' ORDER BY {key})), '')"
+                            " FROM {table}").format(
+                cols=sql.SQL(", ").join(map(sql.Identifier, columns)),
+                key=sql.SQL(", ").join(map(sql.Identifier, key)),
+                table=sql.Identifier(schema, table))
+            count, digest = conn.execute(query).fetchone()
+            sums[table] = (int(count), str(digest))
+    return sums
+
+
+def rebuild_read_models(
+    redis_url: str,
+    kafka_servers: str,
+    database_url: str,
+    schema: str,
+    stores: Sequence[str],
+    registry: ModelRegistry,
+    topics: TopicSettings,
+    progress: Callable[[str], None] = lambda line: None,
+    idle_checks: int = 3,
+) -> RebuildReport:
+    """Checksum, drop, re-publish every store's log, project it again, checksum; see the module docstring."""
+    report = RebuildReport(before=table_checksums(database_url, schema))
+    run = uuid.uuid4().hex[:8]
+    rebuild_topics = TopicSettings(topics.partitions, topics.replication_factor, topics.retention_ms,
+                                   prefix=f"{topics.prefix}rebuild-{run}.")
+    with psycopg.connect(database_url) as conn:
+        conn.execute(sql.SQL("TRUNCATE {}").format(
+            sql.SQL(", ").join(sql.Identifier(schema, t) for t in REBUILT_TABLES)))
+    progress(f"dropped {', '.join(REBUILT_TABLES)}")
+    started = time.perf_counter()
+    names = _feature_names(registry)
+    for store in stores:
+        relay = Relay(redis_url, store, kafka_servers, rebuild_topics, names, RelaySettings(name=f"rebuild-{run}"))
+        report.events += run_coroutine(_relay_all(relay, progress))
+        relay.position.forget()
+    workers = [
+        ProjectionWorker(DecisionsProjection(), kafka_servers, database_url, schema, rebuild_topics,
+                         WorkerSettings(max_records=5_000)),
+        ProjectionWorker(ForensicsProjection(ExplainerCache(registry)), kafka_servers, database_url, schema,
+                         rebuild_topics, WorkerSettings(max_records=5_000)),
+    ]
+    for worker in workers:
+        run_coroutine(_drain(worker, idle_checks, progress))
+    report.seconds = time.perf_counter() - started
+    with psycopg.connect(database_url, autocommit=True) as conn:  # the rebuild's offsets mean nothing later
+        conn.execute(sql.SQL("DELETE FROM {}.projection_tracking WHERE topic LIKE %s").format(
+            sql.Identifier(schema)), (rebuild_topics.prefix.replace("_", "\\_") + "%",))
+    report.after = table_checksums(database_url, schema)
+    return report
+
+
+async def _relay_all(relay: Relay, progress: Callable[[str], None]) -> int:
+    try:
+        while await relay.step() or relay.metrics.lag:
+            progress(f"relay {relay.store_name}: {relay.metrics.relayed_total:,} events re-published")
+    finally:
+        await relay.close()
+    return relay.metrics.relayed_total
+
+
+async def _drain(worker: ProjectionWorker, idle_checks: int, progress: Callable[[str], None]) -> None:
+    """Step ``worker`` until it has read every partition to its end ``idle_checks`` times in a row."""
+    await worker.start()
+    try:
+        idle = 0
+        while idle < idle_checks:
+            handled = await worker.step()
+            if handled:
+                idle = 0
+                progress(f"{worker.projection.group}: {worker.metrics.messages_total:,} messages projected")
+            elif await worker.caught_up():
+                idle += 1
+    finally:
+        await worker.stop()
+
+
+def _feature_names(registry: ModelRegistry) -> Callable[[str], Sequence[str]]:
+    from backbone.relay_main import registry_feature_names
+
+    return registry_feature_names(registry)
+
+
+def rebuild_projections_command(settings: Settings) -> int:
+    """``glassbox replay projections``: the services of this system, a rebuild, the verdict (exit 0 when equal).
+
+    The caller makes sure no system runs from ``settings.home`` (its live workers would write meanwhile).
+    """
+    import redis
+
+    from backbone.broker import kafka_servers_or_embedded
+    from edge.redis_server import redis_url_or_embedded
+    from projections.postgres_server import database_url_or_embedded, reachable_data_dir
+
+    with ExitStack() as stack:
+        redis_url = stack.enter_context(redis_url_or_embedded(settings.redis_url, settings.redis_dir))
+        client = redis.Redis.from_url(redis_url)
+        shards = client.hget(f"{settings.namespace}glassbox:layout", "shards")
+        client.close()
+        if shards is None:
+            raise GlassboxError("no Glassbox system has run on this Redis: nothing to rebuild; run `glassbox up` first")
+        stores = [f"{settings.namespace}glassbox:shard-{i}" for i in range(int(shards))]
+        kafka = stack.enter_context(kafka_servers_or_embedded(settings.kafka_bootstrap_servers,
+                                                              settings.home / "broker-rebuild"))
+        database_url = stack.enter_context(database_url_or_embedded(
+            settings.database_url, reachable_data_dir(settings.home / "postgres")))
+        last = [0.0]
+
+        def progress(line: str) -> None:
+            now = time.monotonic()
+            if now - last[0] >= 1.0:
+                print(line, flush=True)
+                last[0] = now
+
+        print(f"rebuilding {', '.join(REBUILT_TABLES)} in schema {settings.schema} from {len(stores)} store(s) ...")
+        report = rebuild_read_models(redis_url, kafka, database_url, settings.schema, stores,
+                                     ModelRegistry(settings.model_dir),
+                                     TopicSettings.from_settings(settings, prefix=settings.topic_prefix), progress)
+    print(f"re-published and projected {report.events:,} events in {report.seconds:.1f} s "
+          f"({report.events_per_s:,.0f} events/s)")
+    for table in REBUILT_TABLES:
+        (rows_before, sum_before), (rows_after, sum_after) = report.before[table], report.after[table]
+        verdict = "identical" if (rows_before, sum_before) == (rows_after, sum_after) else "DIFFERENT"
+        print(f"  {table:<15} {rows_before:>9,} rows before, {rows_after:>9,} after: {verdict} (md5 {sum_after[:12]})")
+    return 0 if report.identical else 1
