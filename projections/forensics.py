@@ -139,8 +139,11 @@ def explain_batch(explainers: RegimeExplainers, decisions: Sequence[DecisionToEx
     X = np.array([d.features for d in decisions], dtype=np.float64)
     weights = np.array([[d.strategy_weights[r] for r in REGIMES] for d in decisions], dtype=np.float64)
     per_regime = np.stack([np.asarray(e.shap_values(X)) for e in explainers.explainers], axis=1)  # (n, 3, f)
-    blended = np.einsum("nr,nrf->nf", weights, per_regime)
-    expected = weights @ explainers.expected_values
+    # Elementwise products summed over the three regimes, not BLAS (@, einsum): a BLAS kernel's
+    # rounding depends on the batch's shape, and the same decision must give the same bits
+    # whichever batch it lands in (a rebuild compares tables by checksum).
+    blended = (weights[:, :, None] * per_regime).sum(axis=1)
+    expected = (weights * explainers.expected_values[None, :]).sum(axis=1)
     output = expected + blended.sum(axis=1)
     return [
         _explanation(d, names, blended[i], float(expected[i]), float(output[i]))
