@@ -95,12 +95,14 @@ class Settings:
     """PostgreSQL schema of the read models."""
     topic_prefix: str = ""
     """Prefix of every Kafka topic (isolates runs sharing one broker)."""
+    log_level: str = "INFO"
+    """DEBUG adds a line per committed decision, with its tick's correlation id."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Read ``GLASSBOX_HOME``, ``REDIS_URL``, ``KAFKA_BOOTSTRAP_SERVERS``, ``DATABASE_URL``,
         ``KAFKA_PARTITIONS``, ``KAFKA_REPLICATION_FACTOR``, ``KAFKA_RETENTION_MS``,
-        ``GLASSBOX_NAMESPACE``, ``GLASSBOX_SCHEMA`` and ``GLASSBOX_TOPIC_PREFIX``.
+        ``GLASSBOX_NAMESPACE``, ``GLASSBOX_SCHEMA``, ``GLASSBOX_TOPIC_PREFIX`` and ``GLASSBOX_LOG_LEVEL``.
 
         Raises:
             SettingsError: for a URL of the wrong kind or a number out of range.
@@ -118,6 +120,7 @@ class Settings:
             namespace=_name(env, "GLASSBOX_NAMESPACE", "", r"[A-Za-z0-9._:-]*"),
             schema=_name(env, "GLASSBOX_SCHEMA", "glassbox", r"[a-z_][a-z0-9_]{0,62}"),
             topic_prefix=_name(env, "GLASSBOX_TOPIC_PREFIX", "", r"[A-Za-z0-9._-]*"),
+            log_level=_name(env, "GLASSBOX_LOG_LEVEL", "INFO", r"DEBUG|INFO|WARNING|ERROR"),
         )
 
     @property

@@ -27,6 +27,7 @@ from actors.shard_metrics import ShardMetricsPublisher
 from actors.supervisor import RunPlan, Supervisor, read_status
 from aggregates.registry import ModelRegistry
 from edge.feeds import BUNDLED_SYMBOLS, SyntheticFeed
+from edge.logs import configure_logging
 from edge.redis_server import redis_url_or_embedded
 from glassbox import GlassboxError, Settings
 
@@ -39,9 +40,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``glassbox`` command line; returns the process exit code."""
     parser = _parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         settings = Settings.from_env()
+        component = {"_up": "supervisor", "_shard": getattr(args, "name", "shard")}.get(args.handler.__name__, "cli")
+        configure_logging(component, settings.log_level)
         return int(args.handler(args, settings) or 0)
     except GlassboxError as error:
         print(f"glassbox: {error}", file=sys.stderr)
@@ -252,7 +254,7 @@ def _shard(args: argparse.Namespace, settings: Settings) -> int:
     metrics.publish()
     if args.ready_file is not None:
         args.ready_file.write_text(f"{os.getpid()}\n")
-    print(f"shard {args.name} serving {len(args.symbols)} symbols", flush=True)
+    log.info("shard %s serving %d symbols", args.name, len(args.symbols), extra={"symbols": args.symbols})
     try:
         while not stop.wait(1.0):
             if hot.shard.failure is not None:

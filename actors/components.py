@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from edge.child_process import log_tail
+from edge.child_process import die_with_parent, log_tail
 from glassbox import GlassboxError
 
 __all__ = ["Component", "ComponentFailed", "ComponentSpec", "RestartPolicy"]
@@ -163,10 +163,16 @@ class Component:
             self.spec.ready_file.unlink(missing_ok=True)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         nice = self.spec.nice
+
+        def prepare_child() -> None:
+            die_with_parent()
+            if nice:
+                os.nice(nice)
+
         with self.log_path.open("ab") as log:
             self._process = subprocess.Popen(
                 list(self.spec.argv), env=dict(self.spec.env), stdout=log, stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL, start_new_session=True,  # Ctrl-C reaches the supervisor only
-                preexec_fn=(lambda: os.nice(nice)) if nice else None,
+                preexec_fn=prepare_child,
             )
         self._started_at = self._clock()

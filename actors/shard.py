@@ -28,7 +28,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import pykka
@@ -38,6 +38,7 @@ from actors.application import DeskApplication
 from actors.book import PortfolioBook
 from actors.desk_actor import ActorSettings, BatchOutcome, SymbolActor, TickBatch
 from actors.stats import HotPathStats
+from aggregates.desk import SymbolDesk
 from aggregates.policy import DecisionPolicy
 from edge.tick_stream import StreamEntry, TickKeys, TickReader
 from edge.ticks import BadTick
@@ -160,6 +161,8 @@ class Shard:
         events = [event for o in outcomes for event in o.events]
         if events:
             self._app.events.put(events)
+            if log.isEnabledFor(logging.DEBUG):
+                self._log_decisions(events)
         committed_ns = time.time_ns()
         for o in outcomes:
             self._unacked.setdefault(o.symbol, []).extend(o.acks)
@@ -189,6 +192,15 @@ class Shard:
             sum(o.duplicates for o in outcomes),
             committed_ns - np.asarray(sent, dtype=np.int64),
         )
+
+    @staticmethod
+    def _log_decisions(events: list[Any]) -> None:
+        for event in events:
+            if isinstance(event, SymbolDesk.DecisionTaken):
+                log.debug("decision committed", extra={
+                    "correlation_id": event.correlation_id, "decision_id": event.decision_id,
+                    "symbol": event.symbol, "action": event.action, "quantity": event.quantity,
+                })
 
     def _take_acks(self) -> dict[str, list[bytes]]:
         acks, self._unacked = self._unacked, {}

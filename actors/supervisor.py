@@ -46,6 +46,7 @@ from backbone.broker import kafka_servers_or_embedded
 from backbone.relay import RelayPosition
 from edge.child_process import free_port
 from edge.feeds import SyntheticFeed, bars_to_ticks, bundled_ticks, read_bars_csv
+from edge.logs import uvicorn_log_config
 from edge.pacing import PacedFeed
 from edge.redis_server import redis_url_or_embedded
 from edge.tick_stream import TickKeys, TickPublisher
@@ -284,9 +285,12 @@ class Supervisor:
         api_env = {**base_env, "GLASSBOX_API_TOKENS": self._api_tokens(), "GLASSBOX_SCHEMA": self.settings.schema,
                    "GLASSBOX_TOPIC_PREFIX": self.settings.topic_prefix,
                    "GLASSBOX_RELAY_STORES": ",".join(self.store_name(i) for i, s in enumerate(owned) if s)}
+        log_config = self.run_dir / "api-logging.json"
+        log_config.write_text(json.dumps(uvicorn_log_config("api", self.settings.log_level)))
         specs.append(ComponentSpec(
             "api", [python, "-m", "uvicorn", "--factory", "api.app:app_from_env", "--host", "127.0.0.1",
-                    "--port", str(port), "--no-access-log", "--log-level", "warning"],
+                    "--port", str(port), "--no-access-log", "--log-level", self.settings.log_level.lower(),
+                    "--log-config", str(log_config)],
             api_env, lambda: _http_ok(f"{running.api_url}/health")))
         return specs
 

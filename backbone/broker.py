@@ -27,7 +27,12 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
 from backbone.errors import BackboneError, BrokerNotFound, BrokerStartError
-from edge.child_process import log_tail, start_on_a_free_port, wait_until_answers
+from edge.child_process import (
+    die_with_parent,
+    log_tail,
+    start_on_a_free_port,
+    wait_until_answers,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -168,7 +173,8 @@ class EmbeddedBroker:
             "--storage-engine", "memory://tansu/",
         ]  # fmt: skip
         with self.logfile.open("ab") as output:
-            return subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=output, stderr=output)
+            return subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=output, stderr=output,
+                                    preexec_fn=die_with_parent)
 
     def _wait_until_ready(self) -> None:
         process, port = self._process, self._port

@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import functools
-import logging
 import sys
 from pathlib import Path
 from typing import Callable, Sequence
@@ -23,6 +22,7 @@ from backbone.relay import Relay, RelaySettings
 from backbone.service import run_until_signalled
 from backbone.topics import TopicSettings
 from edge.gc_settling import settle_garbage_collector
+from edge.logs import configure_logging
 from glassbox import GlassboxError, Settings, SettingsError
 
 __all__ = ["main", "registry_feature_names"]
@@ -55,9 +55,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--failure-threshold", type=int, default=BreakerSettings.failure_threshold)
     parser.add_argument("--reset-timeout", type=float, default=BreakerSettings.reset_timeout)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         settings = Settings.from_env()
+        configure_logging(f"relay:{args.store}", settings.log_level)
         if not settings.redis_url or not settings.kafka_bootstrap_servers:
             raise SettingsError("the relay attaches to running services: set REDIS_URL and KAFKA_BOOTSTRAP_SERVERS")
         relay = Relay(

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 from pathlib import Path
 from typing import Awaitable, Callable
 
 __all__ = ["run_until_signalled"]
+
+log = logging.getLogger("glassbox.progress")
 
 
 async def run_until_signalled(
@@ -19,7 +22,7 @@ async def run_until_signalled(
 ) -> None:
     """Run ``run(stop)`` until it returns; SIGTERM or SIGINT sets ``stop`` so it can finish cleanly.
 
-    ``progress(seconds_since_last_call)`` is printed once a second. Once
+    ``progress(seconds_since_last_call)`` is logged once a second. Once
     ``ready()`` is true, ``ready_file`` (if given) is written: how a
     supervisor learns the service is up. Raises what ``run`` raised.
     """
@@ -37,6 +40,6 @@ async def run_until_signalled(
             announced = True
         now = loop.time()
         if now - last >= 1.0 or task.done():
-            print(progress(now - last), flush=True)
+            log.info(progress(now - last))
             last = now
     task.result()

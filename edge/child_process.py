@@ -7,13 +7,35 @@ PostgreSQL in ``projections``) each run one server as a child process on
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import signal
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Callable
 
-__all__ = ["PORT_ATTEMPTS", "free_port", "log_tail", "start_on_a_free_port", "wait_until_answers"]
+__all__ = [
+    "PORT_ATTEMPTS", "die_with_parent", "free_port", "log_tail", "start_on_a_free_port", "wait_until_answers",
+]
+
+_PR_SET_PDEATHSIG = 1
+_LIBC = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True) if sys.platform == "linux" else None
+"""Loaded here, in the parent: a child between fork and exec must not load libraries."""
+
+
+def die_with_parent() -> None:
+    """``preexec_fn`` for a child that must not outlive its parent: SIGTERM when the parent dies.
+
+    A SIGKILLed supervisor (or test run) would otherwise leave its Redis, broker, PostgreSQL
+    and component processes running, holding ports and data directories. Linux only (a
+    no-op elsewhere). The signal follows the *thread* that started the child: start
+    children from a thread that lives as long as they should.
+    """
+    if _LIBC is not None:
+        _LIBC.prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
 
 PORT_ATTEMPTS = 3
 """Starts to try: another process may take a free port before the server binds it."""

@@ -21,7 +21,12 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from edge.child_process import log_tail, start_on_a_free_port, wait_until_answers
+from edge.child_process import (
+    die_with_parent,
+    log_tail,
+    start_on_a_free_port,
+    wait_until_answers,
+)
 from glassbox import GlassboxError
 
 if TYPE_CHECKING:
@@ -211,7 +216,8 @@ class EmbeddedRedis:
         # Config errors are printed before the log file is opened: keep them too.
         with self.logfile.open("ab") as output:
             return subprocess.Popen(
-                command, stdin=subprocess.DEVNULL, stdout=output, stderr=output
+                command, stdin=subprocess.DEVNULL, stdout=output, stderr=output,
+                preexec_fn=die_with_parent,
             )
 
     def _wait_until_ready(self) -> None:

@@ -30,7 +30,12 @@ from urllib.parse import quote
 import psycopg
 from psycopg import sql
 
-from edge.child_process import log_tail, start_on_a_free_port, wait_until_answers
+from edge.child_process import (
+    die_with_parent,
+    log_tail,
+    start_on_a_free_port,
+    wait_until_answers,
+)
 from glassbox import GlassboxError
 
 if TYPE_CHECKING:
@@ -303,6 +308,7 @@ class EmbeddedPostgres:
                 stdin=subprocess.DEVNULL,
                 stdout=output,
                 stderr=output,
+                preexec_fn=die_with_parent,  # runs after the switch to the server's user
                 **(account.popen_kwargs() if account else {}),
             )
 

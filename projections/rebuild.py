@@ -15,6 +15,7 @@ trigger refuses updates and deletes).
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -118,8 +119,7 @@ def rebuild_read_models(
         ProjectionWorker(ForensicsProjection(ExplainerCache(registry)), kafka_servers, database_url, schema,
                          rebuild_topics, WorkerSettings(max_records=5_000)),
     ]
-    for worker in workers:
-        run_coroutine(_drain(worker, idle_checks, progress))
+    run_coroutine(_drain_all(workers, idle_checks, progress))
     report.seconds = time.perf_counter() - started
     with psycopg.connect(database_url, autocommit=True) as conn:  # the rebuild's offsets mean nothing later
         conn.execute(sql.SQL("DELETE FROM {}.projection_tracking WHERE topic LIKE %s").format(
@@ -135,6 +135,11 @@ async def _relay_all(relay: Relay, progress: Callable[[str], None]) -> int:
     finally:
         await relay.close()
     return relay.metrics.relayed_total
+
+
+async def _drain_all(workers: list[ProjectionWorker], idle_checks: int, progress: Callable[[str], None]) -> None:
+    # Side by side: the consumer-group joins overlap, and the read models fill while SHAP runs.
+    await asyncio.gather(*(_drain(w, idle_checks, progress) for w in workers))
 
 
 async def _drain(worker: ProjectionWorker, idle_checks: int, progress: Callable[[str], None]) -> None:

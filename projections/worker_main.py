@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import sys
 from pathlib import Path
 from typing import Callable, Sequence
@@ -21,6 +20,7 @@ from aggregates.registry import ModelRegistry
 from backbone.service import run_until_signalled
 from backbone.topics import TopicSettings
 from edge.gc_settling import settle_garbage_collector
+from edge.logs import configure_logging
 from glassbox import GlassboxError, Settings, SettingsError
 from projections.forensics import ExplainerCache
 from projections.forensics_projection import ForensicsProjection
@@ -59,9 +59,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="written once the worker has joined its group (for a supervisor)")
     parser.add_argument("--max-records", type=int, default=WorkerSettings.max_records)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         settings = Settings.from_env()
+        configure_logging(f"worker:{args.projection}", settings.log_level)
         if not settings.kafka_bootstrap_servers or not settings.database_url:
             raise SettingsError("a worker attaches to running services: set KAFKA_BOOTSTRAP_SERVERS and DATABASE_URL")
         apply_migrations(settings.database_url, args.schema)

@@ -61,7 +61,7 @@ def glassbox_up(redis_url: str, kafka_servers: str, database_url: str, model_reg
     """Start ``glassbox up ARGS`` in its own namespace, schema and topics; stopped at the end."""
     runs: list[UpRun] = []
 
-    def start(*args: str, run_id: str | None = None, embedded_broker: bool = False) -> UpRun:
+    def start(*args: str, run_id: str | None = None, embedded_broker: bool = False, api_port: int = 0) -> UpRun:
         run_id = run_id or uuid.uuid4().hex[:8]
         home = tmp_path / f"home-{run_id}"
         if not (home / "models").exists():
@@ -71,7 +71,7 @@ def glassbox_up(redis_url: str, kafka_servers: str, database_url: str, model_reg
                "GLASSBOX_SCHEMA": f"e2e_{run_id}", "GLASSBOX_TOPIC_PREFIX": f"e2e-{run_id}."}
         if embedded_broker:  # the supervisor starts its own, empty at every start
             env.pop("KAFKA_BOOTSTRAP_SERVERS")
-        process = subprocess.Popen([sys.executable, "-m", "actors.cli", "up", "--api-port", "0", *args], env=env,
+        process = subprocess.Popen([sys.executable, "-m", "actors.cli", "up", "--api-port", str(api_port), *args], env=env,
                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         run = UpRun(process, home, env, f"e2e_{run_id}")
         runs.append(run)

@@ -10,12 +10,15 @@ from __future__ import annotations
 import math
 import os
 import signal
+import socket
 import time
 
 import psycopg
 import redis
+from eventsourcing.application import Application
 from psycopg import sql
 
+from actors.application import event_store_env
 from edge.feeds import BUNDLED_SYMBOLS
 from edge.tick_stream import TickKeys
 
@@ -93,9 +96,13 @@ def test_killed_actor_and_worker_are_restarted_and_sigterm_drains(glassbox_up, r
             break
         assert time.monotonic() < deadline, components
         time.sleep(0.5)
-    decided = run.status["progress"]["decisions"]
+    # The restarted shard goes on committing (its store's sequence, unlike a process's counters, only grows).
+    client = redis.Redis.from_url(redis_url)
+    sequence = f"{{{run.env['GLASSBOX_NAMESPACE']}glassbox:shard-0}}:seq"
+    committed = int(client.get(sequence))
     time.sleep(5)
-    assert run.status["progress"]["decisions"] > decided
+    assert int(client.get(sequence)) > committed
+    client.close()
     run.process.send_signal(signal.SIGTERM)
     assert run.process.wait(240) == 0, run.output()
     _assert_everything_projected_once(_counts(run, redis_url, database_url))
@@ -114,3 +121,19 @@ def test_a_second_run_resumes_and_its_fresh_broker_loses_nothing(glassbox_up, re
     after_second = _counts(second, redis_url, database_url)
     assert after_second["ticks"] > after_first["ticks"]  # the bundled replay went on where it stopped
     _assert_everything_projected_once(after_second)
+
+
+def test_a_component_that_cannot_start_stops_start_up_with_its_name(glassbox_up, redis_url) -> None:
+    with socket.socket() as taken:  # the API's port is in use: uvicorn exits at start
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        run = glassbox_up("--source", "bundled", "--duration", "5", api_port=port)
+        assert run.process.wait(240) == 1
+    output = run.output()
+    assert "start-up failed: api exited with code" in output, output
+    app = Application(env=event_store_env(redis_url, f"{run.env['GLASSBOX_NAMESPACE']}glassbox:system"))
+    failed = [n for n in app.recorder.select_notifications(1, 100) if n.topic == "System.Startup.Failed"]
+    assert len(failed) == 1 and b'"component":"api"' in failed[0].state
+    app.close()
+    assert not (run.home / "run" / "status.json").exists()  # it never reported itself running
