@@ -29,6 +29,7 @@ from aggregates.registry import ModelRegistry
 from edge.feeds import BUNDLED_SYMBOLS, SyntheticFeed
 from edge.logs import configure_logging
 from edge.redis_server import redis_url_or_embedded
+from edge.user_data import read_user_data
 from glassbox import GlassboxError, Settings
 
 __all__ = ["main"]
@@ -64,7 +65,9 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--duration", type=_positive_float, default=None,
                     help="seconds to run (default: until Ctrl-C)")
     up.add_argument("--source", nargs="+", default=["all"], metavar="KIND",
-                    help="all (default), bundled, synthetic, or csv PATH (bars: timestamp,open,high,low,close,volume)")
+                    help="all (default), bundled, synthetic, or csv PATH: a CSV or Parquet file of bars "
+                         "(timestamp,open,high,low,close,volume) or ticks (timestamp,price,size[,bid,ask]), "
+                         "with an optional symbol column")
     up.add_argument("--shards", type=_positive_int, default=1, help="actor processes (default 1)")
     up.add_argument("--api-port", type=_non_negative_int, default=8000, help="API port (0: any free one)")
     up.add_argument("--seed", type=int, default=7, help="seed of the synthetic feed")
@@ -142,17 +145,16 @@ def _up(args: argparse.Namespace, settings: Settings) -> int:
 
 def _plan(args: argparse.Namespace) -> RunPlan:
     kind, *rest = args.source
-    if kind not in ("all", "bundled", "synthetic", "csv"):
-        raise GlassboxError(f"unknown --source {kind!r}: choose all, bundled, synthetic or csv PATH")
-    if (kind == "csv") != bool(rest) or len(rest) > 1:
-        raise GlassboxError("--source csv takes exactly one PATH; the other sources take none")
-    csv_path = Path(rest[0]) if rest else None
-    if csv_path is not None and not csv_path.is_file():
-        raise GlassboxError(f"--source csv {csv_path}: no such file")
+    if kind not in ("all", "bundled", "synthetic", "csv", "parquet"):
+        raise GlassboxError(f"unknown --source {kind!r}: choose all, bundled, synthetic, or csv PATH")
+    takes_path = kind in ("csv", "parquet")
+    if takes_path != bool(rest) or len(rest) > 1:
+        raise GlassboxError(f"--source {kind} takes {'exactly one PATH' if takes_path else 'no PATH'}")
+    user_data = read_user_data(Path(rest[0])) if rest else None
     return RunPlan(
         bundled=list(BUNDLED_SYMBOLS) if kind in ("all", "bundled") else [],
         synthetic=SyntheticFeed.symbol_names(args.symbols) if kind in ("all", "synthetic") else [],
-        csv_path=csv_path, shards=args.shards, rate=args.rate, duration=args.duration,
+        user_data=user_data, shards=args.shards, rate=args.rate, duration=args.duration,
         api_port=args.api_port, seed=args.seed,
     )
 

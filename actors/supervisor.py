@@ -45,11 +45,12 @@ from aggregates.system_run import SystemRun
 from backbone.broker import kafka_servers_or_embedded
 from backbone.relay import RelayPosition
 from edge.child_process import free_port
-from edge.feeds import SyntheticFeed, bars_to_ticks, bundled_ticks, read_bars_csv
+from edge.feeds import SyntheticFeed, bundled_ticks
 from edge.logs import uvicorn_log_config
 from edge.pacing import PacedFeed
 from edge.redis_server import redis_url_or_embedded
 from edge.tick_stream import TickKeys, TickPublisher
+from edge.user_data import UserData
 from glassbox import GlassboxError, Settings, redact_url
 from projections.postgres_server import database_url_or_embedded, reachable_data_dir
 
@@ -67,7 +68,8 @@ class RunPlan:
 
     bundled: list[str]
     synthetic: list[str]
-    csv_path: Path | None = None
+    user_data: UserData | None = None
+    """A CSV or Parquet file of the user's, already read (so a bad one fails before anything starts)."""
     shards: int = 1
     rate: float = 1_000.0
     duration: float | None = None
@@ -77,12 +79,8 @@ class RunPlan:
 
     @property
     def symbols(self) -> list[str]:
-        return self.bundled + self.synthetic + ([self.csv_symbol] if self.csv_path else [])
-
-    @property
-    def csv_symbol(self) -> str:
-        """A CSV file's bars trade as the symbol named by the file (``AAPL.csv`` → ``AAPL``)."""
-        return self.csv_path.stem.upper() if self.csv_path else ""
+        user = self.user_data.symbols if self.user_data else []
+        return self.bundled + self.synthetic + [s for s in user if s not in self.bundled + self.synthetic]
 
 
 @dataclass
@@ -224,7 +222,7 @@ class Supervisor:
         app = Application(env=event_store_env(self._running.redis_url, f"{self.settings.namespace}glassbox:system"))
         stack.callback(app.close)
         options = {"rate": self.plan.rate, "duration": self.plan.duration, "shards": self.plan.shards,
-                   "csv": str(self.plan.csv_path) if self.plan.csv_path else None}
+                   "file": str(self.plan.user_data.path) if self.plan.user_data else None}
         run = SystemRun.start(self.plan.shards, self.plan.symbols, options)
         app.save(run)
         self._system = (app, run)
@@ -309,7 +307,7 @@ class Supervisor:
         client = redis.Redis.from_url(self._running.redis_url)
         plan = self.plan
         publisher = TickPublisher(client, self.keys, plan.symbols)
-        sources = bool(plan.bundled) + bool(plan.synthetic) + bool(plan.csv_path)
+        sources = bool(plan.bundled) + bool(plan.synthetic) + bool(plan.user_data)
         share = plan.rate / sources
         feeds: list[PacedFeed] = []
         if plan.bundled:
@@ -319,10 +317,9 @@ class Supervisor:
             interval = int(1e9 * len(plan.synthetic) / share)
             feed = SyntheticFeed(plan.synthetic, seed=plan.seed, start_ns=time.time_ns(), tick_interval_ns=interval)
             feeds.append(PacedFeed(publisher, feed.ticks(sys.maxsize), share))
-        if plan.csv_path is not None:
-            offset_key = f"{self.keys.prefix}feed:csv:{plan.csv_symbol}:offset"
-            ticks = bars_to_ticks(plan.csv_symbol, read_bars_csv(plan.csv_path))
-            feeds.append(PacedFeed(publisher, ticks, share, client, offset_key))
+        if plan.user_data is not None:
+            offset_key = f"{self.keys.prefix}feed:file:{plan.user_data.path.name}:offset"
+            feeds.append(PacedFeed(publisher, iter(plan.user_data.ticks), share, client, offset_key))
         threads = [threading.Thread(target=f.run, args=(stop,), name="feed", daemon=True) for f in feeds]
         for thread in threads:
             thread.start()
