@@ -69,7 +69,8 @@ def _parser() -> argparse.ArgumentParser:
                          "(timestamp,open,high,low,close,volume) or ticks (timestamp,price,size[,bid,ask]), "
                          "with an optional symbol column")
     up.add_argument("--shards", type=_positive_int, default=1, help="actor processes (default 1)")
-    up.add_argument("--api-port", type=_non_negative_int, default=8000, help="API port (0: any free one)")
+    up.add_argument("--api-port", type=_non_negative_int, default=None,
+                    help="API port (default 8000, or a free one when 8000 is taken; 0: any free one)")
     up.add_argument("--seed", type=int, default=7, help="seed of the synthetic feed")
     up.set_defaults(handler=_up)
 

@@ -23,6 +23,7 @@ import contextlib
 import json
 import os
 import secrets
+import socket
 import subprocess
 import sys
 import threading
@@ -73,7 +74,8 @@ class RunPlan:
     shards: int = 1
     rate: float = 1_000.0
     duration: float | None = None
-    api_port: int = 8000
+    api_port: int | None = None
+    """None: 8000, or any free port when 8000 is taken; 0: any free port."""
     seed: int = 7
     drain_timeout: float = 60.0
 
@@ -125,6 +127,8 @@ class Supervisor:
         self.keys = TickKeys(settings.namespace)
         self._running = _Running()
         self._system: tuple[Application, SystemRun] | None = None
+        self._components_client: redis.Redis | None = None
+        self.components_key = f"{settings.namespace}glassbox:components"
 
     def store_name(self, shard: int) -> str:
         return f"{self.settings.namespace}glassbox:shard-{shard}"
@@ -161,6 +165,9 @@ class Supervisor:
         self.out("starting redis ...")
         running.redis_url = stack.enter_context(_named("redis", redis_url_or_embedded(s.redis_url, s.redis_dir)))
         self._check_layout(running.redis_url)
+        self._components_client = redis.Redis.from_url(running.redis_url)
+        self._components_client.delete(self.components_key)  # a previous run's components are not ours
+        stack.callback(self._components_client.close)
         self._open_system_run(stack, owned)
         self.out("starting the kafka-protocol broker ...")
         running.kafka_servers = stack.enter_context(
@@ -278,7 +285,8 @@ class Supervisor:
                                          "--schema", self.settings.schema, "--topic-prefix", self.settings.topic_prefix,
                                          "--ready-file", str(ready)],
                 base_env, ready.exists, start_timeout=120, nice=BACKBONE_NICENESS, ready_file=ready))
-        port = self.plan.api_port or free_port()
+        port = self.plan.api_port if self.plan.api_port is not None else _default_api_port(self.out)
+        port = port or free_port()
         running.api_url = f"http://127.0.0.1:{port}"
         api_env = {**base_env, "GLASSBOX_API_TOKENS": self._api_tokens(), "GLASSBOX_SCHEMA": self.settings.schema,
                    "GLASSBOX_TOPIC_PREFIX": self.settings.topic_prefix,
@@ -403,6 +411,12 @@ class Supervisor:
                            for c in self._running.components],
             "progress": asdict(progress),
         }
+        if self._components_client is not None:  # for the API's /metrics
+            try:
+                self._components_client.hset(self.components_key, mapping={
+                    c["name"]: json.dumps(c) for c in status["components"]})  # type: ignore[union-attr]
+            except redis.RedisError:
+                pass  # the file below still tells; /metrics catches up next second
         path = self.run_dir / "status.json"
         temporary = path.with_suffix(".tmp")
         temporary.write_text(json.dumps(status, indent=2))
@@ -468,6 +482,20 @@ def _named(component: str, context: contextlib.AbstractContextManager[str]) -> I
             raise
     else:
         context.__exit__(None, None, None)
+
+
+DEFAULT_API_PORT = 8000
+
+
+def _default_api_port(out: Callable[[str], None]) -> int:
+    """8000 when it is free, else 0 (any free port), saying so."""
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", DEFAULT_API_PORT))
+        except OSError:
+            out(f"port {DEFAULT_API_PORT} is taken: the API takes a free one (choose with --api-port)")
+            return 0
+    return DEFAULT_API_PORT
 
 
 def _wait(done: Callable[[], bool], deadline: float) -> bool:

@@ -51,6 +51,8 @@ class ApiConfig:
     redis_url: str | None = field(default=None, repr=False)
     kafka_servers: str | None = None
     relay_stores: Sequence[str] = ()
+    components_key: str | None = None
+    """Where ``glassbox up`` publishes its components' state and restarts (for ``/metrics``)."""
     topics: TopicSettings = field(default_factory=TopicSettings)
     rate_limit: RateLimit = field(default_factory=RateLimit)
     retry_after_s: int = 1
@@ -125,6 +127,7 @@ def app_from_env() -> Starlette:
     return create_app(ApiConfig(
         settings.database_url, tokens, schema=settings.schema,
         redis_url=settings.redis_url, kafka_servers=settings.kafka_bootstrap_servers, relay_stores=stores,
+        components_key=f"{settings.namespace}glassbox:components",
         topics=TopicSettings.from_settings(settings, prefix=settings.topic_prefix),
         rate_limit=limit,
     ))
@@ -267,6 +270,7 @@ async def metrics(request: Request) -> Response:
     """GET /metrics: Prometheus text format (relay, consumer lag, dead letters, circuit, forensics lag)."""
     config: ApiConfig = request.state.config
     sources = MetricsSources(
-        request.state.pool, config.schema, request.state.redis, config.relay_stores, config.kafka_servers, config.topics
+        request.state.pool, config.schema, request.state.redis, config.relay_stores, config.kafka_servers, config.topics,
+        components_key=config.components_key,
     )
     return Response(await render_metrics(sources), media_type="text/plain; version=0.0.4; charset=utf-8")

@@ -13,6 +13,7 @@ import asyncio
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
+import orjson
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
@@ -40,6 +41,8 @@ class MetricsSources:
     kafka_servers: str | None
     topics: TopicSettings
     relay_name: str = "relay"
+    components_key: str | None = None
+    """Redis hash where ``glassbox up``'s supervisor publishes its components (name → JSON)."""
 
 
 async def render_metrics(sources: MetricsSources, timeout: float = 2.0) -> bytes:
@@ -85,7 +88,18 @@ async def _relay_metrics(sources: MetricsSources) -> list[Metric]:
         lag.add_metric([store], max(head - position, 0))
         circuit.add_metric([store], CircuitState.code.get(state, 0))
         opened.add_metric([store], float(published.get(b"circuit_opened_total") or 0))
-    return [relayed, lag, circuit, opened]
+    families: list[Metric] = [relayed, lag, circuit, opened]
+    if sources.components_key:
+        restarts = GaugeMetricFamily("glassbox_component_restarts_total",
+                                     "Times the supervisor restarted a component", labels=["component"])
+        running = GaugeMetricFamily("glassbox_component_running", "1 while a component's process runs",
+                                    labels=["component"])
+        for name, text in (await sources.redis.hgetall(sources.components_key)).items():
+            component = orjson.loads(text)
+            restarts.add_metric([name.decode()], float(component.get("restarts", 0)))
+            running.add_metric([name.decode()], 1.0 if component.get("state") == "running" else 0.0)
+        families += [restarts, running]
+    return families
 
 
 async def _kafka_metrics(sources: MetricsSources) -> list[Metric]:

@@ -17,7 +17,7 @@ def plan(*argv: str):
 def test_defaults_trade_the_bundled_and_twenty_synthetic_symbols() -> None:
     run = plan()
     assert run.bundled == ["GOOG", "EURUSD", "BTCUSD"] and len(run.synthetic) == 20
-    assert (run.shards, run.rate, run.duration, run.api_port) == (1, 1000.0, None, 8000)
+    assert (run.shards, run.rate, run.duration, run.api_port) == (1, 1000.0, None, None)
 
 
 def test_a_users_file_adds_its_symbols(tmp_path: Path) -> None:

@@ -49,6 +49,12 @@ class UpRun:
         except urllib.error.HTTPError as error:
             return error.code, json.loads(error.read() or b"{}")
 
+    def metrics(self) -> str:
+        token = (self.home / "api-token").read_text().strip()
+        request = urllib.request.Request(self.status["api_url"] + "/metrics", headers={"Authorization": f"Bearer {token}"})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.read().decode()
+
     def output(self) -> str:
         if self.process.poll() is None:
             return "(still running)"

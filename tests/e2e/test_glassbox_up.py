@@ -96,6 +96,9 @@ def test_killed_actor_and_worker_are_restarted_and_sigterm_drains(glassbox_up, r
             break
         assert time.monotonic() < deadline, components
         time.sleep(0.5)
+    restarts = {line.split('"')[1]: float(line.rsplit(" ", 1)[1])
+                for line in run.metrics().splitlines() if line.startswith("glassbox_component_restarts_total{")}
+    assert restarts["shard-0"] >= 1 and restarts["worker-forensics"] >= 1 and restarts["api"] == 0
     # The restarted shard goes on committing (its store's sequence, unlike a process's counters, only grows).
     client = redis.Redis.from_url(redis_url)
     sequence = f"{{{run.env['GLASSBOX_NAMESPACE']}glassbox:shard-0}}:seq"
