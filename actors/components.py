@@ -7,7 +7,6 @@ health check: a ready file the child writes, or an HTTP answer.
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import time
@@ -15,7 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from edge.child_process import die_with_parent, log_tail
+from edge.child_process import child_setup, log_tail
 from glassbox import GlassboxError
 
 __all__ = ["Component", "ComponentFailed", "ComponentSpec", "RestartPolicy"]
@@ -164,15 +163,10 @@ class Component:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         nice = self.spec.nice
 
-        def prepare_child() -> None:
-            die_with_parent()
-            if nice:
-                os.nice(nice)
-
         with self.log_path.open("ab") as log:
             self._process = subprocess.Popen(
                 list(self.spec.argv), env=dict(self.spec.env), stdout=log, stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL, start_new_session=True,  # Ctrl-C reaches the supervisor only
-                preexec_fn=prepare_child,
+                preexec_fn=child_setup(nice),
             )
         self._started_at = self._clock()

@@ -61,10 +61,10 @@ class HotPathStats:
                 self._dead, self._duplicates, self._batches,
             )
 
-    def latencies_ns(self, since: int = 0) -> np.ndarray:
-        """All latency samples recorded after the first ``since`` batches-with-samples."""
+    def latencies_ns(self, since: int = 0, until: int | None = None) -> np.ndarray:
+        """Latency samples of batches-with-samples number ``since`` up to ``until`` (the end)."""
         with self._lock:
-            parts = self._latencies[since:]
+            parts = self._latencies[since:until]
         return np.concatenate(parts) if parts else np.empty(0, dtype=np.int64)
 
     def sample_batches(self) -> int:

@@ -43,7 +43,7 @@ from actors.shard_metrics import shard_metrics_key
 from actors.sharding import assign_symbols
 from aggregates.registry import ModelRegistry
 from aggregates.system_run import SystemRun
-from backbone.broker import kafka_servers_or_embedded
+from backbone.broker import BrokerSettings, kafka_servers_or_embedded
 from backbone.relay import RelayPosition
 from edge.child_process import free_port
 from edge.feeds import SyntheticFeed, bundled_ticks
@@ -53,14 +53,19 @@ from edge.redis_server import redis_url_or_embedded
 from edge.tick_stream import TickKeys, TickPublisher
 from edge.user_data import UserData
 from glassbox import GlassboxError, Settings, redact_url
-from projections.postgres_server import database_url_or_embedded, reachable_data_dir
+from projections.postgres_server import (
+    PostgresServerSettings,
+    database_url_or_embedded,
+    reachable_data_dir,
+)
 
 __all__ = ["RunPlan", "Supervisor", "read_status"]
 
 PROJECTIONS = ("forensics", "archive", "read-models")
 BACKBONE_NICENESS = 10
-"""The relays and workers run below the shards' CPU priority: their catch-up after an
-outage must not take the cores deciding needs (``perf.outage`` measures the effect)."""
+"""The relays, workers, broker and PostgreSQL run below the CPU priority of the shards and
+Redis: their catch-up after an outage must not take the cores deciding needs
+(``perf.outage`` measures the effect)."""
 
 
 @dataclass(frozen=True)
@@ -171,10 +176,11 @@ class Supervisor:
         self._open_system_run(stack, owned)
         self.out("starting the kafka-protocol broker ...")
         running.kafka_servers = stack.enter_context(
-            _named("broker", kafka_servers_or_embedded(s.kafka_bootstrap_servers, s.home / "broker")))
+            _named("broker", kafka_servers_or_embedded(s.kafka_bootstrap_servers, s.home / "broker",
+                                                       BrokerSettings(niceness=BACKBONE_NICENESS))))
         self.out("starting postgresql ...")
         running.database_url = stack.enter_context(_named("postgresql", database_url_or_embedded(
-            s.database_url, reachable_data_dir(s.home / "postgres"))))
+            s.database_url, reachable_data_dir(s.home / "postgres"), PostgresServerSettings(niceness=BACKBONE_NICENESS))))
         self.out("applying migrations ...")
         migrate = subprocess.run(
             [sys.executable, "-m", "projections.migrate", "--schema", self.settings.schema],

@@ -28,7 +28,7 @@ from aiokafka.errors import KafkaError
 
 from backbone.errors import BackboneError, BrokerNotFound, BrokerStartError
 from edge.child_process import (
-    die_with_parent,
+    child_setup,
     log_tail,
     start_on_a_free_port,
     wait_until_answers,
@@ -68,6 +68,8 @@ class BrokerSettings:
     cluster_id: str = "glassbox"
     port: int | None = None
     """Listen on this port (to restart a broker where clients expect it); ``None`` picks a free one."""
+    niceness: int = 0
+    """Lower CPU priority: the supervisor runs the backbone below the hot path."""
 
     def __post_init__(self) -> None:
         if self.startup_timeout <= 0:
@@ -174,7 +176,7 @@ class EmbeddedBroker:
         ]  # fmt: skip
         with self.logfile.open("ab") as output:
             return subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=output, stderr=output,
-                                    preexec_fn=die_with_parent)
+                                    preexec_fn=child_setup(self._settings.niceness))
 
     def _wait_until_ready(self) -> None:
         process, port = self._process, self._port

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import os
 import signal
 import socket
 import subprocess
@@ -18,12 +19,31 @@ from pathlib import Path
 from typing import Callable
 
 __all__ = [
-    "PORT_ATTEMPTS", "die_with_parent", "free_port", "log_tail", "start_on_a_free_port", "wait_until_answers",
+    "PORT_ATTEMPTS", "child_setup", "die_with_parent", "free_port", "log_tail", "start_on_a_free_port", "wait_until_answers",
 ]
 
 _PR_SET_PDEATHSIG = 1
 _LIBC = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True) if sys.platform == "linux" else None
 """Loaded here, in the parent: a child between fork and exec must not load libraries."""
+
+
+def child_setup(niceness: int = 0) -> Callable[[], None]:
+    """A ``preexec_fn``: :func:`die_with_parent`, then lower the child's CPU priority.
+
+    A positive ``niceness`` also puts the child under Linux's ``SCHED_IDLE`` policy: a
+    normal process that wakes up (a shard with ticks to decide) takes the core from it
+    at once, where a merely niced one could keep the core for the rest of its time slice.
+    Measured with ``perf.outage``: ...
+    """
+
+    def setup() -> None:
+        die_with_parent()
+        if niceness:
+            os.nice(niceness)
+            if hasattr(os, "SCHED_IDLE"):
+                os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+
+    return setup
 
 
 def die_with_parent() -> None:

@@ -49,7 +49,7 @@ from projections.worker import Projection, ProjectionWorker, WorkerSettings
 def relay_all(services: Services, store: str, name: str = "relay") -> float:
     """Seconds the relay takes to move the whole log."""
     relay = Relay(services.redis_url, store, services.kafka_servers, services.topics,
-                  registry_feature_names(services.registry), RelaySettings(name=name, batch_size=5_000))
+                  registry_feature_names(services.registry), RelaySettings(name=name))
 
     async def drive() -> None:
         try:

@@ -10,6 +10,11 @@
    mapper and the aggregates' own ``mutate``), snapshots ignored.
 4. ``verify_events_per_s``: the same plus comparing every desk with its
    recorded state (snapshot + later events), as the command does.
+5. ``projections_rebuild_events_per_s``: ``glassbox replay projections``'s
+   code (re-publish through a relay, the read-model and forensics workers,
+   checksums), run twice: the first builds the tables, the second rebuilds
+   them and must match (``projections_identical`` 1). Bound by SHAP: every
+   decision is explained again (``--skip-projections`` leaves it out).
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from actors.replay import PAGE, DeskReplay
 from edge.gc_settling import settle_garbage_collector
 from perf.report import write_result
 from perf.services import fill_store, running_services
+from projections.rebuild import rebuild_read_models
 
 
 def read_floor(app: DeskApplication) -> tuple[float, int]:
@@ -47,6 +53,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     parser.add_argument("--symbols", type=int, default=50)
     parser.add_argument("--ticks", type=int, default=2_000, help="ticks per symbol in the store")
     parser.add_argument("--repeat", type=int, default=3, help="runs of each measurement; the best is kept")
+    parser.add_argument("--skip-projections", action="store_true")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
     started_at = datetime.now(UTC)
@@ -68,6 +75,14 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
             if report.mismatches:
                 raise SystemExit(f"replay found differences: {report.mismatches[:5]}")
         app.close()
+        projections: dict[str, float] = {}
+        if not args.skip_projections:
+            print("rebuilding the read models (twice) ...", file=sys.stderr, flush=True)
+            rebuild = [rebuild_read_models(services.redis_url, services.kafka_servers, services.database_url,
+                                           services.schema, [store], services.registry, services.topics)
+                       for _ in range(2)]
+            projections = {"projections_rebuild_events_per_s": rebuild[1].events_per_s,
+                           "projections_identical": float(rebuild[1].identical)}
     assert rebuilt_events == events
     metrics = {
         "rebuild_events_per_s": events / rebuild_s,
@@ -76,6 +91,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         "rebuild_vs_floor_ratio": floor_s / rebuild_s,
         "events": float(events),
         "desks": float(report.desks),
+        **projections,
     }
     params = {"symbols": args.symbols, "ticks": args.ticks, "repeat": args.repeat}
     return write_result(args.json, "replay", params, metrics, started_at)

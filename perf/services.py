@@ -21,16 +21,18 @@ from typing import Iterator
 
 from actors.runtime import HotPath, HotPathSettings
 from actors.shard import ShardSettings
+from actors.supervisor import BACKBONE_NICENESS
 from actors.training import train_specialists
 from aggregates.registry import ModelRegistry
-from backbone.broker import kafka_servers_or_embedded
+from backbone.broker import BrokerSettings, kafka_servers_or_embedded
 from backbone.topics import TopicSettings
+from edge.child_process import child_setup
 from edge.feeds import SyntheticFeed
 from edge.redis_server import redis_url_or_embedded
 from edge.tick_stream import TickPublisher
 from glassbox import Settings
 from projections.migrate import apply_migrations
-from projections.postgres_server import database_url_or_embedded
+from projections.postgres_server import PostgresServerSettings, database_url_or_embedded
 
 __all__ = ["Services", "backbone_processes", "fill_store", "running_services"]
 
@@ -67,8 +69,10 @@ def running_services(partitions: int = 8, kafka_servers: str | None = None) -> I
         stack.callback(shutil.rmtree, tmp, True)
         redis_url = stack.enter_context(redis_url_or_embedded(settings.redis_url, tmp / "redis"))
         servers = stack.enter_context(
-            kafka_servers_or_embedded(kafka_servers or settings.kafka_bootstrap_servers, tmp / "broker"))
-        database_url = stack.enter_context(database_url_or_embedded(settings.database_url, tmp / "postgres"))
+            kafka_servers_or_embedded(kafka_servers or settings.kafka_bootstrap_servers, tmp / "broker",
+                                      BrokerSettings(niceness=BACKBONE_NICENESS)))
+        database_url = stack.enter_context(database_url_or_embedded(
+            settings.database_url, tmp / "postgres", PostgresServerSettings(niceness=BACKBONE_NICENESS)))
         schema = f"perf_{run}"
         apply_migrations(database_url, schema)
         home = settings.home
@@ -93,7 +97,7 @@ def backbone_processes(services: Services, store: str, topic_prefix: str) -> Ite
     ]
     # Below the hot path's CPU priority, as the supervisor runs them: a backlog's catch-up
     # must not take the cores the deciding needs.
-    processes = [subprocess.Popen(c, env=env, stdout=subprocess.DEVNULL, preexec_fn=lambda: os.nice(10))
+    processes = [subprocess.Popen(c, env=env, stdout=subprocess.DEVNULL, preexec_fn=child_setup(BACKBONE_NICENESS))
                  for c in commands]
     try:
         yield processes

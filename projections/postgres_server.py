@@ -31,7 +31,7 @@ import psycopg
 from psycopg import sql
 
 from edge.child_process import (
-    die_with_parent,
+    child_setup,
     log_tail,
     start_on_a_free_port,
     wait_until_answers,
@@ -99,6 +99,8 @@ class PostgresServerSettings:
     superuser: str = "glassbox"
     database: str = "glassbox"
     startup_timeout: float = 30.0
+    niceness: int = 0
+    """Lower CPU priority: the supervisor runs the backbone below the hot path."""
 
     def __post_init__(self) -> None:
         if self.major_version < 1:
@@ -308,7 +310,7 @@ class EmbeddedPostgres:
                 stdin=subprocess.DEVNULL,
                 stdout=output,
                 stderr=output,
-                preexec_fn=die_with_parent,  # runs after the switch to the server's user
+                preexec_fn=child_setup(self._settings.niceness),  # after the switch to the server's user
                 **(account.popen_kwargs() if account else {}),
             )
 
