@@ -176,7 +176,8 @@ class EmbeddedBroker:
         ]  # fmt: skip
         with self.logfile.open("ab") as output:
             return subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=output, stderr=output,
-                                    preexec_fn=child_setup(self._settings.niceness))
+                                    preexec_fn=child_setup(self._settings.niceness),
+                                    start_new_session=True)  # Ctrl-C reaches our process, which stops us
 
     def _wait_until_ready(self) -> None:
         process, port = self._process, self._port

@@ -218,6 +218,7 @@ class EmbeddedRedis:
             return subprocess.Popen(
                 command, stdin=subprocess.DEVNULL, stdout=output, stderr=output,
                 preexec_fn=die_with_parent,
+                start_new_session=True,  # a terminal's Ctrl-C is for our process: it stops us in order
             )
 
     def _wait_until_ready(self) -> None:

@@ -311,6 +311,7 @@ class EmbeddedPostgres:
                 stdout=output,
                 stderr=output,
                 preexec_fn=child_setup(self._settings.niceness),  # after the switch to the server's user
+                start_new_session=True,  # a terminal's Ctrl-C is for our process: it stops us in order
                 **(account.popen_kwargs() if account else {}),
             )
 

@@ -61,8 +61,8 @@ def _assert_everything_projected_once(counts: dict[str, int]) -> None:
     assert counts["additivity_violations"] == 0, counts
 
 
-def test_up_explains_every_decision_and_serves_it(glassbox_up, redis_url, database_url) -> None:
-    run = glassbox_up("--source", "bundled", "--rate", "300", "--duration", "25")
+def test_up_explains_every_decision_serves_it_and_stops_on_ctrl_c(glassbox_up, redis_url, database_url) -> None:
+    run = glassbox_up("--source", "bundled", "--rate", "300")
     run.wait_for_status()
     deadline = time.monotonic() + 60
     while True:  # the API serves a real decision's forensics while the system runs
@@ -75,6 +75,8 @@ def test_up_explains_every_decision_and_serves_it(glassbox_up, redis_url, databa
         assert time.monotonic() < deadline, (status, body)
         time.sleep(0.5)
     assert forensics["decision_id"] == decision_id and forensics["explanations"]["shap_values"]
+    time.sleep(3)
+    os.killpg(run.process.pid, signal.SIGINT)  # Ctrl-C: the terminal signals the whole foreground group
     assert run.process.wait(240) == 0, run.output()
     output = run.output()
     assert "stopped: every component exited" in output, output
@@ -118,8 +120,11 @@ def test_a_second_run_resumes_and_its_fresh_broker_loses_nothing(glassbox_up, re
     assert first.process.wait(240) == 0, first.output()
     after_first = _counts(first, redis_url, database_url)
     _assert_everything_projected_once(after_first)
-    second = glassbox_up("--source", "bundled", "--rate", "300", "--duration", "12", run_id="again",
-                         embedded_broker=True)
+    second = glassbox_up("--source", "bundled", "--rate", "300", run_id="again", embedded_broker=True)
+    second.wait_for_status()
+    time.sleep(8)
+    # Ctrl-C reaches the whole foreground group: the embedded broker must not stop before the drain.
+    os.killpg(second.process.pid, signal.SIGINT)
     assert second.process.wait(240) == 0, second.output()
     after_second = _counts(second, redis_url, database_url)
     assert after_second["ticks"] > after_first["ticks"]  # the bundled replay went on where it stopped
