@@ -21,7 +21,11 @@ __all__ = ["Component", "ComponentFailed", "ComponentSpec", "RestartPolicy"]
 
 
 class ComponentFailed(GlassboxError):
-    """A component did not become healthy, or could not be kept running."""
+    """A component did not become healthy, or could not be kept running; names it."""
+
+    def __init__(self, component: str, message: str) -> None:
+        super().__init__(message)
+        self.component = component
 
 
 @dataclass(frozen=True)
@@ -99,13 +103,13 @@ class Component:
             assert process is not None
             if process.poll() is not None:
                 raise ComponentFailed(
-                    f"{self.name} exited with code {process.returncode} during start-up; "
+                    self.name, f"{self.name} exited with code {process.returncode} during start-up; "
                     f"end of {self.log_path}:\n{log_tail(self.log_path)}"
                 )
             if self._clock() > deadline:
                 self.stop()
                 raise ComponentFailed(
-                    f"{self.name} was not healthy after {self.spec.start_timeout:g} s; "
+                    self.name, f"{self.name} was not healthy after {self.spec.start_timeout:g} s; "
                     f"end of {self.log_path}:\n{log_tail(self.log_path)}"
                 )
             time.sleep(0.1)

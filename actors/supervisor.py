@@ -186,7 +186,7 @@ class Supervisor:
             [sys.executable, "-m", "projections.migrate", "--schema", self.settings.schema],
             env={**os.environ, "DATABASE_URL": running.database_url}, capture_output=True, text=True, check=False)
         if migrate.returncode:
-            raise ComponentFailed(f"migrations: {(migrate.stderr or migrate.stdout).strip()}")
+            raise ComponentFailed("migrations", f"migrations: {(migrate.stderr or migrate.stdout).strip()}")
         if not s.kafka_bootstrap_servers:
             self._republish_into_fresh_broker(running)
         if ModelRegistry(s.model_dir).latest() is None:
@@ -214,7 +214,7 @@ class Supervisor:
              "--topic-prefix", self.settings.topic_prefix],
             env={**os.environ, "DATABASE_URL": running.database_url}, capture_output=True, text=True, check=False)
         if forget.returncode:
-            raise ComponentFailed(f"offsets: {(forget.stderr or forget.stdout).strip()}")
+            raise ComponentFailed("offsets", f"offsets: {(forget.stderr or forget.stdout).strip()}")
 
     def _check_layout(self, redis_url: str) -> None:
         """Refuse a shard count other than the one this system's desks were built with."""
@@ -224,7 +224,7 @@ class Supervisor:
             recorded = client.hget(key, "shards")
             if recorded is not None and int(recorded) != self.plan.shards:
                 raise ComponentFailed(
-                    f"layout: this system ran with --shards {int(recorded)} and its desks live in those shards' "
+                    "layout", f"layout: this system ran with --shards {int(recorded)} and its desks live in those shards' "
                     f"event stores; run with --shards {int(recorded)}, or start a new system with another "
                     "GLASSBOX_HOME (or GLASSBOX_NAMESPACE)")
             client.hset(key, "shards", self.plan.shards)
@@ -251,7 +251,7 @@ class Supervisor:
             self.out(f"warning: could not record a system event: {error!r}")
 
     def _record_startup_failure(self, error: GlassboxError) -> None:
-        component = str(error).split(" ", 1)[0].rstrip(":")
+        component = error.component if isinstance(error, ComponentFailed) else "supervisor"
         self._record(lambda run: run.startup_failed(component, str(error)))
 
     def _start_components(self, stack: ExitStack, owned: list[list[str]]) -> None:
@@ -491,7 +491,7 @@ def _named(component: str, context: contextlib.AbstractContextManager[str]) -> I
     try:
         value = context.__enter__()
     except GlassboxError as error:
-        raise ComponentFailed(f"{component}: {error}") from error
+        raise ComponentFailed(component, f"{component}: {error}") from error
     try:
         yield value
     except BaseException:
