@@ -193,21 +193,29 @@ def test_sigkill_of_a_worker_mid_stream_then_restart_gives_every_row_once(
 ):
     schema = migrated
     head = log_size(redis_url, store)
-    relay_until_caught_up(Relay(redis_url, store, kafka_servers, topic_settings, feature_names))
+    # One event a record, so the worker's batches of 7 records are 7 events and the log spans many of them.
+    relay_until_caught_up(Relay(redis_url, store, kafka_servers, topic_settings, feature_names,
+                                RelaySettings(pack_max_events=1)))
     env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": kafka_servers, "DATABASE_URL": database_url,
            "GLASSBOX_HOME": str(tmp_path), "KAFKA_PARTITIONS": str(topic_settings.partitions)}
     command = [sys.executable, "-m", "projections.worker_main", "--projection", "archive", "--schema", schema,
                "--topic-prefix", topic_settings.prefix, "--max-records", "7"]
     archived = lambda: count(database_url, schema, "SELECT count(*) FROM {s}.event_archive")  # noqa: E731
-    first = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 60
-    while archived() < 20:
-        assert first.poll() is None, first.stderr.read().decode()
-        assert time.monotonic() < deadline, "the worker made no progress"
-        time.sleep(0.005)
-    first.send_signal(signal.SIGKILL)
-    first.wait()
-    assert 0 < archived() < head, "the worker finished before it could be killed mid-stream"
+    # Kill it mid-stream for certain, not by racing it: the insert of the log's last event waits on an
+    # advisory lock this test holds, so the worker is stuck inside an uncommitted batch when it dies.
+    with psycopg.connect(database_url, autocommit=True) as gate:
+        _stall_insert_of(gate, schema, log_position=head)
+        first = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        while not _someone_waits_on(gate, STALL_LOCK):
+            assert first.poll() is None, first.stderr.read().decode()
+            assert time.monotonic() < deadline, f"the worker never reached the last event ({archived()} of {head})"
+            time.sleep(0.01)
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+        gate.execute(sql.SQL("DROP TRIGGER stall ON {}.event_archive").format(sql.Identifier(schema)))
+        gate.execute("SELECT pg_advisory_unlock(%s)", (STALL_LOCK,))
+    assert 0 < archived() < head, "the killed worker should have committed some batches, not all"
 
     second = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
@@ -221,3 +229,26 @@ def test_sigkill_of_a_worker_mid_stream_then_restart_gives_every_row_once(
         assert second.wait(timeout=30) == 0
     assert archived() == head
     assert count(database_url, schema, "SELECT count(DISTINCT log_position) FROM {s}.event_archive") == head
+
+
+STALL_LOCK = 4242
+
+
+def _stall_insert_of(gate: psycopg.Connection, schema: str, log_position: int) -> None:
+    """Make any insert of the archive row at ``log_position`` wait until ``gate`` releases STALL_LOCK."""
+    gate.execute("SELECT pg_advisory_lock(%s)", (STALL_LOCK,))
+    s = sql.Identifier(schema)
+    gate.execute(sql.SQL(
+        "CREATE FUNCTION {}.stall() RETURNS trigger LANGUAGE plpgsql AS"
+        " $$ BEGIN PERFORM pg_advisory_xact_lock({}); RETURN NEW; END $$"
+    ).format(s, sql.Literal(STALL_LOCK)))
+    gate.execute(sql.SQL(
+        "CREATE TRIGGER stall BEFORE INSERT ON {s}.event_archive FOR EACH ROW"
+        " WHEN (NEW.log_position = {p}) EXECUTE FUNCTION {s}.stall()"
+    ).format(s=s, p=sql.Literal(log_position)))
+
+
+def _someone_waits_on(gate: psycopg.Connection, lock: int) -> bool:
+    return gate.execute(
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = %s AND NOT granted", (lock,)
+    ).fetchone()[0] > 0
