@@ -11,7 +11,7 @@ from typing import Iterator
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
-from eventsourcing.domain import DomainEventProtocol, Snapshot
+from eventsourcing.domain import DomainEventProtocol
 
 from aggregates.desk import SymbolDesk, desk_id
 
@@ -67,7 +67,7 @@ class DeskApplication(Application[UUID]):
             raise ValueError("save the desk's pending events before snapshotting it")
         if self.snapshots is None:
             raise RuntimeError("snapshotting is disabled for this application")
-        self.snapshots.put([Snapshot.take(desk)])
+        self.snapshots.put([desk.snapshot()])
 
     def events_after(self, symbol: str, version: int) -> Iterator[DomainEventProtocol[UUID]]:
         """The desk's recorded events with versions above ``version``, in order."""

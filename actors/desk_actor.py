@@ -15,6 +15,7 @@ decision.
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -23,9 +24,9 @@ from eventsourcing.domain import DomainEventProtocol, Snapshot
 
 from actors.application import DeskApplication
 from actors.book import DeskFigures, PortfolioBook
-from actors.features import FeatureEngine
+from actors.features import STATE_SIZE, FeatureEngine
 from aggregates.desk import SymbolDesk
-from aggregates.policy import DecisionPolicy
+from aggregates.strategies import Strategy
 from edge.tick_stream import StreamEntry
 from edge.ticks import BadTick, decode_tick, sent_ns_of, validate_tick
 
@@ -77,7 +78,7 @@ class SymbolActor(pykka.ThreadingActor):
         self,
         symbol: str,
         app: DeskApplication,
-        policy: DecisionPolicy,
+        policy: Strategy,
         book: PortfolioBook,
         settings: ActorSettings = ActorSettings(),
     ) -> None:
@@ -89,6 +90,8 @@ class SymbolActor(pykka.ThreadingActor):
         self._settings = settings
         self.desk: SymbolDesk | None = None
         self.engine = FeatureEngine()
+        self.history: deque[float] = deque(maxlen=policy.lookback)
+        """The symbol's last prices, for a strategy with a lookback (checkpointed after the features)."""
 
     def on_start(self) -> None:
         self.reload()
@@ -96,15 +99,19 @@ class SymbolActor(pykka.ThreadingActor):
     def reload(self) -> None:
         """Rebuild desk and features from the event store (snapshot + later events)."""
         self.engine = FeatureEngine()
+        self.history.clear()
         self.desk = self._app.load_desk(self.symbol)
         if self.desk is None:
             return
         if self.desk.feature_state:
-            self.engine = FeatureEngine.from_state(self.desk.feature_state)
+            state = self.desk.feature_state
+            self.engine = FeatureEngine.from_state(state[:STATE_SIZE])
+            self.history.extend(state[STATE_SIZE:])
         since = self.desk.feature_checkpoint_version
         for event in self._app.events_after(self.symbol, since):
             if isinstance(event, SymbolDesk.DecisionTaken):
                 self.engine.update(event.price, event.size, _nan(event.bid), _nan(event.ask))
+                self.history.append(event.price)
         self._book.publish(self.symbol, self._figures())
 
     def on_receive(self, message: object) -> BatchOutcome | None:
@@ -136,13 +143,15 @@ class SymbolActor(pykka.ThreadingActor):
             if self.desk is None:
                 self.desk = SymbolDesk.open(self.symbol, correlation_id=tick_id, timestamp_ns=tick.ts_ns)
             features = self.engine.update(tick.price, tick.size, _nan(tick.bid), _nan(tick.ask))
+            self.history.append(tick.price)
             self.desk.decide(
                 tick_id=tick_id, ts_ns=tick.ts_ns, price=tick.price, size=tick.size,
                 bid=tick.bid, ask=tick.ask, features=features, policy=self._policy, others=others,
+                history=self.history,
             )
             outcome.decisions += 1
             if self.desk.decisions % self._settings.checkpoint_every == 0:
-                self.desk.checkpoint_features(self.engine.state_list(), tick_id, tick.ts_ns)
+                self.desk.checkpoint_features(self.engine.state_list() + list(self.history), tick_id, tick.ts_ns)
                 checkpointed = True
             stamp = sent_ns_of(fields or {})
             if stamp is not None:
@@ -150,7 +159,7 @@ class SymbolActor(pykka.ThreadingActor):
         if self.desk is not None:
             outcome.events = list(self.desk.collect_events())
             if checkpointed:
-                outcome.snapshot = Snapshot.take(self.desk)
+                outcome.snapshot = self.desk.snapshot()
         outcome.figures = self._figures()
         return outcome
 

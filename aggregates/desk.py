@@ -22,11 +22,12 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, ClassVar, Sequence
 from uuid import NAMESPACE_URL, UUID, uuid5
 
-from eventsourcing.domain import Aggregate
+from eventsourcing.domain import Aggregate, Snapshot
+from eventsourcing.utils import get_topic
 
 from aggregates.blend import Action
-from aggregates.policy import DecisionPolicy, PolicyDecision
 from aggregates.risk import OthersView
+from aggregates.strategies import PolicyDecision, Strategy
 
 __all__ = ["SymbolDesk", "desk_id", "wire_name", "NS_PER_DAY"]
 
@@ -126,16 +127,23 @@ class SymbolDesk(Aggregate):
 
     class OrderFilled(Event):
         TOPIC = "Trading.Order.Filled"
+        class_version = 2
         decision_id: str
         symbol: str
         side: str
         quantity: float
         price: float
+        """The fill price: the tick's price moved against the order by the slippage."""
         position_after: float
+        commission: float
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["commission"] = 0.0  # v1 fills were free
 
         def apply(self, desk: SymbolDesk) -> None:
             signed = self.quantity if self.side == Action.BUY else -self.quantity
-            desk.cash -= signed * self.price
+            desk.cash -= signed * self.price + self.commission
             desk.position = self.position_after
 
     class WeightsCorrected(Event):
@@ -222,15 +230,20 @@ class SymbolDesk(Aggregate):
         bid: float | None,
         ask: float | None,
         features: Sequence[float],
-        policy: DecisionPolicy,
+        policy: Strategy,
         others: OthersView,
+        history: Sequence[float] = (),
     ) -> PolicyDecision:
         """Decide on one tick and record the decision and what follows from it.
 
-        The caller has checked the tick is new (:meth:`has_seen`) and valid.
+        The caller has checked the tick is new (:meth:`has_seen`) and valid;
+        ``history`` holds the symbol's last ``policy.lookback`` prices, this
+        tick's last. An order fills at once, at the tick's price moved by the
+        policy's slippage, paying its commission (see :mod:`aggregates.strategies`).
         """
         decision = policy.decide(
             features=features,
+            history=history,
             prior_regime_probs=self.regime_probs,
             price=price,
             position=self.position,
@@ -298,14 +311,16 @@ class SymbolDesk(Aggregate):
             )
         elif decision.action != Action.HOLD:
             signed = decision.quantity if decision.action == Action.BUY else -decision.quantity
+            fill_price = policy.costs.fill_price(decision.action, price)
             self.trigger_event(
                 self.OrderFilled,
                 decision_id=decision_id,
                 symbol=self.symbol,
                 side=decision.action,
                 quantity=decision.quantity,
-                price=price,
+                price=fill_price,
                 position_after=self.position + signed,
+                commission=policy.costs.commission(decision.quantity, fill_price),
                 **stamp,
             )
         return decision
@@ -318,6 +333,19 @@ class SymbolDesk(Aggregate):
             correlation_id=tick_id,
             timestamp_ns=ts_ns,
             timestamp=_timestamp(ts_ns),
+        )
+
+    def snapshot(self) -> Snapshot:
+        """A snapshot of the desk stamped with its last event time, not the wall clock."""
+        state = dict(vars(self))
+        for private in ("_id", "_version", "_pending_events"):
+            state.pop(private)
+        return Snapshot(  # type: ignore[call-arg]
+            originator_id=self.id,
+            originator_version=self.version,
+            timestamp=_timestamp(self.last_ts_ns),
+            topic=get_topic(type(self)),
+            state=state,
         )
 
     def _day_pnl_at(self, ts_ns: int, price: float) -> float:

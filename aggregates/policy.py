@@ -9,22 +9,21 @@ backtest alike).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from typing import Sequence
+from dataclasses import dataclass
+from typing import Any, Sequence
 
 import numpy as np
 
 from aggregates.blend import (
     Action,
-    Blend,
     BlendThresholds,
-    WeightCheck,
     blend,
     validate_weights,
 )
 from aggregates.regime import REGIMES, RegimeModel, regime_step
-from aggregates.risk import OthersView, RiskAssessment, RiskLimits, assess_order
+from aggregates.risk import OthersView, RiskLimits, assess_order
 from aggregates.specialists import SpecialistSet
+from aggregates.strategies import PolicyDecision, Strategy, TradingCosts
 
 __all__ = ["DecisionPolicy", "PolicyDecision", "Sizing"]
 
@@ -46,33 +45,10 @@ class Sizing:
             raise ValueError(f"sizing fractions out of range: {self}")
 
 
-@dataclass(frozen=True)
-class PolicyDecision:
-    """Everything the policy concluded for one tick, ready to be recorded."""
+class DecisionPolicy(Strategy):
+    """The regime-blend policy over one deployed set of specialist models (``--strategy regime-blend``)."""
 
-    regime: str
-    regime_probs: dict[str, float]
-    regime_entropy: float
-    weights: WeightCheck
-    strategy_weights: dict[str, float]
-    specialist_margins: dict[str, float]
-    blend: Blend
-    action: str
-    """BUY, SELL or HOLD as executed (a rejected order is a HOLD)."""
-    side: str
-    """BUY or SELL as proposed, HOLD when nothing was proposed."""
-    requested_quantity: float
-    quantity: float
-    """Quantity executed: the requested one, or 0 for HOLD and rejections."""
-    risk: RiskAssessment | None = field(default=None)
-
-    @property
-    def rejected(self) -> bool:
-        return self.risk is not None and not self.risk.passed
-
-
-class DecisionPolicy:
-    """The regime-blend policy over one deployed set of specialist models."""
+    name = "regime-blend"
 
     def __init__(
         self,
@@ -81,7 +57,9 @@ class DecisionPolicy:
         thresholds: BlendThresholds | None = None,
         limits: RiskLimits | None = None,
         sizing: Sizing | None = None,
+        costs: TradingCosts | None = None,
     ) -> None:
+        super().__init__(lookback=0, costs=costs)
         self.specialists = specialists
         self.regime_model = regime_model or RegimeModel()
         self.thresholds = thresholds or BlendThresholds()
@@ -96,8 +74,11 @@ class DecisionPolicy:
         self._initial = np.ascontiguousarray(self.regime_model.initial, dtype=np.float64)
 
     @property
-    def model_version(self) -> str:
+    def model_version(self) -> str:  # type: ignore[override]
         return self.specialists.version
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "model_version": self.model_version}
 
     @property
     def feature_names(self) -> tuple[str, ...]:
@@ -107,6 +88,7 @@ class DecisionPolicy:
         self,
         *,
         features: Sequence[float],
+        history: Sequence[float] = (),
         prior_regime_probs: Sequence[float],
         price: float,
         position: float,

@@ -25,7 +25,7 @@ from projections.forensics import (
     UnknownModelVersion,
     explain_batch,
 )
-from projections.read_models import DECISION, FILL, event_time, fill_of
+from projections.read_models import DECISION, FILLS, event_time, fill_of
 from projections.worker import Envelope, PoisonMessage, Projection
 
 __all__ = ["ForensicsProjection"]
@@ -85,7 +85,7 @@ class ForensicsProjection(Projection):
         return [
             _Record(e, explained.get(i))
             for i, e in enumerate(envelopes)
-            if e["event_type"] in (DECISION, FILL)
+            if e["event_type"] == DECISION or e["event_type"] in FILLS
         ]
 
     def prepare_one(self, envelope: Envelope) -> Any:

@@ -20,7 +20,7 @@ from projections.worker import Envelope, Projection
 __all__ = ["ArchiveProjection", "DecisionsProjection", "event_time"]
 
 DECISION = "Trading.Decision.Taken.v1"
-FILL = "Trading.Order.Filled.v1"
+FILLS = ("Trading.Order.Filled.v1", "Trading.Order.Filled.v2")
 
 
 def event_time(envelope: Envelope) -> datetime:
@@ -88,11 +88,11 @@ class DecisionsProjection(Projection):
                         e["log_position"],
                     ))
                     await cur.execute(mark, (d["symbol"], d["price"], at, e["log_position"]))
-                elif e["event_type"] == FILL:
+                elif e["event_type"] in FILLS:
                     f, at = e["payload"], event_time(e)
                     signed = f["quantity"] if f["side"] == "BUY" else -f["quantity"]
                     await cur.execute(fill_position, (
-                        f["symbol"], f["position_after"], -signed * f["price"], f["price"], at, e["log_position"],
+                        f["symbol"], f["position_after"], -signed * f["price"] - f.get("commission", 0.0), f["price"], at, e["log_position"],
                     ))
                     await cur.execute(attach_fill, (Jsonb(fill_of(e)), at, f["decision_id"]))
 
@@ -102,6 +102,6 @@ def fill_of(envelope: Envelope) -> dict[str, Any]:
     f = envelope["payload"]
     return {
         "side": f["side"], "quantity": f["quantity"], "price": f["price"],
-        "position_after": f["position_after"], "filled_at": envelope["timestamp"],
+        "position_after": f["position_after"], "commission": f.get("commission", 0.0), "filled_at": envelope["timestamp"],
         "log_position": envelope["log_position"],
     }

@@ -84,7 +84,7 @@ def test_every_decision_gets_exactly_one_forensics_row_and_the_read_models_match
         )
 
     run_workers(workers, done)
-    fills = count(database_url, schema, "SELECT count(*) FROM {s}.event_archive WHERE event_type = 'Trading.Order.Filled.v1'")
+    fills = count(database_url, schema, "SELECT count(*) FROM {s}.event_archive WHERE event_type = 'Trading.Order.Filled.v2'")
     assert fills > 0
     assert count(database_url, schema, "SELECT count(*) FROM {s}.decisions WHERE fill IS NOT NULL") == fills
     assert count(database_url, schema, "SELECT count(*) FROM {s}.forensics WHERE fill IS NOT NULL") == fills
@@ -101,7 +101,7 @@ def test_every_decision_gets_exactly_one_forensics_row_and_the_read_models_match
         positions = dict(conn.execute(sql.SQL("SELECT symbol, quantity FROM {s}.positions").format(s=sql.Identifier(schema))).fetchall())
         last_fill = dict(conn.execute(sql.SQL(
             "SELECT DISTINCT ON (symbol) symbol, (payload->'payload'->>'position_after')::float8 FROM {s}.event_archive"
-            " WHERE event_type = 'Trading.Order.Filled.v1' ORDER BY symbol, log_position DESC"
+            " WHERE event_type = 'Trading.Order.Filled.v2' ORDER BY symbol, log_position DESC"
         ).format(s=sql.Identifier(schema))).fetchall())
         assert positions == pytest.approx({s: last_fill.get(s, 0.0) for s in positions})
 

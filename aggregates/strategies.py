@@ -1,0 +1,211 @@
+"""Decision strategies a desk can run, chosen by name, and the interface for your own.
+
+A strategy is what a desk asks on every tick: given the tick's price, the
+feature vector, the last ``lookback`` prices of the symbol (the current one
+last), the desk's position and P&L and a view of the other desks, it returns
+a :class:`~aggregates.policy.PolicyDecision`. The desk records it and fills
+it. Strategies are pure: no clock, no I/O, no state of their own between
+calls — whatever they remember must come from their inputs, which is what
+lets a restart, a replay and a backtest reproduce every decision.
+
+Fills follow one convention, live and in backtests: an order fills on the
+tick that decided it, at that tick's price moved against the trader by
+``slippage_bps``, and pays ``commission_rate`` of its notional. On bar data
+fed one tick per bar (the backtest default) that is the bar's close — the
+``backtesting`` package's ``trade_on_close=True``.
+
+Write your own by subclassing :class:`Strategy`::
+
+    class Momentum(Strategy):
+        name = "momentum"
+
+        def __init__(self, window: int = 50) -> None:
+            super().__init__(lookback=window)
+
+        def decide(self, *, price, history, position, equity, **_) -> PolicyDecision:
+            if len(history) < self.lookback:
+                return hold()
+            return self.rebalance(target=..., position=position, price=price)
+
+and run it with ``glassbox backtest --strategy mypackage.module:Momentum``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Sequence
+
+from aggregates.blend import Action, Blend, WeightCheck
+from aggregates.risk import OthersView, RiskAssessment
+
+__all__ = ["PolicyDecision", "Strategy", "SmaCross", "TradingCosts", "hold", "order"]
+
+
+@dataclass(frozen=True)
+class TradingCosts:
+    """What a fill costs besides its price."""
+
+    commission_rate: float = 0.0
+    """Fraction of each fill's notional paid as commission (0.001 = 10 bps)."""
+    slippage_bps: float = 0.0
+    """Basis points the fill price moves against the order (buys pay more, sells get less)."""
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.commission_rate) and 0 <= self.commission_rate < 0.1):
+            raise ValueError(f"commission_rate must be in [0, 0.1), got {self.commission_rate!r}")
+        if not (math.isfinite(self.slippage_bps) and 0 <= self.slippage_bps < 1_000):
+            raise ValueError(f"slippage_bps must be in [0, 1000), got {self.slippage_bps!r}")
+
+    def fill_price(self, side: str, price: float) -> float:
+        move = self.slippage_bps / 10_000.0
+        return price * (1 + move) if side == Action.BUY else price * (1 - move)
+
+    def commission(self, quantity: float, fill_price: float) -> float:
+        return self.commission_rate * abs(quantity) * fill_price
+
+
+@dataclass(frozen=True)
+class PolicyDecision:
+    """Everything the policy concluded for one tick, ready to be recorded."""
+
+    regime: str
+    regime_probs: dict[str, float]
+    regime_entropy: float
+    weights: WeightCheck
+    strategy_weights: dict[str, float]
+    specialist_margins: dict[str, float]
+    blend: Blend
+    action: str
+    """BUY, SELL or HOLD as executed (a rejected order is a HOLD)."""
+    side: str
+    """BUY or SELL as proposed, HOLD when nothing was proposed."""
+    requested_quantity: float
+    quantity: float
+    """Quantity executed: the requested one, or 0 for HOLD and rejections."""
+    risk: RiskAssessment | None = field(default=None)
+
+    @property
+    def rejected(self) -> bool:
+        return self.risk is not None and not self.risk.passed
+
+
+
+_NO_WEIGHTS = WeightCheck(())
+_NO_BLEND = Blend(score=0.0, probability_up=0.5, confidence=0.0, direction=0)
+
+
+def hold() -> PolicyDecision:
+    """A decision to do nothing, for strategies without regimes or a model."""
+    return order(Action.HOLD, 0.0)
+
+
+def order(side: str, quantity: float, direction: int = 0) -> PolicyDecision:
+    """An unconditional order (no risk checks), for strategies without regimes or a model."""
+    executed = side if quantity > 0 else Action.HOLD
+    return PolicyDecision(
+        regime="",
+        regime_probs={},
+        regime_entropy=0.0,
+        weights=_NO_WEIGHTS,
+        strategy_weights={},
+        specialist_margins={},
+        blend=Blend(0.0, 0.5, 0.0, direction) if direction else _NO_BLEND,
+        action=executed,
+        side=executed,
+        requested_quantity=quantity if executed != Action.HOLD else 0.0,
+        quantity=quantity if executed != Action.HOLD else 0.0,
+    )
+
+
+class Strategy:
+    """The interface a desk decides through; subclass it for your own strategy.
+
+    Class attribute ``name`` is what ``--strategy`` calls it. ``lookback`` is
+    how many recent prices of the symbol ``decide`` gets in ``history``
+    (0: none). ``model_version`` names the model whose forensics explain the
+    decisions ("" for strategies without one: they get no SHAP forensics).
+    """
+
+    name: ClassVar[str] = ""
+    model_version: str = ""
+
+    def __init__(self, lookback: int = 0, costs: TradingCosts | None = None) -> None:
+        if lookback < 0:
+            raise ValueError(f"lookback must be >= 0, got {lookback}")
+        self.lookback = lookback
+        self.costs = costs or TradingCosts()
+
+    def decide(
+        self,
+        *,
+        features: Sequence[float],
+        history: Sequence[float],
+        prior_regime_probs: Sequence[float],
+        price: float,
+        position: float,
+        own_pnl: float,
+        own_day_pnl: float,
+        others: OthersView,
+    ) -> PolicyDecision:
+        """The decision for one tick (see the module docstring)."""
+        raise NotImplementedError
+
+    @staticmethod
+    def rebalance(target: float, position: float) -> PolicyDecision:
+        """The order that takes ``position`` to ``target`` (HOLD when they are equal)."""
+        delta = target - position
+        if delta == 0:
+            return hold()
+        return order(Action.BUY if delta > 0 else Action.SELL, abs(delta), 1 if delta > 0 else -1)
+
+    def describe(self) -> dict[str, Any]:
+        """Name and parameters, as recorded with a backtest's results."""
+        return {"name": self.name}
+
+
+class SmaCross(Strategy):
+    """Long when the fast simple moving average crosses above the slow one, short when below.
+
+    At a crossing the desk goes to ``fraction`` of its equity in whole units
+    (long or short); between crossings it holds. The averages are of the
+    last ``fast`` and ``slow`` prices, the current one included, and a
+    crossing is strict on both sides (fast below then above, or the
+    reverse), as in the ``backtesting`` package's ``crossover``.
+    """
+
+    name = "sma-cross"
+
+    def __init__(self, fast: int = 10, slow: int = 20, fraction: float = 0.95,
+                 costs: TradingCosts | None = None) -> None:
+        if not 1 <= fast < slow:
+            raise ValueError(f"sma-cross needs 1 <= fast < slow, got fast={fast} slow={slow}")
+        if not (math.isfinite(fraction) and 0 < fraction <= 1):
+            raise ValueError(f"sma-cross fraction must be in (0, 1], got {fraction!r}")
+        super().__init__(lookback=slow + 1, costs=costs)
+        self.fast, self.slow, self.fraction = fast, slow, fraction
+        self.model_version = ""
+
+    def decide(self, *, history: Sequence[float], price: float, position: float,
+               own_pnl: float, others: OthersView, **_: Any) -> PolicyDecision:
+        if len(history) < self.slow + 1:
+            return hold()
+        fast_now, slow_now = _mean(history, self.fast, 0), _mean(history, self.slow, 0)
+        fast_before, slow_before = _mean(history, self.fast, 1), _mean(history, self.slow, 1)
+        if fast_before < slow_before and fast_now > slow_now:
+            direction = 1
+        elif fast_before > slow_before and fast_now < slow_now:
+            direction = -1
+        else:
+            return hold()
+        equity = others.capital + others.pnl + own_pnl
+        units = math.floor(self.fraction * equity / price) if equity > 0 else 0
+        return self.rebalance(direction * units, position)
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "fast": self.fast, "slow": self.slow, "fraction": self.fraction}
+
+
+def _mean(history: Sequence[float], window: int, back: int) -> float:
+    end = len(history) - back
+    return math.fsum(history[end - window:end]) / window
