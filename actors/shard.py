@@ -101,11 +101,33 @@ class Shard:
     def start(self) -> None:
         """Create consumer groups, start every actor, then the read-decide-commit loop."""
         self.reader.ensure_group()
-        for symbol in self.symbols:
-            self._actors[symbol] = self._start_actor(symbol)
+        self.start_actors()
         self._backlog.extend(self.reader.pending(self.settings.read_count))
         self._thread = threading.Thread(target=self._run, name=f"{self.settings.name}-cycle", daemon=True)
         self._thread.start()
+
+    def start_actors(self) -> None:
+        """Start every symbol's actor (their desks load from the event store); no reading."""
+        for symbol in self.symbols:
+            self._actors[symbol] = self._start_actor(symbol)
+
+    def decide_unstreamed(self, batches: Batches) -> list[BatchOutcome]:
+        """One cycle over ticks that came from elsewhere than the tick streams (a backtest).
+
+        The same decide-and-commit as :meth:`cycle`, with nothing to acknowledge
+        afterwards and no redelivery: a desk that fails raises, naming its symbol.
+        """
+        futures = {symbol: self._alive_actor(symbol).ask(TickBatch(entries), block=False)
+                   for symbol, entries in batches.items()}
+        outcomes = []
+        for symbol, future in futures.items():
+            try:
+                outcomes.append(future.get())
+            except Exception as error:
+                raise RuntimeError(f"deciding on {symbol} failed: {error!r}") from error
+        self._commit(outcomes)
+        self._unacked.clear()
+        return outcomes
 
     def stop(self) -> None:
         """Finish the cycle in progress (it commits), then stop every actor."""
@@ -139,8 +161,8 @@ class Shard:
             self.failure = error
             log.exception("shard %s stopped reading", self.settings.name)
 
-    def cycle(self, batches: Batches) -> None:
-        """Decide on one read's batches and commit them together."""
+    def cycle(self, batches: Batches) -> list[BatchOutcome]:
+        """Decide on one read's batches and commit them together; the committed outcomes."""
         futures = {}
         for symbol, entries in batches.items():
             ref = self._alive_actor(symbol)
@@ -156,6 +178,8 @@ class Shard:
         except Exception:
             log.exception("commit of a cycle failed; desks reload and the ticks are redone")
             self._reload([o.symbol for o in outcomes])
+            return []
+        return outcomes
 
     def _commit(self, outcomes: list[BatchOutcome]) -> None:
         events = [event for o in outcomes for event in o.events]

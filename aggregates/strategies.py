@@ -207,5 +207,5 @@ class SmaCross(Strategy):
 
 
 def _mean(history: Sequence[float], window: int, back: int) -> float:
-    end = len(history) - back
-    return math.fsum(history[end - window:end]) / window
+    end = len(history) - back  # indexing, not slicing: history may be a deque
+    return math.fsum(history[i] for i in range(end - window, end)) / window

@@ -97,8 +97,19 @@ def bundled_bars(symbol: str) -> list[Bar]:
         return read_bars_csv(path)
 
 
-def bars_to_ticks(symbol: str, bars: Sequence[Bar]) -> Iterator[Tick]:
-    """Four ticks per bar along its OHLC path, in time order."""
+def bars_to_ticks(symbol: str, bars: Sequence[Bar], ticks_per_bar: int = 4) -> Iterator[Tick]:
+    """Four ticks per bar along its OHLC path, in time order; or (``ticks_per_bar=1``) one, its close.
+
+    A single tick carries the bar's whole volume and the bar's own time, so a
+    strategy deciding on it sees each bar once, complete, as a bar-based
+    backtester does.
+    """
+    if ticks_per_bar not in (1, 4):
+        raise FeedError(f"a bar becomes 1 tick (its close) or 4 (its OHLC path), not {ticks_per_bar}")
+    if ticks_per_bar == 1:
+        for bar in bars:
+            yield Tick(symbol, bar.ts_ns, float(bar.close), float(bar.volume))
+        return
     for i, bar in enumerate(bars):
         if i + 1 < len(bars):
             period = bars[i + 1].ts_ns - bar.ts_ns

@@ -49,8 +49,8 @@ class UserData:
     """``bars`` or ``ticks``: how the file was read."""
 
 
-def read_user_data(path: Path | str) -> UserData:
-    """Read ``path`` (``.csv`` or ``.parquet``).
+def read_user_data(path: Path | str, ticks_per_bar: int = 4) -> UserData:
+    """Read ``path`` (``.csv`` or ``.parquet``); bars become ``ticks_per_bar`` ticks each (4 or 1).
 
     Raises:
         FeedError: the file is missing, unreadable, or has neither bar nor tick columns.
@@ -66,7 +66,7 @@ def read_user_data(path: Path | str) -> UserData:
         per_symbol: dict[str, list[Bar]] = {}
         for i, symbol in enumerate(symbols):
             per_symbol.setdefault(symbol, []).append(Bar(stamps[i], *(values[c][i] for c in _BAR_COLUMNS)))
-        streams = [bars_to_ticks(s, sorted(b, key=lambda bar: bar.ts_ns)) for s, b in per_symbol.items()]
+        streams = [bars_to_ticks(s, sorted(b, key=lambda bar: bar.ts_ns), ticks_per_bar) for s, b in per_symbol.items()]
         ticks = list(heapq.merge(*streams, key=lambda t: t.ts_ns))
         shape = "bars"
     elif "price" in columns and ("size" in columns or "volume" in columns):
