@@ -22,11 +22,13 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
+import redis
+
 from actors.desk_actor import ActorSettings, BatchOutcome
 from actors.features import warm_up
 from actors.runtime import HotPath, HotPathSettings
 from actors.shard import ShardSettings
-from aggregates.desk import SymbolDesk
+from aggregates.desk import SymbolDesk, desk_id
 from aggregates.strategies import Strategy
 from edge.gc_settling import settle_garbage_collector
 from edge.history import History
@@ -35,7 +37,7 @@ from edge.ticks import Tick, encode_tick
 from glassbox import GlassboxError
 from projections.performance import Ledger
 
-__all__ = ["BacktestError", "BacktestResult", "BacktestSettings", "new_run_id", "run_backtest", "tick_batches"]
+__all__ = ["BacktestError", "BacktestResult", "BacktestSettings", "discard_run", "new_run_id", "run_backtest", "tick_batches"]
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +63,9 @@ class BacktestSettings:
     cycle_ticks: int = 2_000
     """Ticks (of all symbols, in time order) decided and committed together, as one live read."""
     checkpoint_every: int = 1_000
+    keep_events: bool = True
+    """False: drop each cycle's events from the run's store once booked (flat memory on
+    long runs; nothing left to inspect or explain afterwards)."""
 
     def __post_init__(self) -> None:
         if not self.capital > 0:
@@ -144,6 +149,8 @@ def run_backtest(settings: BacktestSettings, strategy: Strategy, history: Histor
             except RuntimeError as error:
                 raise BacktestError(str(error)) from error
             _post(result, outcomes)
+            if not settings.keep_events:
+                hot.app.recorder.forget_history([desk_id(s) for s in batches])  # type: ignore[attr-defined]
             if progress is not None:
                 progress(result.ticks, len(history.ticks), time.perf_counter() - started)
         result.seconds = time.perf_counter() - started
@@ -151,6 +158,14 @@ def run_backtest(settings: BacktestSettings, strategy: Strategy, history: Histor
     finally:
         hot.stop()
     return result
+
+
+def discard_run(client: redis.Redis, settings: BacktestSettings) -> int:
+    """Delete every key of the run's namespace; how many there were."""
+    keys = list(client.scan_iter(match=f"*{settings.namespace}*", count=1_000))
+    for start in range(0, len(keys), 500):
+        client.unlink(*keys[start:start + 500])
+    return len(keys)
 
 
 def _post(result: BacktestResult, outcomes: list[BatchOutcome]) -> None:

@@ -1,4 +1,4 @@
-"""The ``glassbox`` command: ``up``, ``status``, ``train``, ``shard``.
+"""The ``glassbox`` command: ``up``, ``status``, ``replay``, ``backtest``, ``train``, ``shard``.
 
 This is the edge where settings are parsed (environment + options) and
 embedded services are started; everything below receives them as arguments.
@@ -7,28 +7,28 @@ embedded services are started; everything below receives them as arguments.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import logging
 import os
 import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import redis
 
 from actors.application import DeskApplication, event_store_env
+from actors.backtest_cli import add_backtest_parser
 from actors.replay import DeskReplay
 from actors.runtime import HotPath, HotPathSettings
 from actors.shard import ShardSettings
 from actors.shard_metrics import ShardMetricsPublisher
 from actors.supervisor import RunPlan, Supervisor, read_status
+from actors.system_redis import system_redis
 from aggregates.registry import ModelRegistry
 from edge.feeds import BUNDLED_SYMBOLS, SyntheticFeed
 from edge.logs import configure_logging
-from edge.redis_server import redis_url_or_embedded
 from edge.user_data import read_user_data
 from glassbox import GlassboxError, Settings
 
@@ -79,6 +79,8 @@ def _parser() -> argparse.ArgumentParser:
                         help="aggregates: rebuild every desk from its events and compare with the recorded state; "
                              "projections: drop the read models and rebuild them through the relay and workers")
     replay.set_defaults(handler=_replay)
+
+    add_backtest_parser(commands)
 
     status = commands.add_parser("status", help="health, rates, lags and restarts of a running system")
     status.set_defaults(handler=_status)
@@ -170,7 +172,7 @@ def _replay(args: argparse.Namespace, settings: Settings) -> int:
             return rebuild_projections_command(settings)  # nothing runs from this home
         raise GlassboxError("a system is running from this GLASSBOX_HOME: stop it (Ctrl-C) before rebuilding its "
                             "read models, so its live workers do not write while they are rebuilt")
-    with _store_redis(settings) as url:
+    with system_redis(settings) as url:
         stores = _shard_stores(url, settings)
         failed = 0
         for store in stores:
@@ -189,21 +191,6 @@ def _replay(args: argparse.Namespace, settings: Settings) -> int:
                      f"{len(report.mismatches)} differ:\n  " + "\n  ".join(report.mismatches)))
             failed += bool(report.mismatches)
     return 1 if failed else 0
-
-
-@contextlib.contextmanager
-def _store_redis(settings: Settings) -> Iterator[str]:
-    """The Redis of this system: REDIS_URL, the running system's, or the embedded one started on its data."""
-    if settings.redis_url:
-        yield settings.redis_url
-        return
-    try:
-        status = read_status(settings.home)
-    except GlassboxError:
-        with redis_url_or_embedded(None, settings.redis_dir) as url:
-            yield url
-        return
-    yield str(status["redis_url"])
 
 
 def _shard_stores(url: str, settings: Settings) -> list[str]:

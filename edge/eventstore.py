@@ -419,6 +419,24 @@ class RedisApplicationRecorder(RedisAggregateRecorder, ApplicationRecorder):
         )
         return [(flat[i], flat[i + 1], flat[i + 2]) for i in range(0, len(flat), 3)]
 
+    def forget_history(self, originator_ids: Sequence[UUID | str]) -> None:
+        """Drop the log's payloads and all but each aggregate's latest reference.
+
+        For a store whose events are not kept once read (a backtest that was
+        not asked to keep them): later inserts still get the next notification
+        id and still check versions, but memory stays flat however long the
+        run. Reading back what was dropped is no longer possible.
+        """
+
+        def trim(client: redis.Redis) -> None:
+            pipe = client.pipeline(transaction=False)
+            pipe.xtrim(self.datastore.log_key, maxlen=0, approximate=False)
+            for originator_id in originator_ids:
+                pipe.xtrim(self.datastore.stream_key(self.family, originator_id), maxlen=1, approximate=False)
+            pipe.execute()
+
+        self.datastore.write(trim)
+
     def select_notifications(
         self,
         start: int | None,

@@ -21,7 +21,13 @@ from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from pathlib import Path
 
-from edge.feeds import BUNDLED_SYMBOLS, FeedError, SyntheticFeed, bars_to_ticks, bundled_bars
+from edge.feeds import (
+    BUNDLED_SYMBOLS,
+    FeedError,
+    SyntheticFeed,
+    bars_to_ticks,
+    bundled_bars,
+)
 from edge.ticks import Tick
 from edge.user_data import read_user_data
 

@@ -1,0 +1,276 @@
+"""``glassbox backtest``: run a strategy over history and write its report; ``glassbox backtest list``.
+
+The edge of the backtest: options are parsed and checked here, Redis is the
+system's (``REDIS_URL``, a running ``glassbox up``'s, or the embedded one on
+this home's data), and everything below gets plain settings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+import time
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import redis
+from eventsourcing.application import Application
+
+from actors.application import event_store_env
+from actors.backtest import (
+    BacktestResult,
+    BacktestSettings,
+    discard_run,
+    new_run_id,
+    run_backtest,
+)
+from actors.system_redis import system_redis
+from aggregates.backtest_run import BacktestRun
+from aggregates.policy import DecisionPolicy
+from aggregates.registry import ModelRegistry
+from aggregates.strategies import SmaCross, Strategy, TradingCosts
+from edge.history import History, load_history, parse_source
+from glassbox import GlassboxError, Settings
+from projections.backtest_report import build_report, write_report
+
+__all__ = ["add_backtest_parser", "build_strategy", "records_store"]
+
+
+def add_backtest_parser(commands: Any) -> None:
+    bt = commands.add_parser(
+        "backtest", help="replay history through the live desks with a strategy; write report.json and report.html",
+        description="Replay history through the same actors, strategy, aggregates and event store as live "
+                    "trading, in the run's own namespace, and write report.json and report.html. "
+                    "`glassbox backtest list` lists the completed runs.")
+    bt.add_argument("action", nargs="?", choices=("run", "list"), default="run",
+                    help="run (default) a backtest, or list the completed ones")
+    bt.add_argument("--source", default="bundled:GOOG",
+                    help="bundled, bundled:GOOG[,EURUSD,...], synthetic, or csv:PATH (a .csv or .parquet file "
+                         "of bars or ticks); default bundled:GOOG")
+    bt.add_argument("--from", dest="start", type=_date, default=None, help="first day (YYYY-MM-DD, UTC)")
+    bt.add_argument("--to", dest="end", type=_date, default=None, help="last day, included")
+    bt.add_argument("--capital", type=_positive_float, default=100_000.0, help="starting equity (default 100000)")
+    bt.add_argument("--strategy", default="regime-blend",
+                    help="regime-blend (default: the live policy), sma-cross, or module:Class of your own "
+                         "Strategy subclass (see aggregates/strategies.py)")
+    bt.add_argument("--fast", type=_positive_int, default=10, help="sma-cross: fast average window (default 10)")
+    bt.add_argument("--slow", type=_positive_int, default=20, help="sma-cross: slow average window (default 20)")
+    bt.add_argument("--fraction", type=_positive_float, default=0.95,
+                    help="sma-cross: fraction of equity a position takes, in whole units (default 0.95)")
+    bt.add_argument("--commission", type=float, default=0.0,
+                    help="commission as a fraction of each fill's notional (default 0; 0.001 = 10 bps)")
+    bt.add_argument("--slippage-bps", type=float, default=0.0,
+                    help="basis points each fill's price moves against the order (default 0)")
+    bt.add_argument("--ticks-per-bar", type=int, choices=(1, 4), default=1,
+                    help="bars become 1 tick at the close (default) or 4 along the OHLC path, as live")
+    bt.add_argument("--model-version", default=None, help="regime-blend: model version (default: the latest)")
+    bt.add_argument("--symbols", type=_positive_int, default=100, help="synthetic: symbols (default 100)")
+    bt.add_argument("--ticks", type=_positive_int, default=10_000, help="synthetic: ticks per symbol (default 10000)")
+    bt.add_argument("--tick-interval", type=_positive_float, default=60.0,
+                    help="synthetic: seconds between a symbol's ticks (default 60)")
+    bt.add_argument("--seed", type=int, default=7, help="synthetic: seed")
+    bt.add_argument("--out", type=Path, default=Path("."), help="directory for report.json and report.html (default .)")
+    bt.add_argument("--run-id", default=None, help="name of the run (default: a new random id)")
+    bt.add_argument("--keep-events", action="store_true",
+                    help="keep the run's events in its namespace afterwards (default: delete them, the "
+                         "report and the completion record stay)")
+    bt.set_defaults(handler=backtest_command)
+
+
+def build_strategy(args: argparse.Namespace, settings: Settings) -> Strategy:
+    """The strategy ``--strategy`` names, with its options and the fill costs.
+
+    Raises:
+        GlassboxError: for an unknown name, a class that is not a Strategy, or bad parameters.
+    """
+    try:
+        costs = TradingCosts(commission_rate=args.commission, slippage_bps=args.slippage_bps)
+        if args.strategy == "regime-blend":
+            registry = ModelRegistry(settings.model_dir)
+            version = args.model_version or registry.latest()
+            if version is None:
+                from actors.training import train_specialists
+
+                print("training the regime specialists on the bundled bars (first run only) ...", flush=True)
+                version = train_specialists(registry)
+            return DecisionPolicy(registry.load(version), costs=costs)
+        if args.strategy == "sma-cross":
+            return SmaCross(args.fast, args.slow, args.fraction, costs)
+        if ":" in args.strategy:
+            return _user_strategy(args.strategy, costs)
+    except ValueError as error:
+        raise GlassboxError(f"--strategy {args.strategy}: {error}") from None
+    raise GlassboxError(f"unknown --strategy {args.strategy!r}: use regime-blend, sma-cross, or module:Class")
+
+
+def _user_strategy(spec: str, costs: TradingCosts) -> Strategy:
+    module_name, _, class_name = spec.partition(":")
+    try:
+        cls = getattr(importlib.import_module(module_name), class_name)
+    except (ImportError, AttributeError) as error:
+        raise GlassboxError(f"--strategy {spec}: cannot import it ({error})") from None
+    if not (isinstance(cls, type) and issubclass(cls, Strategy)):
+        raise GlassboxError(f"--strategy {spec}: {class_name} is not a subclass of aggregates.strategies.Strategy")
+    strategy = cls()
+    strategy.costs = costs
+    return strategy
+
+
+def records_store(settings: Settings) -> str:
+    """The event store holding every run's ``Backtest.Run.Completed`` event."""
+    return f"{settings.namespace}glassbox:backtests"
+
+
+def backtest_command(args: argparse.Namespace, settings: Settings) -> int:
+    if args.action == "list":
+        with system_redis(settings) as url:
+            return _list(url, settings)
+    source = parse_source(args.source, synthetic_symbols=args.symbols, synthetic_ticks=args.ticks,
+                          tick_interval_s=args.tick_interval, seed=args.seed)
+    history = load_history(source, args.start, args.end, args.ticks_per_bar)
+    strategy = build_strategy(args, settings)
+    run_id = args.run_id or new_run_id()
+    with system_redis(settings) as url:
+        bt_settings = BacktestSettings(url, run_id, capital=args.capital, keep_events=args.keep_events)
+        print(f"backtest {run_id}: {strategy.name} on {source.describe()}, {len(history.ticks):,} ticks of "
+              f"{len(history.symbols)} symbol(s), {_day(history.start_ns)} to {_day(history.end_ns)}", flush=True)
+        client = redis.Redis.from_url(url)
+        try:
+            result = run_backtest(bt_settings, strategy, history, _Progress())
+            report = build_report(result.ledger, _parameters(args, strategy, source.describe()),
+                                  _data(history, result), strategy.model_version)
+            json_path, html_path = write_report(report, args.out)
+            _record(url, settings, result, report)
+        finally:
+            if not args.keep_events:
+                discard_run(client, bt_settings)
+            client.close()
+    m = report["metrics"]
+    span_s = (history.end_ns - history.start_ns) / 1e9
+    print(f"\n{result.ticks:,} ticks, {result.events:,} events in {result.seconds:.2f} s "
+          f"({result.events_per_s:,.0f} events/s, {span_s / max(result.seconds, 1e-9):,.0f}× real time)")
+    print(f"total return {100 * m['total_return']:.2f} %, Sharpe {_num(m['sharpe_ratio'])}, "
+          f"max drawdown {100 * m['max_drawdown']:.2f} %, {m['trades']} trades, "
+          f"win rate {_pct(m['win_rate'])}, exposure {100 * m['exposure']:.1f} %")
+    if result.rejected_ticks:
+        print(f"{result.rejected_ticks:,} ticks refused as bad input: {result.rejections}")
+    print(f"report: {json_path}  {html_path}")
+    if args.keep_events:
+        print(f"events kept in the store {result.store_name}")
+    return 0
+
+
+class _Progress:
+    """One status line on stderr, at most a few times a second."""
+
+    def __init__(self) -> None:
+        self._last = 0.0
+
+    def __call__(self, done: int, total: int, seconds: float) -> None:
+        now = time.monotonic()
+        if now - self._last < 0.5 and done < total:
+            return
+        self._last = now
+        rate = done / seconds if seconds > 0 else 0.0
+        print(f"\r{done:,} / {total:,} ticks ({100 * done / total:.0f} %), {rate:,.0f} ticks/s",
+              end="", file=sys.stderr, flush=True)
+
+
+def _parameters(args: argparse.Namespace, strategy: Strategy, source: str) -> dict[str, Any]:
+    return {
+        "strategy": strategy.describe(),
+        "source": source,
+        "from": args.start.isoformat() if args.start else None,
+        "to": args.end.isoformat() if args.end else None,
+        "capital": args.capital,
+        "commission_rate": strategy.costs.commission_rate,
+        "slippage_bps": strategy.costs.slippage_bps,
+        "ticks_per_bar": args.ticks_per_bar,
+        "fills": "on the deciding tick at its price moved by the slippage; commission on the notional",
+    }
+
+
+def _data(history: History, result: BacktestResult) -> dict[str, Any]:
+    return {
+        "source": history.source.describe(),
+        "symbols": list(history.symbols),
+        "ticks": result.ticks,
+        "decisions": result.decisions,
+        "events": result.events,
+        "rejected_ticks": result.rejected_ticks,
+        "rejections": dict(sorted(result.rejections.items())),
+        "first": _day(history.start_ns),
+        "last": _day(history.end_ns),
+    }
+
+
+def _record(url: str, settings: Settings, result: BacktestResult, report: dict[str, Any]) -> None:
+    app = Application(env=event_store_env(url, records_store(settings)))
+    try:
+        data = report["data"]
+        app.save(BacktestRun.completed(
+            result.run_id, report["parameters"],
+            {"first": data["first"], "last": data["last"], "symbols": data["symbols"], "ticks": data["ticks"]},
+            report["model_version"], report["metrics"],
+            {"seconds": result.seconds, "events": result.events, "events_per_s": result.events_per_s},
+        ))
+    finally:
+        app.close()
+
+
+def _list(url: str, settings: Settings) -> int:
+    app = Application(env=event_store_env(url, records_store(settings)))
+    try:
+        runs = [n for n in app.recorder.select_notifications(1, 1_000_000)  # type: ignore[attr-defined]
+                if n.topic == "Backtest.Run.Completed"]
+        if not runs:
+            print("no completed backtests yet: run `glassbox backtest`")
+            return 0
+        print(f"{'run':<14}{'strategy':<16}{'source':<22}{'from':<12}{'to':<12}{'return':>9}{'Sharpe':>8}"
+              f"{'max DD':>8}{'trades':>8}")
+        for n in runs:
+            run = app.repository.get(n.originator_id)
+            m, p, d = run.metrics, run.parameters, run.data_range
+            print(f"{run.run_id:<14}{p['strategy']['name']:<16}{p['source'][:21]:<22}{d['first']:<12}{d['last']:<12}"
+                  f"{100 * m['total_return']:>8.2f}%{_num(m['sharpe_ratio']):>8}{100 * m['max_drawdown']:>7.2f}%"
+                  f"{m['trades']:>8}")
+    finally:
+        app.close()
+    return 0
+
+
+def _day(ts_ns: int) -> str:
+    from projections.performance import iso_day
+
+    return iso_day(ts_ns)
+
+
+def _num(value: float | None) -> str:
+    return "—" if value is None else f"{value:.2f}"
+
+
+def _pct(value: float | None) -> str:
+    return "—" if value is None else f"{100 * value:.1f} %"
+
+
+def _date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date like 2005-01-31") from None
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a positive whole number")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text} is not a positive number")
+    return value
