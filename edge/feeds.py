@@ -108,7 +108,7 @@ def bars_to_ticks(symbol: str, bars: Sequence[Bar], ticks_per_bar: int = 4) -> I
         raise FeedError(f"a bar becomes 1 tick (its close) or 4 (its OHLC path), not {ticks_per_bar}")
     if ticks_per_bar == 1:
         for bar in bars:
-            yield Tick(symbol, bar.ts_ns, float(bar.close), float(bar.volume))
+            yield Tick(symbol, bar.ts_ns, _number(bar.close), _number(bar.volume))
         return
     for i, bar in enumerate(bars):
         if i + 1 < len(bars):
@@ -116,10 +116,16 @@ def bars_to_ticks(symbol: str, bars: Sequence[Bar], ticks_per_bar: int = 4) -> I
         else:
             period = bar.ts_ns - bars[i - 1].ts_ns if i else 0
         step = max(period // 4, 1)
-        first, second = (bar.low, bar.high) if bar.close >= bar.open else (bar.high, bar.low)
-        size = bar.volume / 4.0
-        for k, price in enumerate((bar.open, first, second, bar.close)):
-            yield Tick(symbol, bar.ts_ns + k * step, float(price), float(size))
+        o, h, low, c, v = (_number(x) for x in (bar.open, bar.high, bar.low, bar.close, bar.volume))
+        first, second = (low, h) if c >= o else (h, low)
+        for k, price in enumerate((o, first, second, c)):
+            yield Tick(symbol, bar.ts_ns + k * step, price, v / 4.0)
+
+
+def _number(value: float | None) -> float:
+    # A missing value (an empty or "nan" cell) stays a NaN: the tick is then
+    # refused at ingest with its reason, not dropped here without one.
+    return float("nan") if value is None else float(value)
 
 
 def bundled_ticks(symbols: Sequence[str] = BUNDLED_SYMBOLS) -> Iterator[Tick]:

@@ -1,0 +1,229 @@
+"""Backtests on the real Redis: the live code, isolated, reproducible, and right against a reference."""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import subprocess
+import sys
+from datetime import date
+from pathlib import Path
+
+import orjson
+import pandas as pd
+import pytest
+import redis
+from backtesting import Backtest
+from backtesting import Strategy as ReferenceStrategy
+from backtesting.lib import crossover
+from backtesting.test import GOOG
+
+from actors.backtest import BacktestSettings, discard_run, run_backtest
+from aggregates.strategies import SmaCross, TradingCosts
+from edge.eventstore import RedisApplicationRecorder, RedisDatastore, RedisStoreSettings
+from edge.feeds import SyntheticFeed
+from edge.history import History, HistorySource, load_history, parse_source
+from edge.tick_stream import TickPublisher
+from projections.performance import performance
+from tests.actors.hot_path_support import make_hot_path, wait_until_decided
+
+GOOG_2005_2012 = (date(2005, 1, 1), date(2012, 12, 31))
+
+
+def _sma(values, n):
+    return pd.Series(values).rolling(n).mean()
+
+
+class ReferenceSmaCross(ReferenceStrategy):
+    """The same rule in the backtesting package: reverse at each crossing into fraction × equity whole units."""
+
+    fast, slow, fraction = 10, 20, 0.95
+
+    def init(self) -> None:
+        self.fast_sma = self.I(_sma, self.data.Close, self.fast)
+        self.slow_sma = self.I(_sma, self.data.Close, self.slow)
+
+    def next(self) -> None:
+        units = math.floor(self.fraction * self.equity / self.data.Close[-1])
+        if crossover(self.fast_sma, self.slow_sma):
+            self.position.close()
+            self.buy(size=units)
+        elif crossover(self.slow_sma, self.fast_sma):
+            self.position.close()
+            self.sell(size=units)
+
+
+@pytest.mark.parametrize("commission", [0.0, 0.002])
+def test_sma_cross_on_goog_trades_exactly_as_the_backtesting_package(redis_url, commission) -> None:
+    start, end = GOOG_2005_2012
+    history = load_history(parse_source("bundled:GOOG"), start, end)
+    strategy = SmaCross(10, 20, 0.95, TradingCosts(commission_rate=commission))
+    settings = BacktestSettings(redis_url, f"ref{int(commission * 1e4)}", capital=50_000, keep_events=False)
+    result = run_backtest(settings, strategy, history)
+
+    reference = Backtest(GOOG.loc[str(start):str(end)], ReferenceSmaCross, cash=50_000, commission=commission,
+                         trade_on_close=True, finalize_trades=False).run()  # open trades stay open, as ours
+    expected = [
+        (int(t.Size), t.EntryTime.date().isoformat(), t.ExitTime.date().isoformat(), t.EntryPrice, t.ExitPrice)
+        for t in reference._trades.itertuples()
+    ]
+    ours = [(int(t["size"]), t["entry_time"][:10], t["exit_time"][:10], t["entry_price"], t["exit_price"])
+            for t in (trade.as_dict() for trade in result.ledger.trades)]
+    assert len(ours) == reference["# Trades"] > 50
+    assert ours == expected
+    assert performance(result.ledger)["final_equity"] == pytest.approx(reference["Equity Final [$]"], rel=1e-12)
+
+
+def _decisions_in_store(redis_url: str, store: str) -> dict[tuple[str, int], dict]:
+    recorder = RedisApplicationRecorder(RedisDatastore(RedisStoreSettings(redis_url, key_prefix=store)))
+    decisions = {}
+    for n in recorder.select_notifications(1, 1_000_000):
+        if n.topic == "Trading.Decision.Taken":
+            state = orjson.loads(n.state)
+            for field in ("timestamp", "correlation_id", "decision_id"):  # name the tick's id, not the decision
+                state.pop(field)
+            decisions[(state["symbol"], state["timestamp_ns"])] = state
+    return decisions
+
+
+def test_a_backtest_decides_exactly_as_the_live_pipeline_did_on_the_same_ticks(redis_url, namespace, policy) -> None:
+    symbols = SyntheticFeed.symbol_names(4)
+    ticks = list(SyntheticFeed(symbols, seed=31).ticks(300))
+    hot = make_hot_path(redis_url, namespace, policy, symbols=symbols)
+    TickPublisher(hot.client, hot.keys, symbols).publish(ticks, stamp=False)
+    with hot:
+        wait_until_decided(hot, len(ticks))
+    live = _decisions_in_store(redis_url, hot.settings.store_name)
+
+    history = History(HistorySource("synthetic"), tuple(symbols), ticks)
+    # The live shard found the whole backlog waiting and read it read_count ticks per symbol at a time;
+    # with one tick per symbol per round, cycles of read_count × symbols ticks in time order are the
+    # same cycles, so every desk's view of the others is the same too.
+    cycle = hot.settings.shard.read_count * len(symbols)
+    settings = BacktestSettings(redis_url, "same-as-live", capital=hot.settings.capital, cycle_ticks=cycle)
+    try:
+        result = run_backtest(settings, policy, history)
+        backtest = _decisions_in_store(redis_url, result.store_name)
+    finally:
+        discard_run(redis.Redis.from_url(redis_url), settings)
+    assert len(live) == len(ticks) == result.decisions
+    assert backtest == live
+
+
+def _dump(client: redis.Redis, pattern: str) -> dict[bytes, bytes]:
+    return {key: client.dump(key) for key in sorted(client.scan_iter(match=pattern))}
+
+
+def test_a_backtest_beside_a_live_system_changes_nothing_of_it(redis_url, namespace, policy) -> None:
+    symbols = SyntheticFeed.symbol_names(3)
+    hot = make_hot_path(redis_url, namespace, policy, symbols=symbols)
+    TickPublisher(hot.client, hot.keys, symbols).publish(SyntheticFeed(symbols, seed=5).ticks(100), stamp=False)
+    client = redis.Redis.from_url(redis_url)
+    with hot:  # live, running, beside the backtest
+        wait_until_decided(hot, 300)
+        before = {**_dump(client, f"{namespace}*"), **_dump(client, f"{{{namespace}*")}
+        everything_before = set(client.scan_iter(match="*"))
+        settings = BacktestSettings(redis_url, "beside-live", keep_events=True)
+        # The very symbols the live desks trade: a shared key would show.
+        run_backtest(settings, policy, History(HistorySource("synthetic"), tuple(symbols),
+                                               list(SyntheticFeed(symbols, seed=6).ticks(200))))
+        after = {**_dump(client, f"{namespace}*"), **_dump(client, f"{{{namespace}*")}
+        new_keys = set(client.scan_iter(match="*")) - everything_before
+    assert before == after
+    assert new_keys and all(settings.namespace.encode() in key for key in new_keys)
+    assert discard_run(client, settings) == len(new_keys)
+    client.close()
+
+
+def test_a_run_id_cannot_be_reused_while_its_events_are_kept(redis_url, policy) -> None:
+    history = load_history(parse_source("bundled:GOOG"), date(2010, 1, 1), date(2010, 3, 31))
+    settings = BacktestSettings(redis_url, "twice", keep_events=True)
+    try:
+        run_backtest(settings, SmaCross(), history)
+        with pytest.raises(Exception, match="already has events"):
+            run_backtest(settings, SmaCross(), history)
+    finally:
+        discard_run(redis.Redis.from_url(redis_url), settings)
+
+
+def test_without_keeping_events_the_run_leaves_its_store_nearly_empty(redis_url, policy) -> None:
+    history = load_history(parse_source("bundled:GOOG"))
+    settings = BacktestSettings(redis_url, "forgetful", keep_events=False, cycle_ticks=100)
+    client = redis.Redis.from_url(redis_url)
+    try:
+        result = run_backtest(settings, policy, history)
+        log_key = f"{{{result.store_name}}}:log"
+        assert client.xlen(log_key) == 0
+        assert int(client.get(f"{{{result.store_name}}}:seq")) == result.events > len(history.ticks)
+    finally:
+        discard_run(client, settings)
+        client.close()
+
+
+@pytest.fixture
+def glassbox_env(tmp_path: Path, redis_url: str, model_registry) -> dict[str, str]:
+    home = tmp_path / "home"
+    shutil.copytree(model_registry.root, home / "models")
+    return {**os.environ, "GLASSBOX_HOME": str(home), "REDIS_URL": redis_url, "GLASSBOX_LOG_LEVEL": "WARNING"}
+
+
+def _glassbox(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "actors.cli", *args], env=env, capture_output=True, text=True,
+                          timeout=600)
+
+
+def test_the_same_backtest_twice_writes_byte_identical_json_and_is_listed(glassbox_env, tmp_path) -> None:
+    args = ["backtest", "--source", "bundled:GOOG", "--from", "2005-01-01", "--to", "2012-12-31",
+            "--capital", "50000"]
+    first = _glassbox(glassbox_env, *args, "--out", str(tmp_path / "a"))
+    second = _glassbox(glassbox_env, *args, "--out", str(tmp_path / "b"))
+    assert first.returncode == 0, first.stderr
+    assert second.returncode == 0, second.stderr
+    a, b = (tmp_path / "a" / "report.json").read_bytes(), (tmp_path / "b" / "report.json").read_bytes()
+    assert a == b
+    report = orjson.loads(a)
+    assert report["parameters"]["strategy"]["name"] == "regime-blend"
+    assert report["data"]["ticks"] == 2013 and report["metrics"]["trades"] > 0
+    for key in ("total_return", "annualised_return", "annualised_volatility", "sharpe_ratio", "sortino_ratio",
+                "max_drawdown", "max_drawdown_peak", "max_drawdown_trough", "win_rate", "trades", "exposure"):
+        assert key in report["metrics"]
+    page = (tmp_path / "a" / "report.html").read_text()
+    assert "data:image/png;base64," in page and "Sharpe ratio" in page
+
+    listed = _glassbox(glassbox_env, "backtest", "list")
+    assert listed.returncode == 0, listed.stderr
+    runs = [line for line in listed.stdout.splitlines() if "regime-blend" in line]
+    assert len(runs) >= 2 and all("bundled:GOOG" in line and "2005-01-03" in line for line in runs)
+
+
+def test_a_users_csv_with_a_bad_row_is_backtested_and_the_row_refused(glassbox_env, tmp_path) -> None:
+    rows = ["timestamp,open,high,low,close,volume"]
+    for i, row in enumerate(GOOG.loc["2010-01-01":"2010-12-31"].itertuples()):
+        close = "nan" if i == 100 else f"{row.Close}"
+        rows.append(f"{row.Index.date()},{row.Open},{row.High},{row.Low},{close},{row.Volume}")
+    path = tmp_path / "acme.csv"
+    path.write_text("\n".join(rows) + "\n")
+    done = _glassbox(glassbox_env, "backtest", "--source", f"csv:{path}", "--strategy", "sma-cross",
+                     "--fast", "5", "--slow", "15", "--out", str(tmp_path / "out"))
+    assert done.returncode == 0, done.stderr
+    report = orjson.loads((tmp_path / "out" / "report.json").read_bytes())
+    assert report["data"]["symbols"] == ["ACME"]
+    assert report["data"]["rejections"] == {"bad_price": 1}
+    assert report["data"]["decisions"] == len(rows) - 2
+    assert "1 ticks refused as bad input" in done.stdout
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--source", "bundled:NOPE"], "no bundled data for NOPE"),
+    (["--source", "bundled:GOOG", "--from", "2020-01-01"], "has no data from 2020-01-01"),
+    (["--from", "2010-01-01", "--to", "2009-01-01"], "is before --from"),
+    (["--strategy", "nosuch"], "unknown --strategy"),
+    (["--strategy", "sma-cross", "--fast", "30", "--slow", "20"], "fast < slow"),
+    (["--strategy", "json:loads"], "not a subclass"),
+    (["--commission", "-1"], "commission_rate"),
+])
+def test_bad_options_get_one_clear_error(glassbox_env, tmp_path, args, message) -> None:
+    done = _glassbox(glassbox_env, "backtest", *args, "--out", str(tmp_path))
+    assert done.returncode == 2
+    assert message in done.stderr and "Traceback" not in done.stderr
