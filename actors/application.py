@@ -26,6 +26,7 @@ def event_store_env(redis_url: str, store_name: str) -> dict[str, str]:
         "REDIS_KEY_PREFIX": store_name,
         "IS_SNAPSHOTTING_ENABLED": "y",
         "TRANSCODER_TOPIC": "edge.transcoding:OrjsonTranscoder",
+        "MAPPER_TOPIC": "edge.transcoding:PlainEventMapper",
     }
 
 

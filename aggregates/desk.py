@@ -51,6 +51,11 @@ def _timestamp(ts_ns: int) -> datetime:
     return _EPOCH + timedelta(microseconds=ts_ns // 1_000)
 
 
+def _floats(values: dict[str, float]) -> dict[str, float]:
+    # Exact floats whatever a strategy returned (numpy scalars included): desk events are JSON_PLAIN.
+    return {str(k): float(v) for k, v in values.items()}
+
+
 def _tick_order(tick_id: str) -> tuple[int, int]:
     # Stream entry ids "<ms>-<seq>" order numerically, not as strings.
     ms, _, seq = tick_id.partition("-")
@@ -63,7 +68,15 @@ class SymbolDesk(Aggregate):
     TOPIC: ClassVar[str] = "Trading.SymbolDesk"
 
     class Event(Aggregate.Event):
-        """Fields every desk event carries besides id, version and timestamp."""
+        """Fields every desk event carries besides id, version and timestamp.
+
+        Every field of every desk event holds built-in JSON types only (str,
+        int, float, bool, None, and lists and str-keyed dicts of them): the
+        store then skips checking it (``JSON_PLAIN``, see
+        :class:`edge.transcoding.PlainEventMapper`).
+        """
+
+        JSON_PLAIN: ClassVar[bool] = True
 
         correlation_id: str
         """Id of the tick that caused the event (its stream entry id)."""
@@ -72,6 +85,7 @@ class SymbolDesk(Aggregate):
 
     class Created(Aggregate.Created):
         TOPIC = "Trading.Desk.Opened"
+        JSON_PLAIN: ClassVar[bool] = True
         symbol: str
         correlation_id: str
         timestamp_ns: int
@@ -272,7 +286,7 @@ class SymbolDesk(Aggregate):
                 symbol=self.symbol,
                 previous=self.regime,
                 current=decision.regime,
-                regime_probs=decision.regime_probs,
+                regime_probs=_floats(decision.regime_probs),
                 **stamp,
             )
         self.trigger_event(
@@ -284,14 +298,14 @@ class SymbolDesk(Aggregate):
             bid=bid,
             ask=ask,
             action=decision.action,
-            quantity=decision.quantity,
-            confidence=decision.blend.confidence,
-            probability_up=decision.blend.probability_up,
-            score=decision.blend.score,
-            regime_probs=decision.regime_probs,
-            regime_entropy=decision.regime_entropy,
-            strategy_weights=decision.strategy_weights,
-            specialist_margins=decision.specialist_margins,
+            quantity=float(decision.quantity),
+            confidence=float(decision.blend.confidence),
+            probability_up=float(decision.blend.probability_up),
+            score=float(decision.blend.score),
+            regime_probs=_floats(decision.regime_probs),
+            regime_entropy=float(decision.regime_entropy),
+            strategy_weights=_floats(decision.strategy_weights),
+            specialist_margins=_floats(decision.specialist_margins),
             features=[float(f) for f in features],
             model_version=policy.model_version,
             risk_passed=decision.risk is None or decision.risk.passed,
@@ -304,8 +318,8 @@ class SymbolDesk(Aggregate):
                 decision_id=decision_id,
                 symbol=self.symbol,
                 side=decision.side,
-                requested_quantity=decision.requested_quantity,
-                max_quantity=decision.risk.max_quantity,
+                requested_quantity=float(decision.requested_quantity),
+                max_quantity=float(decision.risk.max_quantity),
                 reasons=list(decision.risk.reasons),
                 **stamp,
             )
@@ -317,7 +331,7 @@ class SymbolDesk(Aggregate):
                 decision_id=decision_id,
                 symbol=self.symbol,
                 side=decision.action,
-                quantity=decision.quantity,
+                quantity=float(decision.quantity),
                 price=fill_price,
                 position_after=self.position + signed,
                 commission=policy.costs.commission(decision.quantity, fill_price),

@@ -14,14 +14,18 @@ from datetime import datetime
 from typing import Any
 
 import orjson
+from eventsourcing.domain import DomainEventProtocol
 from eventsourcing.persistence import (
     DatetimeAsISO,
     DecimalAsStr,
     JSONTranscoder,
+    Mapper,
+    StoredEvent,
     UUIDAsHex,
 )
+from eventsourcing.utils import get_topic
 
-__all__ = ["OrjsonTranscoder"]
+__all__ = ["OrjsonTranscoder", "PlainEventMapper"]
 
 _MARKER = b'"_type_"'
 
@@ -47,6 +51,10 @@ class OrjsonTranscoder(JSONTranscoder):
         if _is_plain(obj):
             return orjson.dumps(obj, default=self._encode_obj, option=orjson.OPT_PASSTHROUGH_DATETIME)
         return super().encode(obj)
+
+    def encode_plain(self, obj: Any) -> bytes:
+        """Encode state its producer guarantees is plain (see :class:`PlainEventMapper`), unchecked."""
+        return orjson.dumps(obj, default=self._encode_obj, option=orjson.OPT_PASSTHROUGH_DATETIME)
 
     def decode(self, data: bytes) -> Any:
         """Decode bytes written by this transcoder or by ``JSONTranscoder``."""
@@ -96,3 +104,34 @@ def _is_plain(value: Any) -> bool:
     if types - _PLAIN:
         return False
     return all(_is_plain(v) for v in values if type(v) is list or type(v) is dict)
+
+
+class PlainEventMapper(Mapper):  # type: ignore[type-arg]
+    """eventsourcing's mapper, minus the plainness check for events that vouch for themselves.
+
+    An event class with ``JSON_PLAIN = True`` promises that every field holds
+    only built-in JSON types and datetimes (exact types, no tuples or UUIDs).
+    Its state then goes straight to orjson, skipping the walk that
+    :class:`OrjsonTranscoder` otherwise makes over every value — a third of
+    the cost of storing a decision. Everything else is mapped as usual.
+    Select it with ``MAPPER_TOPIC=edge.transcoding:PlainEventMapper``.
+    """
+
+    def to_stored_event(self, domain_event: DomainEventProtocol[Any]) -> StoredEvent:
+        cls = type(domain_event)
+        transcoder = self.transcoder
+        if not (getattr(cls, "JSON_PLAIN", False) and isinstance(transcoder, OrjsonTranscoder)
+                and self.compressor is None and self.cipher is None):
+            return super().to_stored_event(domain_event)
+        state = dict(vars(domain_event))
+        originator_id = state.pop("originator_id")
+        originator_version = state.pop("originator_version")
+        class_version = getattr(cls, "class_version", 1)
+        if class_version > 1:
+            state["class_version"] = class_version
+        return StoredEvent(
+            originator_id=originator_id,
+            originator_version=originator_version,
+            topic=get_topic(cls),
+            state=transcoder.encode_plain(state),
+        )
