@@ -26,7 +26,7 @@ from actors.backtest import (
     new_run_id,
     run_backtest,
 )
-from actors.system_redis import system_redis
+from actors.system_services import system_backbone, system_redis
 from aggregates.backtest_run import BacktestRun
 from aggregates.policy import DecisionPolicy
 from aggregates.registry import ModelRegistry
@@ -76,6 +76,9 @@ def add_backtest_parser(commands: Any) -> None:
     bt.add_argument("--keep-events", action="store_true",
                     help="keep the run's events in its namespace afterwards (default: delete them, the "
                          "report and the completion record stay)")
+    bt.add_argument("--forensics", action="store_true",
+                    help="also explain every decision (SHAP) into the database schema backtest_<run id>, "
+                         "through the relay and the live forensics workers (regime-blend only)")
     bt.set_defaults(handler=backtest_command)
 
 
@@ -131,9 +134,13 @@ def backtest_command(args: argparse.Namespace, settings: Settings) -> int:
                           tick_interval_s=args.tick_interval, seed=args.seed)
     history = load_history(source, args.start, args.end, args.ticks_per_bar)
     strategy = build_strategy(args, settings)
+    if args.forensics and not strategy.model_version:
+        raise GlassboxError(f"--forensics explains a model's decisions; {strategy.name} has no model "
+                            "(use --strategy regime-blend)")
     run_id = args.run_id or new_run_id()
     with system_redis(settings) as url:
-        bt_settings = BacktestSettings(url, run_id, capital=args.capital, keep_events=args.keep_events)
+        bt_settings = BacktestSettings(url, run_id, capital=args.capital,
+                                       keep_events=args.keep_events or args.forensics)
         print(f"backtest {run_id}: {strategy.name} on {source.describe()}, {len(history.ticks):,} ticks of "
               f"{len(history.symbols)} symbol(s), {_day(history.start_ns)} to {_day(history.end_ns)}", flush=True)
         client = redis.Redis.from_url(url)
@@ -143,6 +150,8 @@ def backtest_command(args: argparse.Namespace, settings: Settings) -> int:
                                   _data(history, result), strategy.model_version)
             json_path, html_path = write_report(report, args.out)
             _record(url, settings, result, report)
+            if args.forensics:
+                _forensics(url, settings, result)
         finally:
             if not args.keep_events:
                 discard_run(client, bt_settings)
@@ -160,6 +169,37 @@ def backtest_command(args: argparse.Namespace, settings: Settings) -> int:
     if args.keep_events:
         print(f"events kept in the store {result.store_name}")
     return 0
+
+
+def _forensics(url: str, settings: Settings, result: BacktestResult) -> None:
+    """Project the run's events into its own schema, through its own topics, with the live workers."""
+    import psycopg
+    from psycopg import sql
+
+    from backbone.topics import TopicSettings
+    from projections.migrate import apply_migrations
+    from projections.rebuild import project_stores
+
+    schema = f"backtest_{result.run_id.replace('-', '_')}"
+    topics = TopicSettings.from_settings(settings, prefix=f"{settings.topic_prefix}backtest-{result.run_id}.")
+    print(f"\nexplaining {result.decisions:,} decisions into schema {schema} (relay, then the forensics "
+          "workers) ...", flush=True)
+    last = [0.0]
+
+    def progress(line: str) -> None:
+        if time.monotonic() - last[0] >= 1.0:
+            print(f"  {line}", flush=True)
+            last[0] = time.monotonic()
+
+    with system_backbone(settings) as (kafka, database_url):
+        apply_migrations(database_url, schema)
+        project_stores(url, kafka, database_url, schema, [result.store_name], ModelRegistry(settings.model_dir),
+                       topics, f"backtest-{result.run_id}", progress)
+        with psycopg.connect(database_url) as conn:
+            explained = conn.execute(sql.SQL("SELECT count(*) FROM {}.forensics").format(
+                sql.Identifier(schema))).fetchone()[0]
+    print(f"forensics of {explained:,} decisions in schema {schema}; serve them with "
+          f"GLASSBOX_SCHEMA={schema} (the API's /api/v1/forensics/{{decision_id}})")
 
 
 class _Progress:

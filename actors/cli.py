@@ -25,7 +25,7 @@ from actors.runtime import HotPath, HotPathSettings
 from actors.shard import ShardSettings
 from actors.shard_metrics import ShardMetricsPublisher
 from actors.supervisor import RunPlan, Supervisor, read_status
-from actors.system_redis import system_redis
+from actors.system_services import system_redis
 from aggregates.registry import ModelRegistry
 from edge.feeds import BUNDLED_SYMBOLS, SyntheticFeed
 from edge.logs import configure_logging

@@ -36,7 +36,7 @@ from projections.read_models import DecisionsProjection
 from projections.worker import ProjectionWorker, WorkerSettings
 
 __all__ = [
-    "REBUILT_TABLES", "RebuildReport", "rebuild_projections_command", "rebuild_read_models", "table_checksums",
+    "REBUILT_TABLES", "RebuildReport", "project_stores", "rebuild_projections_command", "rebuild_read_models", "table_checksums",
 ]
 
 REBUILT_TABLES: dict[str, tuple[str, ...]] = {
@@ -108,24 +108,47 @@ def rebuild_read_models(
             sql.SQL(", ").join(sql.Identifier(schema, t) for t in REBUILT_TABLES)))
     progress(f"dropped {', '.join(REBUILT_TABLES)}")
     started = time.perf_counter()
-    names = _feature_names(registry)
-    for store in stores:
-        relay = Relay(redis_url, store, kafka_servers, rebuild_topics, names, RelaySettings(name=f"rebuild-{run}"))
-        report.events += run_coroutine(_relay_all(relay, progress))
-        relay.position.forget()
-    workers = [
-        ProjectionWorker(DecisionsProjection(), kafka_servers, database_url, schema, rebuild_topics,
-                         WorkerSettings(max_records=5_000)),
-        ProjectionWorker(ForensicsProjection(ExplainerCache(registry)), kafka_servers, database_url, schema,
-                         rebuild_topics, WorkerSettings(max_records=5_000)),
-    ]
-    run_coroutine(_drain_all(workers, idle_checks, progress))
+    report.events = project_stores(redis_url, kafka_servers, database_url, schema, stores, registry,
+                                   rebuild_topics, f"rebuild-{run}", progress, idle_checks)
     report.seconds = time.perf_counter() - started
     with psycopg.connect(database_url, autocommit=True) as conn:  # the rebuild's offsets mean nothing later
         conn.execute(sql.SQL("DELETE FROM {}.projection_tracking WHERE topic LIKE %s").format(
             sql.Identifier(schema)), (rebuild_topics.prefix.replace("_", "\\_") + "%",))
     report.after = table_checksums(database_url, schema)
     return report
+
+
+def project_stores(
+    redis_url: str,
+    kafka_servers: str,
+    database_url: str,
+    schema: str,
+    stores: Sequence[str],
+    registry: ModelRegistry,
+    topics: TopicSettings,
+    relay_name: str,
+    progress: Callable[[str], None] = lambda line: None,
+    idle_checks: int = 3,
+) -> int:
+    """Publish every store's whole log into ``topics`` and project it into ``schema``'s read models
+    and forensics with the live workers; the events published.
+
+    The relay's position (``relay_name``) is forgotten afterwards: it meant these topics only.
+    """
+    names = _feature_names(registry)
+    events = 0
+    for store in stores:
+        relay = Relay(redis_url, store, kafka_servers, topics, names, RelaySettings(name=relay_name))
+        events += run_coroutine(_relay_all(relay, progress))
+        relay.position.forget()
+    workers = [
+        ProjectionWorker(DecisionsProjection(), kafka_servers, database_url, schema, topics,
+                         WorkerSettings(max_records=5_000)),
+        ProjectionWorker(ForensicsProjection(ExplainerCache(registry)), kafka_servers, database_url, schema,
+                         topics, WorkerSettings(max_records=5_000)),
+    ]
+    run_coroutine(_drain_all(workers, idle_checks, progress))
+    return events
 
 
 async def _relay_all(relay: Relay, progress: Callable[[str], None]) -> int:

@@ -227,3 +227,38 @@ def test_bad_options_get_one_clear_error(glassbox_env, tmp_path, args, message) 
     done = _glassbox(glassbox_env, "backtest", *args, "--out", str(tmp_path))
     assert done.returncode == 2
     assert message in done.stderr and "Traceback" not in done.stderr
+
+
+def test_forensics_when_asked_explain_every_decision_in_the_runs_own_schema(
+    glassbox_env, tmp_path, kafka_servers, database_url
+) -> None:
+    import psycopg
+    from psycopg import sql
+
+    env = {**glassbox_env, "KAFKA_BOOTSTRAP_SERVERS": kafka_servers, "DATABASE_URL": database_url}
+    schemas_before = _schemas(database_url)
+    done = _glassbox(env, "backtest", "--source", "bundled:GOOG", "--from", "2010-01-01", "--to", "2010-03-31",
+                     "--forensics", "--run-id", "explained", "--out", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    report = orjson.loads((tmp_path / "report.json").read_bytes())
+    s = sql.Identifier("backtest_explained")
+    with psycopg.connect(database_url) as conn:
+        decisions = conn.execute(sql.SQL("SELECT count(*) FROM {}.decisions").format(s)).fetchone()[0]
+        rows = conn.execute(sql.SQL(
+            "SELECT decision_id, expected_value, model_output, shap_values FROM {}.forensics").format(s)).fetchall()
+    assert decisions == len(rows) == report["data"]["decisions"] > 50
+    assert len({r[0] for r in rows}) == len(rows)
+    assert all(math.isclose(ev + sum(shap.values()), out, abs_tol=1e-6) for _, ev, out, shap in rows)
+    assert _schemas(database_url) - schemas_before == {"backtest_explained"}  # and no other schema was touched
+
+
+def _schemas(database_url: str) -> set[str]:
+    import psycopg
+
+    with psycopg.connect(database_url) as conn:
+        return {r[0] for r in conn.execute("SELECT schema_name FROM information_schema.schemata").fetchall()}
+
+
+def test_forensics_are_refused_for_a_strategy_without_a_model(glassbox_env, tmp_path) -> None:
+    done = _glassbox(glassbox_env, "backtest", "--strategy", "sma-cross", "--forensics", "--out", str(tmp_path))
+    assert done.returncode == 2 and "has no model" in done.stderr
