@@ -6,6 +6,7 @@ import math
 
 from actors.runtime import HotPath
 from aggregates.desk import SymbolDesk
+from aggregates.strategies import SmaCross
 from edge.feeds import SyntheticFeed
 from edge.ticks import Tick, encode_tick
 from tests.actors.hot_path_support import (
@@ -112,3 +113,24 @@ def test_a_restart_resumes_from_the_event_store_with_identical_decisions(redis_u
         return (d.action, d.quantity, d.features, d.regime_probs, d.risk_checks, d.price)
 
     assert [essence(d) for d in resumed] == [essence(d) for d in reference]
+
+
+def test_a_strategy_with_a_lookback_resumes_its_price_history_exactly(redis_url, namespace):
+    """sma-cross remembers the last slow + 1 prices: a restart restores them from checkpoint + later events."""
+    strategy = SmaCross(fast=3, slow=7, fraction=0.5)
+    ticks = list(SyntheticFeed(["AAA"], seed=8).ticks(400))
+    straight = make_hot_path(redis_url, f"{namespace}a:", strategy, ["AAA"], checkpoint_every=64)
+    with straight:
+        publish(straight, ticks)
+        wait_until_decided(straight, len(ticks))
+        reference = [(d.action, d.quantity, d.price) for d in decisions_by_symbol(straight)["AAA"]]
+    assert sum(1 for action, _, _ in reference if action != "HOLD") > 5
+
+    resumed = []
+    for start, end in [(0, 130), (130, 131), (131, 260), (260, 400)]:  # restarts around checkpoints
+        hot = make_hot_path(redis_url, f"{namespace}b:", strategy, ["AAA"], checkpoint_every=64)
+        with hot:
+            publish(hot, ticks[start:end])
+            wait_until_decided(hot, end - start)
+            resumed = decisions_by_symbol(hot)["AAA"]
+    assert [(d.action, d.quantity, d.price) for d in resumed] == reference
