@@ -262,3 +262,37 @@ def _schemas(database_url: str) -> set[str]:
 def test_forensics_are_refused_for_a_strategy_without_a_model(glassbox_env, tmp_path) -> None:
     done = _glassbox(glassbox_env, "backtest", "--strategy", "sma-cross", "--forensics", "--out", str(tmp_path))
     assert done.returncode == 2 and "has no model" in done.stderr
+
+
+def test_a_users_own_strategy_class_is_loaded_by_name(glassbox_env, tmp_path) -> None:
+    done = _glassbox(glassbox_env, "backtest", "--strategy", "tests.actors.example_strategy:BuyTheDip",
+                     "--from", "2008-01-01", "--to", "2009-12-31", "--out", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    report = orjson.loads((tmp_path / "report.json").read_bytes())
+    assert report["parameters"]["strategy"] == {"name": "buy-the-dip"}
+    assert report["metrics"]["trades"] > 5
+    assert all(abs(t["size"]) == 10 for t in report["trades"])
+
+
+def _store_contents(redis_url: str, store: str) -> list[tuple[str, bytes]]:
+    recorder = RedisApplicationRecorder(RedisDatastore(RedisStoreSettings(redis_url, key_prefix=store)))
+    return [(n.topic, n.state) for n in recorder.select_notifications(1, 1_000_000)]
+
+
+def test_nothing_a_backtest_records_comes_from_the_wall_clock(redis_url, policy) -> None:
+    """Two runs at different moments record byte-identical events (timestamps included) and snapshots."""
+    history = load_history(parse_source("bundled"), date(2017, 1, 1), date(2017, 12, 31))
+    client = redis.Redis.from_url(redis_url)
+    contents = []
+    for run_id in ("clock-a", "clock-b"):
+        settings = BacktestSettings(redis_url, run_id, checkpoint_every=100)
+        try:
+            result = run_backtest(settings, policy, history)
+            snapshots = sorted(client.scan_iter(match=f"{{{result.store_name}}}:snapshots:*"))
+            assert snapshots
+            contents.append((_store_contents(redis_url, result.store_name),
+                             [[fields for _, fields in client.xrange(key)] for key in snapshots]))
+        finally:
+            discard_run(client, settings)
+    client.close()
+    assert contents[0] == contents[1]
