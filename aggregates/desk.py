@@ -26,6 +26,7 @@ from eventsourcing.domain import Aggregate, Snapshot
 from eventsourcing.utils import get_topic
 
 from aggregates.blend import Action
+from aggregates.ids import uuid5_text
 from aggregates.risk import OthersView
 from aggregates.strategies import PolicyDecision, Strategy
 
@@ -270,7 +271,7 @@ class SymbolDesk(Aggregate):
             "timestamp_ns": ts_ns,
             "timestamp": _timestamp(ts_ns),
         }
-        decision_id = str(uuid5(self.id, tick_id))
+        decision_id = uuid5_text(self.id, tick_id)
         if decision.weights.anomaly is not None:
             self.trigger_event(
                 self.WeightsCorrected,
@@ -306,7 +307,7 @@ class SymbolDesk(Aggregate):
             regime_entropy=float(decision.regime_entropy),
             strategy_weights=_floats(decision.strategy_weights),
             specialist_margins=_floats(decision.specialist_margins),
-            features=[float(f) for f in features],
+            features=features.tolist() if hasattr(features, "tolist") else [float(f) for f in features],
             model_version=policy.model_version,
             risk_passed=decision.risk is None or decision.risk.passed,
             risk_checks=[] if decision.risk is None else [c.as_dict() for c in decision.risk.checks],

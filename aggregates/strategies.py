@@ -97,7 +97,7 @@ _NO_BLEND = Blend(score=0.0, probability_up=0.5, confidence=0.0, direction=0)
 
 def hold() -> PolicyDecision:
     """A decision to do nothing, for strategies without regimes or a model."""
-    return order(Action.HOLD, 0.0)
+    return _HOLD
 
 
 def order(side: str, quantity: float, direction: int = 0) -> PolicyDecision:
@@ -116,6 +116,9 @@ def order(side: str, quantity: float, direction: int = 0) -> PolicyDecision:
         requested_quantity=quantity if executed != Action.HOLD else 0.0,
         quantity=quantity if executed != Action.HOLD else 0.0,
     )
+
+
+_HOLD = order(Action.HOLD, 0.0)  # decisions are frozen: one HOLD serves every tick
 
 
 class Strategy:
@@ -190,8 +193,9 @@ class SmaCross(Strategy):
                own_pnl: float, others: OthersView, **_: Any) -> PolicyDecision:
         if len(history) < self.slow + 1:
             return hold()
-        fast_now, slow_now = _mean(history, self.fast, 0), _mean(history, self.slow, 0)
-        fast_before, slow_before = _mean(history, self.fast, 1), _mean(history, self.slow, 1)
+        prices = list(history)  # history may be a deque, which does not slice
+        fast_now, slow_now = _mean(prices, self.fast, 0), _mean(prices, self.slow, 0)
+        fast_before, slow_before = _mean(prices, self.fast, 1), _mean(prices, self.slow, 1)
         if fast_before < slow_before and fast_now > slow_now:
             direction = 1
         elif fast_before > slow_before and fast_now < slow_now:
@@ -206,6 +210,6 @@ class SmaCross(Strategy):
         return {"name": self.name, "fast": self.fast, "slow": self.slow, "fraction": self.fraction}
 
 
-def _mean(history: Sequence[float], window: int, back: int) -> float:
-    end = len(history) - back  # indexing, not slicing: history may be a deque
-    return math.fsum(history[i] for i in range(end - window, end)) / window
+def _mean(prices: list[float], window: int, back: int) -> float:
+    end = len(prices) - back
+    return math.fsum(prices[end - window:end]) / window

@@ -52,6 +52,11 @@ class OrjsonTranscoder(JSONTranscoder):
             return orjson.dumps(obj, default=self._encode_obj, option=orjson.OPT_PASSTHROUGH_DATETIME)
         return super().encode(obj)
 
+    def _encode_obj(self, o: Any) -> dict[str, Any]:
+        if type(o) is datetime:  # every event's timestamp: skip the registry lookup, same output
+            return {"_type_": "datetime_iso", "_data_": o.isoformat()}
+        return super()._encode_obj(o)
+
     def encode_plain(self, obj: Any) -> bytes:
         """Encode state its producer guarantees is plain (see :class:`PlainEventMapper`), unchecked."""
         return orjson.dumps(obj, default=self._encode_obj, option=orjson.OPT_PASSTHROUGH_DATETIME)
