@@ -26,7 +26,8 @@ class HotPathStats:
     """Thread-safe counters plus every tick→committed latency in ns.
 
     Latencies are kept whole (8 bytes a tick: 30 s at 5,000/s is 1.2 MB) so
-    percentiles are exact rather than estimated.
+    percentiles are exact rather than estimated, until someone takes them
+    (:meth:`take_latencies_ns`).
     """
 
     def __init__(self) -> None:
@@ -65,6 +66,17 @@ class HotPathStats:
         """Latency samples of batches-with-samples number ``since`` up to ``until`` (the end)."""
         with self._lock:
             parts = self._latencies[since:until]
+        return np.concatenate(parts) if parts else np.empty(0, dtype=np.int64)
+
+    def take_latencies_ns(self) -> np.ndarray:
+        """Every latency sample recorded so far, which are then forgotten.
+
+        For a long-running shard that publishes its latency each second: kept
+        whole, the samples would grow by 8 bytes a tick for as long as it runs.
+        Benchmarks read them with :meth:`latencies_ns` instead and never take them.
+        """
+        with self._lock:
+            parts, self._latencies = self._latencies, []
         return np.concatenate(parts) if parts else np.empty(0, dtype=np.int64)
 
     def sample_batches(self) -> int:
