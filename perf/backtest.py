@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import shutil
 import sys
 import tempfile
 import time
@@ -104,6 +105,13 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     args = parser.parse_args(argv)
     started_at = datetime.now(UTC)
     work = Path(tempfile.mkdtemp(prefix="glassbox-perf-backtest-"))
+    try:
+        return _measure(args, work, started_at)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)  # the Redis append-only file grows to gigabytes
+
+
+def _measure(args: argparse.Namespace, work: Path, started_at: datetime) -> dict[str, object]:
     registry = ModelRegistry(work / "models")
     print("training the specialists ...", file=sys.stderr, flush=True)
     policy = DecisionPolicy(registry.load(train_specialists(registry, seed=7)))
