@@ -11,7 +11,6 @@ import argparse
 import importlib
 import sys
 import time
-from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +25,7 @@ from actors.backtest import (
     new_run_id,
     run_backtest,
 )
+from actors.options import iso_date, positive_float, positive_int
 from actors.system_services import system_backbone, system_redis
 from aggregates.backtest_run import BacktestRun
 from aggregates.policy import DecisionPolicy
@@ -49,15 +49,15 @@ def add_backtest_parser(commands: Any) -> None:
     bt.add_argument("--source", default="bundled:GOOG",
                     help="bundled, bundled:GOOG[,EURUSD,...], synthetic, or csv:PATH (a .csv or .parquet file "
                          "of bars or ticks); default bundled:GOOG")
-    bt.add_argument("--from", dest="start", type=_date, default=None, help="first day (YYYY-MM-DD, UTC)")
-    bt.add_argument("--to", dest="end", type=_date, default=None, help="last day, included")
-    bt.add_argument("--capital", type=_positive_float, default=100_000.0, help="starting equity (default 100000)")
+    bt.add_argument("--from", dest="start", type=iso_date, default=None, help="first day (YYYY-MM-DD, UTC)")
+    bt.add_argument("--to", dest="end", type=iso_date, default=None, help="last day, included")
+    bt.add_argument("--capital", type=positive_float, default=100_000.0, help="starting equity (default 100000)")
     bt.add_argument("--strategy", default="regime-blend",
                     help="regime-blend (default: the live policy), sma-cross, or module:Class of your own "
                          "Strategy subclass (see aggregates/strategies.py)")
-    bt.add_argument("--fast", type=_positive_int, default=10, help="sma-cross: fast average window (default 10)")
-    bt.add_argument("--slow", type=_positive_int, default=20, help="sma-cross: slow average window (default 20)")
-    bt.add_argument("--fraction", type=_positive_float, default=0.95,
+    bt.add_argument("--fast", type=positive_int, default=10, help="sma-cross: fast average window (default 10)")
+    bt.add_argument("--slow", type=positive_int, default=20, help="sma-cross: slow average window (default 20)")
+    bt.add_argument("--fraction", type=positive_float, default=0.95,
                     help="sma-cross: fraction of equity a position takes, in whole units (default 0.95)")
     bt.add_argument("--commission", type=float, default=0.0,
                     help="commission as a fraction of each fill's notional (default 0; 0.001 = 10 bps)")
@@ -66,9 +66,9 @@ def add_backtest_parser(commands: Any) -> None:
     bt.add_argument("--ticks-per-bar", type=int, choices=(1, 4), default=1,
                     help="bars become 1 tick at the close (default) or 4 along the OHLC path, as live")
     bt.add_argument("--model-version", default=None, help="regime-blend: model version (default: the latest)")
-    bt.add_argument("--symbols", type=_positive_int, default=100, help="synthetic: symbols (default 100)")
-    bt.add_argument("--ticks", type=_positive_int, default=10_000, help="synthetic: ticks per symbol (default 10000)")
-    bt.add_argument("--tick-interval", type=_positive_float, default=60.0,
+    bt.add_argument("--symbols", type=positive_int, default=100, help="synthetic: symbols (default 100)")
+    bt.add_argument("--ticks", type=positive_int, default=10_000, help="synthetic: ticks per symbol (default 10000)")
+    bt.add_argument("--tick-interval", type=positive_float, default=60.0,
                     help="synthetic: seconds between a symbol's ticks (default 60)")
     bt.add_argument("--seed", type=int, default=7, help="synthetic: seed")
     bt.add_argument("--out", type=Path, default=Path("."), help="directory for report.json and report.html (default .)")
@@ -295,22 +295,4 @@ def _pct(value: float | None) -> str:
     return "—" if value is None else f"{100 * value:.1f} %"
 
 
-def _date(text: str) -> date:
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a date like 2005-01-31") from None
 
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text} is not a positive whole number")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"{text} is not a positive number")
-    return value

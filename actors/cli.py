@@ -20,6 +20,7 @@ import redis
 
 from actors.application import DeskApplication, event_store_env
 from actors.backtest_cli import add_backtest_parser
+from actors.options import non_negative_int, positive_float, positive_int
 from actors.replay import DeskReplay
 from actors.runtime import HotPath, HotPathSettings
 from actors.shard import ShardSettings
@@ -58,18 +59,18 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
     up = commands.add_parser("up", help="run the whole system: services, actors, relay, workers, API, feeds")
-    up.add_argument("--symbols", type=_non_negative_int, default=20,
+    up.add_argument("--symbols", type=non_negative_int, default=20,
                     help="synthetic symbols besides the bundled real ones (default 20)")
-    up.add_argument("--rate", type=_positive_float, default=1000.0,
+    up.add_argument("--rate", type=positive_float, default=1000.0,
                     help="ticks per second offered, all sources together (default 1000)")
-    up.add_argument("--duration", type=_positive_float, default=None,
+    up.add_argument("--duration", type=positive_float, default=None,
                     help="seconds to run (default: until Ctrl-C)")
     up.add_argument("--source", nargs="+", default=["all"], metavar="KIND",
                     help="all (default), bundled, synthetic, or csv PATH: a CSV or Parquet file of bars "
                          "(timestamp,open,high,low,close,volume) or ticks (timestamp,price,size[,bid,ask]), "
                          "with an optional symbol column")
-    up.add_argument("--shards", type=_positive_int, default=1, help="actor processes (default 1)")
-    up.add_argument("--api-port", type=_non_negative_int, default=None,
+    up.add_argument("--shards", type=positive_int, default=1, help="actor processes (default 1)")
+    up.add_argument("--api-port", type=non_negative_int, default=None,
                     help="API port (default 8000, or a free one when 8000 is taken; 0: any free one)")
     up.add_argument("--seed", type=int, default=7, help="seed of the synthetic feed")
     up.set_defaults(handler=_up)
@@ -99,25 +100,7 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text} is negative")
-    return value
 
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text} is not a positive whole number")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"{text} is not a positive number")
-    return value
 
 
 def _symbols(text: str) -> list[str]:

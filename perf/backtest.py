@@ -29,10 +29,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-import pandas as pd
 from backtesting import Backtest
-from backtesting import Strategy as ReferenceStrategy
-from backtesting.lib import crossover
 from backtesting.test import GOOG
 
 from actors.backtest import (
@@ -48,28 +45,8 @@ from aggregates.registry import ModelRegistry
 from aggregates.strategies import SmaCross, Strategy
 from edge.history import History, load_history, parse_source
 from edge.redis_server import EmbeddedRedis
+from perf.reference import ReferenceSmaCross
 from perf.report import write_result
-
-
-def _sma(values, n):
-    return pd.Series(values).rolling(n).mean()
-
-
-class ReferenceSmaCross(ReferenceStrategy):
-    fast, slow, fraction = 10, 20, 0.95
-
-    def init(self) -> None:
-        self.fast_sma = self.I(_sma, self.data.Close, self.fast)
-        self.slow_sma = self.I(_sma, self.data.Close, self.slow)
-
-    def next(self) -> None:
-        units = math.floor(self.fraction * self.equity / self.data.Close[-1])
-        if crossover(self.fast_sma, self.slow_sma):
-            self.position.close()
-            self.buy(size=units)
-        elif crossover(self.slow_sma, self.fast_sma):
-            self.position.close()
-            self.sell(size=units)
 
 
 def _run(url: str, strategy: Strategy, history: History, keep: bool = True) -> BacktestResult:

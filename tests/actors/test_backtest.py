@@ -11,12 +11,9 @@ from datetime import date
 from pathlib import Path
 
 import orjson
-import pandas as pd
 import pytest
 import redis
 from backtesting import Backtest
-from backtesting import Strategy as ReferenceStrategy
-from backtesting.lib import crossover
 from backtesting.test import GOOG
 
 from actors.backtest import BacktestSettings, discard_run, run_backtest
@@ -25,33 +22,11 @@ from edge.eventstore import RedisApplicationRecorder, RedisDatastore, RedisStore
 from edge.feeds import SyntheticFeed
 from edge.history import History, HistorySource, load_history, parse_source
 from edge.tick_stream import TickPublisher
+from perf.reference import ReferenceSmaCross
 from projections.performance import performance
 from tests.actors.hot_path_support import make_hot_path, wait_until_decided
 
 GOOG_2005_2012 = (date(2005, 1, 1), date(2012, 12, 31))
-
-
-def _sma(values, n):
-    return pd.Series(values).rolling(n).mean()
-
-
-class ReferenceSmaCross(ReferenceStrategy):
-    """The same rule in the backtesting package: reverse at each crossing into fraction × equity whole units."""
-
-    fast, slow, fraction = 10, 20, 0.95
-
-    def init(self) -> None:
-        self.fast_sma = self.I(_sma, self.data.Close, self.fast)
-        self.slow_sma = self.I(_sma, self.data.Close, self.slow)
-
-    def next(self) -> None:
-        units = math.floor(self.fraction * self.equity / self.data.Close[-1])
-        if crossover(self.fast_sma, self.slow_sma):
-            self.position.close()
-            self.buy(size=units)
-        elif crossover(self.slow_sma, self.fast_sma):
-            self.position.close()
-            self.sell(size=units)
 
 
 @pytest.mark.parametrize("commission", [0.0, 0.002])
