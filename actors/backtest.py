@@ -16,10 +16,10 @@ when ``--forensics`` asks for them, are named after the run too.
 
 from __future__ import annotations
 
-import logging
 import time
 import uuid
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Callable, Iterator
 
 import redis
@@ -38,8 +38,6 @@ from glassbox import GlassboxError
 from projections.performance import Ledger
 
 __all__ = ["BacktestError", "BacktestResult", "BacktestSettings", "discard_run", "new_run_id", "run_backtest", "tick_batches"]
-
-log = logging.getLogger(__name__)
 
 Progress = Callable[[int, int, float], None]
 """Called after each cycle with (ticks done, ticks in all, seconds so far)."""
@@ -180,13 +178,9 @@ def _post(result: BacktestResult, outcomes: list[BatchOutcome]) -> None:
         for _, error in o.rejected:
             result.rejections[error.code] = result.rejections.get(error.code, 0) + 1
         events.extend(o.events)
-    events.sort(key=_event_time)
+    events.sort(key=attrgetter("timestamp_ns"))  # every desk event carries its tick's time
     for e in events:
         if isinstance(e, SymbolDesk.DecisionTaken):
             ledger.mark(e.symbol, e.timestamp_ns, e.price)
         elif isinstance(e, SymbolDesk.OrderFilled):
             ledger.fill(e.symbol, e.timestamp_ns, e.side, e.quantity, e.price, e.commission)
-
-
-def _event_time(event: object) -> int:
-    return getattr(event, "timestamp_ns", 0)

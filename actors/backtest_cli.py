@@ -34,6 +34,7 @@ from aggregates.strategies import SmaCross, Strategy, TradingCosts
 from edge.history import History, load_history, parse_source
 from glassbox import GlassboxError, Settings
 from projections.backtest_report import build_report, write_report
+from projections.performance import iso_day
 
 __all__ = ["add_backtest_parser", "build_strategy", "records_store"]
 
@@ -142,7 +143,7 @@ def backtest_command(args: argparse.Namespace, settings: Settings) -> int:
         bt_settings = BacktestSettings(url, run_id, capital=args.capital,
                                        keep_events=args.keep_events or args.forensics)
         print(f"backtest {run_id}: {strategy.name} on {source.describe()}, {len(history.ticks):,} ticks of "
-              f"{len(history.symbols)} symbol(s), {_day(history.start_ns)} to {_day(history.end_ns)}", flush=True)
+              f"{len(history.symbols)} symbol(s), {iso_day(history.start_ns)} to {iso_day(history.end_ns)}", flush=True)
         client = redis.Redis.from_url(url)
         try:
             result = run_backtest(bt_settings, strategy, history, _Progress())
@@ -241,8 +242,8 @@ def _data(history: History, result: BacktestResult) -> dict[str, Any]:
         "events": result.events,
         "rejected_ticks": result.rejected_ticks,
         "rejections": dict(sorted(result.rejections.items())),
-        "first": _day(history.start_ns),
-        "last": _day(history.end_ns),
+        "first": iso_day(history.start_ns),
+        "last": iso_day(history.end_ns),
     }
 
 
@@ -279,12 +280,6 @@ def _list(url: str, settings: Settings) -> int:
     finally:
         app.close()
     return 0
-
-
-def _day(ts_ns: int) -> str:
-    from projections.performance import iso_day
-
-    return iso_day(ts_ns)
 
 
 def _num(value: float | None) -> str:

@@ -117,10 +117,8 @@ class Shard:
         The same decide-and-commit as :meth:`cycle`, with nothing to acknowledge
         afterwards and no redelivery: a desk that fails raises, naming its symbol.
         """
-        futures = {symbol: self._alive_actor(symbol).ask(TickBatch(entries), block=False)
-                   for symbol, entries in batches.items()}
         outcomes = []
-        for symbol, future in futures.items():
+        for symbol, future in self._ask_all(batches).items():
             try:
                 outcomes.append(future.get())
             except Exception as error:
@@ -161,14 +159,10 @@ class Shard:
             self.failure = error
             log.exception("shard %s stopped reading", self.settings.name)
 
-    def cycle(self, batches: Batches) -> list[BatchOutcome]:
-        """Decide on one read's batches and commit them together; the committed outcomes."""
-        futures = {}
-        for symbol, entries in batches.items():
-            ref = self._alive_actor(symbol)
-            futures[symbol] = ref.ask(TickBatch(entries), block=False)
+    def cycle(self, batches: Batches) -> None:
+        """Decide on one read's batches and commit them together."""
         outcomes: list[BatchOutcome] = []
-        for symbol, future in futures.items():
+        for symbol, future in self._ask_all(batches).items():
             try:
                 outcomes.append(future.get())
             except Exception as error:  # noqa: BLE001 - the actor reloaded; the ticks stay pending
@@ -178,8 +172,11 @@ class Shard:
         except Exception:
             log.exception("commit of a cycle failed; desks reload and the ticks are redone")
             self._reload([o.symbol for o in outcomes])
-            return []
-        return outcomes
+
+    def _ask_all(self, batches: Batches) -> dict[str, Any]:
+        """Each symbol's batch handed to its actor; they decide in parallel (futures by symbol)."""
+        return {symbol: self._alive_actor(symbol).ask(TickBatch(entries), block=False)
+                for symbol, entries in batches.items()}
 
     def _commit(self, outcomes: list[BatchOutcome]) -> None:
         events = [event for o in outcomes for event in o.events]

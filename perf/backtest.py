@@ -29,6 +29,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+import redis
 from backtesting import Backtest
 from backtesting.test import GOOG
 
@@ -51,8 +52,6 @@ from perf.report import write_result
 
 def _run(url: str, strategy: Strategy, history: History, keep: bool = True) -> BacktestResult:
     settings = BacktestSettings(url, new_run_id(), capital=100_000.0, keep_events=keep)
-    import redis
-
     client = redis.Redis.from_url(url)
     try:
         return run_backtest(settings, strategy, history, _progress if len(history.ticks) > 100_000 else None)

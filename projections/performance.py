@@ -168,9 +168,9 @@ def performance(ledger: Ledger) -> dict[str, Any]:
     per_year = len(daily) / span_years
     final = float(equity[-1])
     total_return = final / ledger.capital - 1
-    years_for_cagr = span_years
-    annual_return = (final / ledger.capital) ** (1 / years_for_cagr) - 1 if final > 0 else -1.0
-    mean, std = float(np.mean(daily_returns)), float(np.std(daily_returns, ddof=1)) if len(daily_returns) > 1 else 0.0
+    annual_return = (final / ledger.capital) ** (1 / span_years) - 1 if final > 0 else -1.0
+    mean = float(np.mean(daily_returns))
+    std = float(np.std(daily_returns, ddof=1)) if len(daily_returns) > 1 else 0.0
     downside = float(np.sqrt(np.mean(np.minimum(daily_returns, 0.0) ** 2)))
     peak = np.maximum.accumulate(np.concatenate(([ledger.capital], equity)))[1:]
     drawdown = equity / peak - 1
