@@ -9,9 +9,16 @@ events and ids are the same every time it is run. Time is the ticks' time
 throughout: nothing the desks record reads the wall clock.
 
 Isolation: a run's keys live under ``backtest:{run_id}:`` (tick dead
-letters, the event store and its snapshots), so it never reads or writes a
+letters, the event stores and their snapshots), so it never reads or writes a
 live system's keys even on the same Redis; its topics and database schema,
 when ``--forensics`` asks for them, are named after the run too.
+
+Shards: with ``shards`` > 1 the symbols are split as ``glassbox up --shards``
+splits them (:func:`~actors.sharding.assign_symbols`) and each shard runs in
+a process of its own with its own event store (``…glassbox:shard-<i>``) and
+its own portfolio view, exactly as a live shard has; the shards' ledgers are
+then combined into the portfolio's (:meth:`Ledger.combined`). So a run with
+N shards decides as a live system with N shards would.
 """
 
 from __future__ import annotations
@@ -26,8 +33,10 @@ import redis
 
 from actors.desk_actor import ActorSettings, BatchOutcome
 from actors.features import warm_up
+from actors.forked import PartContext, PartFailed, run_forked
 from actors.runtime import HotPath, HotPathSettings
 from actors.shard import ShardSettings
+from actors.sharding import assign_symbols
 from aggregates.desk import SymbolDesk, desk_id
 from aggregates.strategies import Strategy
 from edge.gc_settling import settle_garbage_collector
@@ -64,12 +73,16 @@ class BacktestSettings:
     keep_events: bool = True
     """False: drop each cycle's events from the run's store once booked (flat memory on
     long runs; nothing left to inspect or explain afterwards)."""
+    shards: int = 1
+    """Processes the symbols are split across, as live shards split them (see the module docstring)."""
 
     def __post_init__(self) -> None:
         if not self.capital > 0:
             raise BacktestError(f"--capital must be positive, got {self.capital!r}")
         if self.cycle_ticks < 1:
             raise BacktestError(f"cycle_ticks must be >= 1, got {self.cycle_ticks}")
+        if self.shards < 1:
+            raise BacktestError(f"--shards must be at least 1, got {self.shards}")
         if not self.run_id.replace("-", "").isalnum():
             raise BacktestError(f"a run id is letters, digits and dashes, got {self.run_id!r}")
 
@@ -77,10 +90,11 @@ class BacktestSettings:
     def namespace(self) -> str:
         return f"backtest:{self.run_id}:"
 
-    def hot_path(self) -> HotPathSettings:
+    def hot_path(self, shard: int = 0) -> HotPathSettings:
+        """Shard ``shard``'s hot path, its event store named ``{namespace}glassbox:shard-{shard}`` as live."""
         return HotPathSettings(
             self.redis_url, namespace=self.namespace, capital=self.capital,
-            shard=ShardSettings(name="backtest", actor=ActorSettings(checkpoint_every=self.checkpoint_every)),
+            shard=ShardSettings(name=f"shard-{shard}", actor=ActorSettings(checkpoint_every=self.checkpoint_every)),
         )
 
 
@@ -89,7 +103,8 @@ class BacktestResult:
     """What a run did; its figures come from ``ledger`` (see :mod:`projections.performance`)."""
 
     run_id: str
-    store_name: str
+    store_names: list[str]
+    """The event store of each shard that owned symbols."""
     ledger: Ledger
     ticks: int = 0
     decisions: int = 0
@@ -126,22 +141,58 @@ def tick_batches(ticks: list[Tick], cycle_ticks: int) -> Iterator[dict[str, list
 
 def run_backtest(settings: BacktestSettings, strategy: Strategy, history: History,
                  progress: Progress | None = None) -> BacktestResult:
-    """Decide on every tick of ``history`` with ``strategy``, committing to the run's own event store.
+    """Decide on every tick of ``history`` with ``strategy``, committing to the run's own event stores.
+
+    ``seconds`` of the result is the time spent deciding, after start-up (in
+    a sharded run, the slowest shard's: they start together).
 
     Raises:
-        BacktestError: when the run's namespace already holds events, or a desk fails.
+        BacktestError: when the run's namespace already holds events, or a desk or a shard fails.
     """
-    hot = HotPath(settings.hot_path(), history.symbols, strategy)
-    result = BacktestResult(settings.run_id, settings.hot_path().store_name, Ledger(settings.capital))
+    owned = [(i, symbols) for i, symbols in enumerate(assign_symbols(history.symbols, settings.shards)) if symbols]
+    total = len(history.ticks)
+    if len(owned) == 1:
+        shard, symbols = owned[0]
+        return _run_shard(settings, shard, symbols, strategy, history.ticks, _counting(progress, total))
+    members = {symbol: i for i, symbols in owned for symbol in symbols}
+    parts: dict[int, list[Tick]] = {i: [] for i, _ in owned}
+    for tick in history.ticks:
+        parts[members[tick.symbol]].append(tick)
+
+    def part(shard: int, symbols: list[str]) -> Callable[[PartContext[BacktestResult]], BacktestResult]:
+        return lambda context: _run_shard(settings, shard, symbols, strategy, parts[shard],
+                                          lambda done, _seconds: context.progressed(done), context.ready)
+
+    started = time.perf_counter()
+    counting = _counting(progress, total)
+    try:
+        results = run_forked([part(i, symbols) for i, symbols in owned],
+                             lambda done: counting(done, time.perf_counter() - started))
+    except PartFailed as failure:
+        raise BacktestError(f"shard {owned[failure.index][0]} of the backtest failed: {failure}") from None
+    return _combined(settings.run_id, results)
+
+
+def _counting(progress: Progress | None, total: int) -> Callable[[int, float], None]:
+    return (lambda done, seconds: progress(done, total, seconds)) if progress else (lambda done, seconds: None)
+
+
+def _run_shard(settings: BacktestSettings, shard: int, symbols: list[str], strategy: Strategy, ticks: list[Tick],
+               progress: Callable[[int, float], None], ready: Callable[[], None] = lambda: None) -> BacktestResult:
+    """One shard's run over its own symbols' ticks, in this process; ``ready`` waits for the other shards."""
+    hot_settings = settings.hot_path(shard)
+    hot = HotPath(hot_settings, symbols, strategy)
+    result = BacktestResult(settings.run_id, [hot_settings.store_name], Ledger(settings.capital))
     try:
         if hot.app.recorder.max_notification_id():  # type: ignore[attr-defined]
-            raise BacktestError(f"backtest run {settings.run_id} already has events in {result.store_name}; "
+            raise BacktestError(f"backtest run {settings.run_id} already has events in {hot_settings.store_name}; "
                                 "choose another run id")
         warm_up()
         settle_garbage_collector()
         hot.shard.start_actors()
+        ready()
         started = time.perf_counter()
-        for batches in tick_batches(history.ticks, settings.cycle_ticks):
+        for batches in tick_batches(ticks, settings.cycle_ticks):
             try:
                 outcomes = hot.shard.decide_unstreamed(batches)
             except RuntimeError as error:
@@ -149,13 +200,27 @@ def run_backtest(settings: BacktestSettings, strategy: Strategy, history: Histor
             _post(result, outcomes)
             if not settings.keep_events:
                 hot.app.recorder.forget_history([desk_id(s) for s in batches])  # type: ignore[attr-defined]
-            if progress is not None:
-                progress(result.ticks, len(history.ticks), time.perf_counter() - started)
+            progress(result.ticks, time.perf_counter() - started)
         result.seconds = time.perf_counter() - started
         result.ledger.finish()
     finally:
         hot.stop()
     return result
+
+
+def _combined(run_id: str, results: list[BacktestResult]) -> BacktestResult:
+    combined = BacktestResult(run_id, [name for r in results for name in r.store_names],
+                              Ledger.combined([r.ledger for r in results]))
+    for r in results:
+        combined.ticks += r.ticks
+        combined.decisions += r.decisions
+        combined.events += r.events
+        combined.rejected_ticks += r.rejected_ticks
+        combined.seconds = max(combined.seconds, r.seconds)
+        for code, count in r.rejections.items():
+            combined.rejections[code] = combined.rejections.get(code, 0) + count
+    combined.rejections = dict(sorted(combined.rejections.items()))
+    return combined
 
 
 def discard_run(client: redis.Redis, settings: BacktestSettings) -> int:

@@ -74,6 +74,9 @@ def add_backtest_parser(commands: Any) -> None:
     bt.add_argument("--seed", type=int, default=7, help="synthetic: seed")
     bt.add_argument("--out", type=Path, default=Path("."), help="directory for report.json and report.html (default .)")
     bt.add_argument("--run-id", default=None, help="name of the run (default: a new random id)")
+    bt.add_argument("--shards", type=positive_int, default=1,
+                    help="processes the symbols are split across, as `glassbox up --shards` splits them; "
+                         "each shard's risk sees only its own desks, as live (default 1)")
     bt.add_argument("--keep-events", action="store_true",
                     help="keep the run's events in its namespace afterwards (default: delete them, the "
                          "report and the completion record stay)")
@@ -140,7 +143,7 @@ def backtest_command(args: argparse.Namespace, settings: Settings) -> int:
                             "(use --strategy regime-blend)")
     run_id = args.run_id or new_run_id()
     with system_redis(settings) as url:
-        bt_settings = BacktestSettings(url, run_id, capital=args.capital,
+        bt_settings = BacktestSettings(url, run_id, capital=args.capital, shards=args.shards,
                                        keep_events=args.keep_events or args.forensics)
         print(f"backtest {run_id}: {strategy.name} on {source.describe()}, {len(history.ticks):,} ticks of "
               f"{len(history.symbols)} symbol(s), {iso_day(history.start_ns)} to {iso_day(history.end_ns)}", flush=True)
@@ -168,7 +171,7 @@ def backtest_command(args: argparse.Namespace, settings: Settings) -> int:
         print(f"{result.rejected_ticks:,} ticks refused as bad input: {result.rejections}")
     print(f"report: {json_path}  {html_path}")
     if args.keep_events:
-        print(f"events kept in the store {result.store_name}")
+        print(f"events kept in the store(s) {', '.join(result.store_names)}")
     return 0
 
 
@@ -194,7 +197,7 @@ def _forensics(url: str, settings: Settings, result: BacktestResult) -> None:
 
     with system_backbone(settings) as (kafka, database_url):
         apply_migrations(database_url, schema)
-        project_stores(url, kafka, database_url, schema, [result.store_name], ModelRegistry(settings.model_dir),
+        project_stores(url, kafka, database_url, schema, result.store_names, ModelRegistry(settings.model_dir),
                        topics, f"backtest-{result.run_id}", progress)
         with psycopg.connect(database_url) as conn:
             explained = conn.execute(sql.SQL("SELECT count(*) FROM {}.forensics").format(
@@ -229,6 +232,7 @@ def _parameters(args: argparse.Namespace, strategy: Strategy, source: str) -> di
         "commission_rate": strategy.costs.commission_rate,
         "slippage_bps": strategy.costs.slippage_bps,
         "ticks_per_bar": args.ticks_per_bar,
+        "shards": args.shards,
         "fills": "on the deciding tick at its price moved by the slippage; commission on the notional",
     }
 

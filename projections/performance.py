@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 
@@ -82,6 +82,42 @@ class Ledger:
         self.times: list[int] = []
         self.equity: list[float] = []
         self.exposed: list[bool] = []
+
+    @classmethod
+    def combined(cls, ledgers: Sequence[Ledger]) -> Ledger:
+        """One portfolio's finished ledger from the finished ledgers of disjoint sets of its symbols.
+
+        What a sharded run gives: each shard books its own symbols. Equity at
+        every instant any of them sampled is the capital plus each part's gain
+        as of its last sample at or before that instant, exactly what one
+        ledger fed all the events in time order records (to rounding); trades
+        are in the order they closed, ties in the order of ``ledgers``.
+        """
+        if not ledgers:
+            raise ValueError("combining no ledgers")
+        capitals = {ledger.capital for ledger in ledgers}
+        if len(capitals) != 1:
+            raise ValueError(f"ledgers of one portfolio share its capital, got {sorted(capitals)}")
+        out = cls(ledgers[0].capital)
+        parts = [ledger for ledger in ledgers if ledger.times]
+        times = np.unique(np.concatenate([np.asarray(p.times, dtype=np.int64) for p in parts])) if parts else []
+        equity = np.full(len(times), float(out.capital))
+        exposed = np.zeros(len(times), dtype=bool)
+        for part in parts:
+            at = np.searchsorted(np.asarray(part.times, dtype=np.int64), times, side="right") - 1
+            started = at >= 0
+            equity[started] += (np.asarray(part.equity) - part.capital)[at[started]]
+            exposed[started] |= np.asarray(part.exposed, dtype=bool)[at[started]]
+        out.times, out.equity, out.exposed = list(map(int, times)), equity.tolist(), exposed.tolist()
+        out.trades = sorted((t for ledger in ledgers for t in ledger.trades), key=lambda t: t.exit_ns or 0)
+        out.fills = sum(ledger.fills for ledger in ledgers)
+        out.commission = sum(ledger.commission for ledger in ledgers)
+        for ledger in ledgers:
+            overlap = out._books.keys() & ledger._books.keys()
+            if overlap:
+                raise ValueError(f"ledgers of one portfolio hold disjoint symbols; both hold {sorted(overlap)}")
+            out._books.update(ledger._books)
+        return out
 
     def mark(self, symbol: str, ts_ns: int, price: float) -> None:
         """A decision at ``price``: the symbol is now worth its position at that price."""

@@ -16,7 +16,8 @@ import redis
 from backtesting import Backtest
 from backtesting.test import GOOG
 
-from actors.backtest import BacktestSettings, discard_run, run_backtest
+from actors.backtest import BacktestError, BacktestSettings, discard_run, run_backtest
+from actors.sharding import assign_symbols
 from aggregates.strategies import SmaCross, TradingCosts
 from edge.eventstore import RedisApplicationRecorder, RedisDatastore, RedisStoreSettings
 from edge.feeds import SyntheticFeed
@@ -79,11 +80,59 @@ def test_a_backtest_decides_exactly_as_the_live_pipeline_did_on_the_same_ticks(r
     settings = BacktestSettings(redis_url, "same-as-live", capital=hot.settings.capital, cycle_ticks=cycle)
     try:
         result = run_backtest(settings, policy, history)
-        backtest = _decisions_in_store(redis_url, result.store_name)
+        backtest = _decisions_in_store(redis_url, result.store_names[0])
     finally:
         discard_run(redis.Redis.from_url(redis_url), settings)
     assert len(live) == len(ticks) == result.decisions
     assert backtest == live
+
+
+def test_a_sharded_backtest_decides_in_each_shard_as_that_shard_alone_would(redis_url, policy) -> None:
+    symbols = SyntheticFeed.symbol_names(6)
+    owned = assign_symbols(symbols, 2)
+    assert all(owned)
+    ticks = list(SyntheticFeed(symbols, seed=41).ticks(150))
+    sharded = BacktestSettings(redis_url, "sharded", capital=250_000, cycle_ticks=90, shards=2)
+    client = redis.Redis.from_url(redis_url)
+    try:
+        result = run_backtest(sharded, policy, History(HistorySource("synthetic"), tuple(symbols), ticks))
+        assert result.ticks == result.decisions == len(ticks)
+        assert result.store_names == [sharded.hot_path(i).store_name for i in range(2)]
+        for shard, mine in enumerate(owned):
+            # As a live shard does, each shard's risk sees only its own desks: the same run over just
+            # its symbols (cut into the same cycles) decides exactly as it did.
+            alone = BacktestSettings(redis_url, f"alone-{shard}", capital=250_000, cycle_ticks=90)
+            try:
+                solo = run_backtest(alone, policy, History(HistorySource("synthetic"), tuple(mine),
+                                                           [t for t in ticks if t.symbol in mine]))
+                expected = _decisions_in_store(redis_url, solo.store_names[0])
+            finally:
+                discard_run(client, alone)
+            decided = _decisions_in_store(redis_url, result.store_names[shard])
+            assert decided == expected and {s for s, _ in decided} == set(mine)
+        assert performance(result.ledger)["fills"] == sum(1 for _ in _fills(redis_url, result.store_names))
+    finally:
+        discard_run(client, sharded)
+        client.close()
+
+
+def _fills(redis_url: str, stores: list[str]):
+    for store in stores:
+        recorder = RedisApplicationRecorder(RedisDatastore(RedisStoreSettings(redis_url, key_prefix=store)))
+        yield from (n for n in recorder.select_notifications(1, 1_000_000) if n.topic == "Trading.Order.Filled")
+
+
+def test_a_failing_shard_stops_the_run_with_its_reason(redis_url, policy) -> None:
+    symbols = SyntheticFeed.symbol_names(6)
+    assert all(assign_symbols(symbols, 2))
+    history = History(HistorySource("synthetic"), tuple(symbols), list(SyntheticFeed(symbols, seed=3).ticks(20)))
+    settings = BacktestSettings(redis_url, "reused-sharded", shards=2)
+    try:
+        run_backtest(settings, policy, history)
+        with pytest.raises(BacktestError, match=r"shard \d of the backtest failed: .*already has events"):
+            run_backtest(settings, policy, history)
+    finally:
+        discard_run(redis.Redis.from_url(redis_url), settings)
 
 
 def _dump(client: redis.Redis, pattern: str) -> dict[bytes, bytes]:
@@ -128,9 +177,9 @@ def test_without_keeping_events_the_run_leaves_its_store_nearly_empty(redis_url,
     client = redis.Redis.from_url(redis_url)
     try:
         result = run_backtest(settings, policy, history)
-        log_key = f"{{{result.store_name}}}:log"
+        log_key = f"{{{result.store_names[0]}}}:log"
         assert client.xlen(log_key) == 0
-        assert int(client.get(f"{{{result.store_name}}}:seq")) == result.events > len(history.ticks)
+        assert int(client.get(f"{{{result.store_names[0]}}}:seq")) == result.events > len(history.ticks)
     finally:
         discard_run(client, settings)
         client.close()
@@ -170,6 +219,18 @@ def test_the_same_backtest_twice_writes_byte_identical_json_and_is_listed(glassb
     assert listed.returncode == 0, listed.stderr
     runs = [line for line in listed.stdout.splitlines() if "regime-blend" in line]
     assert len(runs) >= 2 and all("bundled:GOOG" in line and "2005-01-03" in line for line in runs)
+
+
+def test_a_sharded_backtest_on_synthetic_data_twice_writes_byte_identical_json(glassbox_env, tmp_path) -> None:
+    args = ["backtest", "--source", "synthetic", "--symbols", "6", "--ticks", "300", "--shards", "2",
+            "--strategy", "sma-cross"]
+    runs = [_glassbox(glassbox_env, *args, "--out", str(tmp_path / name)) for name in "ab"]
+    assert all(run.returncode == 0 for run in runs), runs[0].stderr + runs[1].stderr
+    a, b = ((tmp_path / name / "report.json").read_bytes() for name in "ab")
+    assert a == b
+    report = orjson.loads(a)
+    assert report["parameters"]["shards"] == 2
+    assert report["data"]["ticks"] == report["data"]["decisions"] == 1_800
 
 
 def test_a_users_csv_with_a_bad_row_is_backtested_and_the_row_refused(glassbox_env, tmp_path) -> None:
@@ -263,9 +324,9 @@ def test_nothing_a_backtest_records_comes_from_the_wall_clock(redis_url, policy)
         settings = BacktestSettings(redis_url, run_id, checkpoint_every=100)
         try:
             result = run_backtest(settings, policy, history)
-            snapshots = sorted(client.scan_iter(match=f"{{{result.store_name}}}:snapshots:*"))
+            snapshots = sorted(client.scan_iter(match=f"{{{result.store_names[0]}}}:snapshots:*"))
             assert snapshots
-            contents.append((_store_contents(redis_url, result.store_name),
+            contents.append((_store_contents(redis_url, result.store_names[0]),
                              [[fields for _, fields in client.xrange(key)] for key in snapshots]))
         finally:
             discard_run(client, settings)

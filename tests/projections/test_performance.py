@@ -88,3 +88,31 @@ def test_ratios_follow_their_stated_definitions() -> None:
 def test_no_decisions_is_a_clear_error() -> None:
     with pytest.raises(ValueError, match="no equity"):
         performance(Ledger(1.0))
+
+
+def test_ledgers_of_disjoint_symbols_combine_into_the_ledger_of_all_their_events() -> None:
+    events = [  # (symbol, day, price, fill) in time order; X and Y trade on days that interleave
+        ("X", 0, 10.0, ("BUY", 10)), ("Y", 0, 50.0, None), ("Y", 1, 52.0, ("BUY", 4)), ("X", 2, 11.0, None),
+        ("X", 3, 12.0, ("SELL", 10)), ("Y", 3, 49.0, None), ("Y", 4, 55.0, ("SELL", 4)), ("X", 5, 9.0, ("SELL", 5)),
+    ]
+    whole, parts = Ledger(1_000.0), {"X": Ledger(1_000.0), "Y": Ledger(1_000.0)}
+    for symbol, n, price, fill in events:
+        for ledger in (whole, parts[symbol]):
+            ledger.mark(symbol, day(n), price)
+            if fill:
+                ledger.fill(symbol, day(n), fill[0], fill[1], price, commission=0.5)
+    for ledger in (whole, *parts.values()):
+        ledger.finish()
+    combined = Ledger.combined([parts["X"], parts["Y"]])
+    assert combined.times == whole.times
+    assert combined.equity == pytest.approx(whole.equity, rel=1e-12)
+    assert combined.exposed == whole.exposed
+    assert [t.as_dict() for t in combined.trades] == [t.as_dict() for t in whole.trades]
+    assert [t.as_dict() for t in combined.open_trades] == [t.as_dict() for t in whole.open_trades]
+    assert (combined.fills, combined.commission) == (whole.fills, whole.commission)
+    assert performance(combined) == pytest.approx(performance(whole))
+
+
+def test_ledgers_of_different_portfolios_do_not_combine() -> None:
+    with pytest.raises(ValueError, match="share its capital"):
+        Ledger.combined([Ledger(1.0), Ledger(2.0)])
