@@ -26,6 +26,7 @@ from actors.backtest import (
     run_backtest,
 )
 from actors.options import iso_date, positive_float, positive_int
+from actors.sharding import assign_symbols
 from actors.system_services import system_backbone, system_redis
 from aggregates.backtest_run import BacktestRun
 from aggregates.policy import DecisionPolicy
@@ -145,8 +146,10 @@ def backtest_command(args: argparse.Namespace, settings: Settings) -> int:
     with system_redis(settings) as url:
         bt_settings = BacktestSettings(url, run_id, capital=args.capital, shards=args.shards,
                                        keep_events=args.keep_events or args.forensics)
+        shards = sum(1 for owned in assign_symbols(history.symbols, args.shards) if owned)
         print(f"backtest {run_id}: {strategy.name} on {source.describe()}, {len(history.ticks):,} ticks of "
-              f"{len(history.symbols)} symbol(s), {iso_day(history.start_ns)} to {iso_day(history.end_ns)}", flush=True)
+              f"{len(history.symbols)} symbol(s) on {shards} shard(s), {iso_day(history.start_ns)} to "
+              f"{iso_day(history.end_ns)}", flush=True)
         client = redis.Redis.from_url(url)
         try:
             result = run_backtest(bt_settings, strategy, history, _Progress())

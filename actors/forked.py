@@ -11,6 +11,7 @@ shard starts its own Redis clients and actors).
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import queue
 import threading
@@ -71,8 +72,12 @@ def run_forked(parts: Sequence[Callable[[PartContext[T]], T]],
     results: dict[int, T] = {}
     done: dict[int, int] = {}
     try:
-        for process in processes:
-            process.start()
+        gc.freeze()  # a child's collections then leave the inherited objects' pages unwritten (shared)
+        try:
+            for process in processes:
+                process.start()
+        finally:
+            gc.unfreeze()
         while len(results) < len(parts):
             try:
                 kind, index, payload = messages.get(timeout=_POLL_S)
