@@ -47,6 +47,9 @@ def validate_weights(raw: Sequence[float]) -> WeightCheck:
     n = len(raw)
     if n == 0:
         raise ValueError("at least one strategy weight is needed")
+    # The usual case first, with the same arithmetic as below (NaN fails the >=, inf the sum).
+    if all(w >= 0.0 for w in raw) and abs(sum(raw) - 1.0) <= WEIGHT_TOLERANCE:
+        return WeightCheck(tuple(float(w) for w in raw))
     equal = tuple(1.0 / n for _ in raw)
     if not all(math.isfinite(w) for w in raw):
         return WeightCheck(equal, "equal_fallback", f"non-finite weights {list(raw)}")

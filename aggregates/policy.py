@@ -99,10 +99,12 @@ class DecisionPolicy(Strategy):
         """Decide for one tick; see :class:`PolicyDecision`."""
         x = np.asarray(features, dtype=np.float64)
         probs, entropy = self._regime(prior_regime_probs, x)
-        weights = validate_weights([float(p) for p in probs])
+        prob_list = probs.tolist()
+        weights = validate_weights(prob_list)
         margins = np.empty(len(REGIMES), dtype=np.float64)
         self.specialists.margins(x, margins)
-        blended = blend(margins.tolist(), weights.weights, self.thresholds)
+        margin_list = margins.tolist()
+        blended = blend(margin_list, weights.weights, self.thresholds)
         equity = others.capital + others.pnl + own_pnl
         side, quantity = self._order(blended.direction, equity, price, position)
         risk = None
@@ -119,12 +121,12 @@ class DecisionPolicy(Strategy):
             )
         executed = side if risk is None or risk.passed else Action.HOLD
         return PolicyDecision(
-            regime=REGIMES[int(np.argmax(probs))],
-            regime_probs=dict(zip(REGIMES, map(float, probs))),
+            regime=REGIMES[_first_max(prob_list)],
+            regime_probs=dict(zip(REGIMES, prob_list)),
             regime_entropy=entropy,
             weights=weights,
             strategy_weights=dict(zip(REGIMES, weights.weights)),
-            specialist_margins=dict(zip(REGIMES, map(float, margins))),
+            specialist_margins=dict(zip(REGIMES, margin_list)),
             blend=blended,
             action=executed,
             side=side,
@@ -149,3 +151,14 @@ class DecisionPolicy(Strategy):
         if abs(delta) * price < self.sizing.min_trade_fraction * equity:
             return Action.HOLD, 0.0
         return (Action.BUY if delta > 0 else Action.SELL), round(abs(delta), 6)
+
+
+def _first_max(values: list[float]) -> int:
+    """``np.argmax`` of a short list without the NumPy call: the first largest, or the first NaN."""
+    best = 0
+    for i, v in enumerate(values):
+        if v != v:
+            return i
+        if v > values[best]:
+            best = i
+    return best
