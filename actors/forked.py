@@ -78,11 +78,18 @@ def run_forked(parts: Sequence[Callable[[PartContext[T]], T]],
                 process.start()
         finally:
             gc.unfreeze()
+        ended_silent: set[int] = set()
         while len(results) < len(parts):
             try:
                 kind, index, payload = messages.get(timeout=_POLL_S)
             except queue.Empty:
-                _check_alive(processes, results)
+                # A part's process writes all it sent before it ends, so one that has ended and
+                # stayed silent for a whole poll since will send no result.
+                ended = {i for i, p in enumerate(processes) if i not in results and p.exitcode is not None}
+                if ended & ended_silent:
+                    i = min(ended & ended_silent)
+                    raise PartFailed(i, f"its process ended (exit code {processes[i].exitcode}) without a result")
+                ended_silent = ended
                 continue
             if kind == "progress":
                 done[index] = payload
@@ -101,12 +108,6 @@ def run_forked(parts: Sequence[Callable[[PartContext[T]], T]],
                 process.join()
         messages.close()
     return [results[i] for i in range(len(parts))]
-
-
-def _check_alive(processes: Sequence[Any], results: dict[int, Any]) -> None:
-    for i, process in enumerate(processes):
-        if i not in results and process.exitcode is not None:
-            raise PartFailed(i, f"its process ended (exit code {process.exitcode}) without a result")
 
 
 def _part_main(part: Callable[[PartContext[T]], T], context: PartContext[T]) -> None:
