@@ -265,19 +265,24 @@ def test_bad_options_get_one_clear_error(glassbox_env, tmp_path, args, message) 
     assert message in done.stderr and "Traceback" not in done.stderr
 
 
+@pytest.mark.parametrize("shards,data", [
+    ("1", ["--source", "bundled:GOOG", "--from", "2010-01-01", "--to", "2010-03-31"]),
+    ("2", ["--source", "synthetic", "--symbols", "6", "--ticks", "40"]),  # 6 symbols: both shards own some
+])
 def test_forensics_when_asked_explain_every_decision_in_the_runs_own_schema(
-    glassbox_env, tmp_path, kafka_servers, database_url
+    glassbox_env, tmp_path, kafka_servers, database_url, shards, data
 ) -> None:
     import psycopg
     from psycopg import sql
 
     env = {**glassbox_env, "KAFKA_BOOTSTRAP_SERVERS": kafka_servers, "DATABASE_URL": database_url}
     schemas_before = _schemas(database_url)
-    done = _glassbox(env, "backtest", "--source", "bundled:GOOG", "--from", "2010-01-01", "--to", "2010-03-31",
-                     "--forensics", "--run-id", "explained", "--out", str(tmp_path))
+    done = _glassbox(env, "backtest", *data, "--shards", shards, "--forensics", "--run-id", f"explained-{shards}",
+                     "--out", str(tmp_path))
     assert done.returncode == 0, done.stderr
+    assert f"on {shards} shard(s)" in done.stdout
     report = orjson.loads((tmp_path / "report.json").read_bytes())
-    s = sql.Identifier("backtest_explained")
+    s = sql.Identifier(f"backtest_explained_{shards}")
     with psycopg.connect(database_url) as conn:
         decisions = conn.execute(sql.SQL("SELECT count(*) FROM {}.decisions").format(s)).fetchone()[0]
         rows = conn.execute(sql.SQL(
@@ -285,7 +290,7 @@ def test_forensics_when_asked_explain_every_decision_in_the_runs_own_schema(
     assert decisions == len(rows) == report["data"]["decisions"] > 50
     assert len({r[0] for r in rows}) == len(rows)
     assert all(math.isclose(ev + sum(shap.values()), out, abs_tol=1e-6) for _, ev, out, shap in rows)
-    assert _schemas(database_url) - schemas_before == {"backtest_explained"}  # and no other schema was touched
+    assert _schemas(database_url) - schemas_before == {f"backtest_explained_{shards}"}  # and no other schema was touched
 
 
 def _schemas(database_url: str) -> set[str]:
