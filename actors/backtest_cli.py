@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
 import time
 from pathlib import Path
@@ -151,6 +152,7 @@ def backtest_command(args: argparse.Namespace, settings: Settings) -> int:
               f"{len(history.symbols)} symbol(s) on {shards} shard(s), {iso_day(history.start_ns)} to "
               f"{iso_day(history.end_ns)}", flush=True)
         client = redis.Redis.from_url(url)
+        signal.signal(signal.SIGTERM, _interrupt)  # stopped like Ctrl-C: shards stopped, the run's keys deleted
         try:
             result = run_backtest(bt_settings, strategy, history, _Progress())
             report = build_report(result.ledger, _parameters(args, strategy, source.describe()),
@@ -176,6 +178,10 @@ def backtest_command(args: argparse.Namespace, settings: Settings) -> int:
     if args.keep_events:
         print(f"events kept in the store(s) {', '.join(result.store_names)}")
     return 0
+
+
+def _interrupt(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _forensics(url: str, settings: Settings, result: BacktestResult) -> None:

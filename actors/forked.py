@@ -14,6 +14,7 @@ from __future__ import annotations
 import gc
 import multiprocessing
 import queue
+import signal
 import threading
 from dataclasses import dataclass
 from typing import Any, Callable, Generic, Sequence, TypeVar
@@ -111,6 +112,7 @@ def run_forked(parts: Sequence[Callable[[PartContext[T]], T]],
 
 
 def _part_main(part: Callable[[PartContext[T]], T], context: PartContext[T]) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the parent stops a part with SIGTERM: at once, whatever it inherited
     try:
         result = part(context)
     except threading.BrokenBarrierError:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import math
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from datetime import date
 from pathlib import Path
 
@@ -231,6 +233,39 @@ def test_a_sharded_backtest_on_synthetic_data_twice_writes_byte_identical_json(g
     report = orjson.loads(a)
     assert report["parameters"]["shards"] == 2
     assert report["data"]["ticks"] == report["data"]["decisions"] == 1_800
+
+
+def _children(pid: int) -> list[int]:
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            children.append(int(stat.parent.name))
+    return children
+
+
+def test_a_sharded_backtest_stopped_by_sigterm_stops_its_shards_and_leaves_no_keys(glassbox_env, redis_url,
+                                                                                     tmp_path) -> None:
+    backtest = subprocess.Popen(
+        [sys.executable, "-m", "actors.cli", "backtest", "--source", "synthetic", "--symbols", "6", "--ticks", "100000",
+         "--shards", "2", "--strategy", "sma-cross", "--run-id", "stopped", "--out", str(tmp_path)],
+        env=glassbox_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    progress = b""
+    deadline = time.monotonic() + 120
+    while b"ticks/s" not in progress:  # the shards are deciding
+        assert time.monotonic() < deadline and backtest.poll() is None, progress
+        progress += os.read(backtest.stderr.fileno(), 4096)
+    shards = _children(backtest.pid)
+    assert len(shards) >= 2
+    backtest.send_signal(signal.SIGTERM)  # as a service manager stops it: the parent only
+    assert backtest.wait(timeout=30) == 130
+    backtest.stderr.close()
+    assert not any(Path(f"/proc/{pid}").exists() for pid in shards)
+    assert not list(redis.Redis.from_url(redis_url).scan_iter(match="*backtest:stopped:*"))
 
 
 def test_a_users_csv_with_a_bad_row_is_backtested_and_the_row_refused(glassbox_env, tmp_path) -> None:
