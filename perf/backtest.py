@@ -15,7 +15,7 @@
    ``--shards`` processes as ``glassbox backtest --shards`` splits it
    (default two per CPU: a shard's process idles while Redis stores its
    cycle, and a second shard per core fills that gap — on 2 cores, 4 shards
-   decided 7 % more events/s than 2 over the default set, ~20 % more in
+   decided 8 % more events/s than 2 over the default set, ~20 % more in
    short runs, and 6 or 8 no more than 4); speed-up is the market time
    covered over the wall time taken deciding. The run does not keep its
    events (each cycle's are dropped once booked), or its store would need
