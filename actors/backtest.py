@@ -44,7 +44,7 @@ from edge.history import History
 from edge.tick_stream import StreamEntry
 from edge.ticks import Tick, encode_tick
 from glassbox import GlassboxError
-from projections.performance import Ledger
+from aggregates.performance import Ledger
 
 __all__ = ["BacktestError", "BacktestResult", "BacktestSettings", "discard_run", "new_run_id", "run_backtest", "tick_batches"]
 
@@ -100,7 +100,7 @@ class BacktestSettings:
 
 @dataclass
 class BacktestResult:
-    """What a run did; its figures come from ``ledger`` (see :mod:`projections.performance`)."""
+    """What a run did; its figures come from ``ledger`` (see :mod:`aggregates.performance`)."""
 
     run_id: str
     store_names: list[str]

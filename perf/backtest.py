@@ -46,7 +46,7 @@ from actors.backtest import (
     new_run_id,
     run_backtest,
 )
-from actors.training import train_specialists
+from actors.system.training import train_specialists
 from aggregates.policy import DecisionPolicy
 from aggregates.registry import ModelRegistry
 from aggregates.strategies import SmaCross, Strategy

@@ -166,7 +166,7 @@ def mean_event_bytes(client: redis.Redis, store_name: str) -> int:
 def _registry(settings: Settings) -> ModelRegistry:
     registry = ModelRegistry(settings.model_dir)
     if registry.latest() is None:
-        from actors.training import train_specialists
+        from actors.system.training import train_specialists
 
         registry = ModelRegistry(Path(tempfile.mkdtemp(prefix="glassbox-models-")))
         train_specialists(registry)

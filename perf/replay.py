@@ -32,7 +32,7 @@ from actors.replay import PAGE, DeskReplay
 from edge.gc_settling import settle_garbage_collector
 from perf.report import write_result
 from perf.services import fill_store, running_services
-from projections.rebuild import rebuild_read_models
+from actors.system.rebuild import rebuild_read_models
 
 
 def read_floor(app: DeskApplication) -> tuple[float, int]:

@@ -21,8 +21,8 @@ from typing import Iterator
 
 from actors.runtime import HotPath, HotPathSettings
 from actors.shard import ShardSettings
-from actors.supervisor import BACKBONE_NICENESS
-from actors.training import train_specialists
+from actors.system.supervisor import BACKBONE_NICENESS
+from actors.system.training import train_specialists
 from aggregates.registry import ModelRegistry
 from backbone.broker import BrokerSettings, kafka_servers_or_embedded
 from backbone.topics import TopicSettings

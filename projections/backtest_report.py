@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from projections.performance import Ledger, daily_equity, drawdown_series, performance
+from aggregates.performance import Ledger, daily_equity, drawdown_series, performance
 
 __all__ = ["REPORT_FORMAT", "build_report", "write_report"]
 

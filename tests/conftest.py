@@ -10,10 +10,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import psycopg
 import pytest
 import redis
+from psycopg import sql
 
-from actors.training import train_specialists
+from actors.system.training import train_specialists
 from aggregates.policy import DecisionPolicy
 from aggregates.registry import ModelRegistry
 from backbone.broker import kafka_servers_or_embedded
@@ -120,3 +122,19 @@ def database_url() -> Iterator[str]:
         os.environ.get("DATABASE_URL"), root / "postgres"
     ) as url:
         yield url
+
+
+@pytest.fixture
+def schema(database_url: str) -> Iterator[str]:
+    """A schema name no other test uses; the schema is dropped afterwards."""
+    name = f"test_{uuid.uuid4().hex[:16]}"
+    yield name
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(name)))
+
+
+@pytest.fixture
+def conn(database_url: str) -> Iterator[psycopg.Connection[tuple[object, ...]]]:
+    """An autocommit connection to the test database, closed afterwards."""
+    with psycopg.connect(database_url, autocommit=True) as connection:
+        yield connection

@@ -26,7 +26,7 @@ from edge.feeds import SyntheticFeed
 from edge.history import History, HistorySource, load_history, parse_source
 from edge.tick_stream import TickPublisher
 from perf.reference import ReferenceSmaCross
-from projections.performance import performance
+from aggregates.performance import performance
 from tests.actors.hot_path_support import make_hot_path, wait_until_decided
 
 GOOG_2005_2012 = (date(2005, 1, 1), date(2012, 12, 31))
@@ -195,7 +195,7 @@ def glassbox_env(tmp_path: Path, redis_url: str, model_registry) -> dict[str, st
 
 
 def _glassbox(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "actors.cli", *args], env=env, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "actors.system.cli", *args], env=env, capture_output=True, text=True,
                           timeout=600)
 
 
@@ -250,7 +250,7 @@ def _children(pid: int) -> list[int]:
 def test_a_sharded_backtest_stopped_by_sigterm_stops_its_shards_and_leaves_no_keys(glassbox_env, redis_url,
                                                                                      tmp_path) -> None:
     backtest = subprocess.Popen(
-        [sys.executable, "-m", "actors.cli", "backtest", "--source", "synthetic", "--symbols", "6", "--ticks", "100000",
+        [sys.executable, "-m", "actors.system.cli", "backtest", "--source", "synthetic", "--symbols", "6", "--ticks", "100000",
          "--shards", "2", "--strategy", "sma-cross", "--run-id", "stopped", "--out", str(tmp_path)],
         env=glassbox_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )

@@ -24,7 +24,7 @@ ROUNDS = 4_000  # 24,000 ticks: several seconds of work, so the kill lands mid-s
 def start_shard(redis_url: str, namespace: str, home) -> subprocess.Popen:
     env = dict(os.environ, REDIS_URL=redis_url, GLASSBOX_HOME=str(home))
     return subprocess.Popen(
-        [sys.executable, "-m", "actors.cli", "shard", "--symbols", ",".join(SYMBOLS),
+        [sys.executable, "-m", "actors.shard_main", "--symbols", ",".join(SYMBOLS),
          "--namespace", namespace],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )

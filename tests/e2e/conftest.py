@@ -77,7 +77,7 @@ def glassbox_up(redis_url: str, kafka_servers: str, database_url: str, model_reg
                "GLASSBOX_SCHEMA": f"e2e_{run_id}", "GLASSBOX_TOPIC_PREFIX": f"e2e-{run_id}."}
         if embedded_broker:  # the supervisor starts its own, empty at every start
             env.pop("KAFKA_BOOTSTRAP_SERVERS")
-        process = subprocess.Popen([sys.executable, "-m", "actors.cli", "up", "--api-port", str(api_port), *args], env=env,
+        process = subprocess.Popen([sys.executable, "-m", "actors.system.cli", "up", "--api-port", str(api_port), *args], env=env,
                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                    start_new_session=True)  # its own process group, as a terminal gives it
         run = UpRun(process, home, env, f"e2e_{run_id}")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
-from actors.supervisor import read_status
+from actors.system.supervisor import read_status
 from edge.redis_server import redis_url_or_embedded
 from glassbox import GlassboxError, Settings
 

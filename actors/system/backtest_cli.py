@@ -26,9 +26,9 @@ from actors.backtest import (
     new_run_id,
     run_backtest,
 )
-from actors.options import iso_date, positive_float, positive_int
+from actors.system.options import iso_date, positive_float, positive_int
 from actors.sharding import assign_symbols
-from actors.system_services import system_backbone, system_redis
+from actors.system.services import system_backbone, system_redis
 from aggregates.backtest_run import BacktestRun
 from aggregates.policy import DecisionPolicy
 from aggregates.registry import ModelRegistry
@@ -36,7 +36,7 @@ from aggregates.strategies import SmaCross, Strategy, TradingCosts
 from edge.history import History, load_history, parse_source
 from glassbox import GlassboxError, Settings
 from projections.backtest_report import build_report, write_report
-from projections.performance import iso_day
+from aggregates.performance import iso_day
 
 __all__ = ["add_backtest_parser", "build_strategy", "records_store"]
 
@@ -100,7 +100,7 @@ def build_strategy(args: argparse.Namespace, settings: Settings) -> Strategy:
             registry = ModelRegistry(settings.model_dir)
             version = args.model_version or registry.latest()
             if version is None:
-                from actors.training import train_specialists
+                from actors.system.training import train_specialists
 
                 print("training the regime specialists on the bundled bars (first run only) ...", flush=True)
                 version = train_specialists(registry)
@@ -191,7 +191,7 @@ def _forensics(url: str, settings: Settings, result: BacktestResult) -> None:
 
     from backbone.topics import TopicSettings
     from projections.migrate import apply_migrations
-    from projections.rebuild import project_stores
+    from actors.system.rebuild import project_stores
 
     schema = f"backtest_{result.run_id.replace('-', '_')}"
     topics = TopicSettings.from_settings(settings, prefix=f"{settings.topic_prefix}backtest-{result.run_id}.")

@@ -30,24 +30,13 @@ from backbone.broker import run_coroutine
 from backbone.relay import Relay, RelaySettings
 from backbone.topics import TopicSettings
 from glassbox import GlassboxError, Settings
+from projections.checksums import REBUILT_TABLES, table_checksums
 from projections.forensics import ExplainerCache
 from projections.forensics_projection import ForensicsProjection
 from projections.read_models import DecisionsProjection
 from projections.worker import ProjectionWorker, WorkerSettings
 
-__all__ = [
-    "REBUILT_TABLES", "RebuildReport", "project_stores", "rebuild_projections_command", "rebuild_read_models", "table_checksums",
-]
-
-REBUILT_TABLES: dict[str, tuple[str, ...]] = {
-    "decisions": ("decided_at", "decision_id"),
-    "decision_index": ("decision_id",),
-    "positions": ("symbol",),
-    "forensics": ("decided_at", "decision_id"),
-}
-"""Each rebuilt table and the key its checksum orders rows by."""
-PROCESSING_COLUMNS = {"forensics": {"computed_at"}}
-"""When a row was written, not what it says: left out of the checksum."""
+__all__ = ["RebuildReport", "project_stores", "rebuild_projections_command", "rebuild_read_models"]
 
 
 @dataclass
@@ -66,25 +55,6 @@ class RebuildReport:
     @property
     def events_per_s(self) -> float:
         return self.events / self.seconds if self.seconds else 0.0
-
-
-def table_checksums(database_url: str, schema: str) -> dict[str, tuple[int, str]]:
-    """(rows, md5 over the rows in key order) of every rebuilt table."""
-    sums: dict[str, tuple[int, str]] = {}
-    with psycopg.connect(database_url) as conn:
-        for table, key in REBUILT_TABLES.items():
-            columns = [row[0] for row in conn.execute(
-                "SELECT column_name FROM information_schema.columns WHERE table_schema = %s AND table_name = %s"
-                " ORDER BY ordinal_position", (schema, table)).fetchall()
-                if row[0] not in PROCESSING_COLUMNS.get(table, set())]
-            query = sql.SQL("SELECT count(*), coalesce(md5(string_agg(ROW({cols})::text, E'\\n' ORDER BY {key})), '')"
-                            " FROM {table}").format(
-                cols=sql.SQL(", ").join(map(sql.Identifier, columns)),
-                key=sql.SQL(", ").join(map(sql.Identifier, key)),
-                table=sql.Identifier(schema, table))
-            count, digest = conn.execute(query).fetchone()
-            sums[table] = (int(count), str(digest))
-    return sums
 
 
 def rebuild_read_models(

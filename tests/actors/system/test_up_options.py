@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from actors.cli import _parser, _plan
+from actors.system.cli import _parser, _plan
 from glassbox import GlassboxError
 
 

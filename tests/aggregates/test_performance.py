@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from projections.performance import NS_PER_DAY, Ledger, daily_equity, performance
+from aggregates.performance import NS_PER_DAY, Ledger, daily_equity, performance
 
 DAY0 = 1_600_000_000 * 1_000_000_000 // NS_PER_DAY * NS_PER_DAY  # a midnight UTC
 

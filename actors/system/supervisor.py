@@ -38,7 +38,7 @@ import redis
 from eventsourcing.application import Application
 
 from actors.application import event_store_env
-from actors.components import Component, ComponentFailed, ComponentSpec
+from actors.system.components import Component, ComponentFailed, ComponentSpec
 from actors.shard_metrics import shard_metrics_key
 from actors.sharding import assign_symbols
 from aggregates.registry import ModelRegistry
@@ -190,7 +190,7 @@ class Supervisor:
         if not s.kafka_bootstrap_servers:
             self._republish_into_fresh_broker(running)
         if ModelRegistry(s.model_dir).latest() is None:
-            from actors.training import train_specialists
+            from actors.system.training import train_specialists
 
             self.out("training the regime specialists on the bundled bars (first run only) ...")
             train_specialists(ModelRegistry(s.model_dir), seed=self.plan.seed)
@@ -273,7 +273,7 @@ class Supervisor:
                 continue
             ready = self.run_dir / f"shard-{i}.ready"
             specs.append(ComponentSpec(
-                f"shard-{i}", [python, "-m", "actors.cli", "shard", "--symbols", ",".join(symbols),
+                f"shard-{i}", [python, "-m", "actors.shard_main", "--symbols", ",".join(symbols),
                                "--namespace", self.settings.namespace, "--name", f"shard-{i}", "--ready-file", str(ready)],
                 base_env, ready.exists, start_timeout=120, ready_file=ready))
         for i, symbols in enumerate(owned):

@@ -10,7 +10,8 @@ from projections.forensics import ExplainerCache
 from projections.forensics_projection import ForensicsProjection
 from projections.migrate import apply_migrations
 from projections.read_models import DecisionsProjection
-from projections.rebuild import rebuild_read_models, table_checksums
+from actors.system.rebuild import rebuild_read_models
+from projections.checksums import table_checksums
 from tests.backbone.relay_support import feature_names, relay_until_caught_up
 from tests.projections.test_workers import count, run_workers, workers_for
 

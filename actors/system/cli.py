@@ -1,4 +1,4 @@
-"""The ``glassbox`` command: ``up``, ``status``, ``replay``, ``backtest``, ``train``, ``shard``.
+"""The ``glassbox`` command: ``up``, ``status``, ``replay``, ``backtest``, ``train``.
 
 This is the edge where settings are parsed (environment + options) and
 embedded services are started; everything below receives them as arguments.
@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import signal
 import sys
 import threading
@@ -19,14 +18,11 @@ from pathlib import Path
 import redis
 
 from actors.application import DeskApplication, event_store_env
-from actors.backtest_cli import add_backtest_parser
-from actors.options import non_negative_int, positive_float, positive_int
+from actors.system.backtest_cli import add_backtest_parser
+from actors.system.options import non_negative_int, positive_float, positive_int
 from actors.replay import DeskReplay
-from actors.runtime import HotPath, HotPathSettings
-from actors.shard import ShardSettings
-from actors.shard_metrics import ShardMetricsPublisher
-from actors.supervisor import RunPlan, Supervisor, read_status
-from actors.system_services import system_redis
+from actors.system.supervisor import RunPlan, Supervisor, read_status
+from actors.system.services import system_redis
 from aggregates.registry import ModelRegistry
 from edge.feeds import BUNDLED_SYMBOLS, SyntheticFeed
 from edge.logs import configure_logging
@@ -44,7 +40,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         settings = Settings.from_env()
-        component = {"_up": "supervisor", "_shard": getattr(args, "name", "shard")}.get(args.handler.__name__, "cli")
+        component = "supervisor" if args.handler is _up else "cli"
         configure_logging(component, settings.log_level)
         return int(args.handler(args, settings) or 0)
     except GlassboxError as error:
@@ -90,28 +86,12 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--seed", type=int, default=7)
     train.set_defaults(handler=_train)
 
-    shard = commands.add_parser("shard", help="run one shard's actors on existing tick streams")
-    shard.add_argument("--symbols", required=True, type=_symbols, help="comma-separated symbols")
-    shard.add_argument("--namespace", default="", help="key prefix of streams and event store")
-    shard.add_argument("--name", default="shard-0", help="shard name (consumer and store name)")
-    shard.add_argument("--ready-file", type=Path, default=None,
-                       help="written once the shard is deciding (for a supervisor)")
-    shard.set_defaults(handler=_shard)
     return parser
 
 
 
-
-
-def _symbols(text: str) -> list[str]:
-    symbols = [s.strip() for s in text.split(",") if s.strip()]
-    if not symbols:
-        raise argparse.ArgumentTypeError("give at least one symbol")
-    return symbols
-
-
 def _train(args: argparse.Namespace, settings: Settings) -> int:
-    from actors.training import train_specialists
+    from actors.system.training import train_specialists
 
     print(f"training the regime specialists on the bundled bars ({', '.join(BUNDLED_SYMBOLS)}) ...")
     started = time.perf_counter()
@@ -147,7 +127,7 @@ def _plan(args: argparse.Namespace) -> RunPlan:
 
 def _replay(args: argparse.Namespace, settings: Settings) -> int:
     if args.what == "projections":
-        from projections.rebuild import rebuild_projections_command
+        from actors.system.rebuild import rebuild_projections_command
 
         try:
             read_status(settings.home)
@@ -210,33 +190,6 @@ def _install_stop_handlers(stop: threading.Event) -> None:
 
     signal.signal(signal.SIGINT, handler)
     signal.signal(signal.SIGTERM, handler)
-
-
-def _shard(args: argparse.Namespace, settings: Settings) -> int:
-    if settings.redis_url is None:
-        raise GlassboxError("glassbox shard needs REDIS_URL: it serves existing tick streams")
-    registry = ModelRegistry(settings.model_dir)
-    hot_settings = HotPathSettings(
-        settings.redis_url, namespace=args.namespace, shard=ShardSettings(name=args.name)
-    )
-    hot = HotPath.from_registry(hot_settings, args.symbols, registry)
-    stop = threading.Event()
-    _install_stop_handlers(stop)
-    hot.start()
-    metrics = ShardMetricsPublisher(hot.client, hot_settings.store_name, hot.stats, len(args.symbols))
-    metrics.publish()
-    if args.ready_file is not None:
-        args.ready_file.write_text(f"{os.getpid()}\n")
-    log.info("shard %s serving %d symbols", args.name, len(args.symbols), extra={"symbols": args.symbols})
-    try:
-        while not stop.wait(1.0):
-            if hot.shard.failure is not None:
-                raise GlassboxError(f"shard {args.name} stopped deciding: {hot.shard.failure!r}")
-            metrics.publish()
-    finally:
-        hot.stop()
-        metrics.publish()
-    return 0
 
 
 if __name__ == "__main__":

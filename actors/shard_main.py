@@ -1,0 +1,93 @@
+"""A shard as a process: ``python -m actors.shard_main --symbols A,B --name shard-0``.
+
+What ``glassbox up`` starts per shard, beside ``backbone.relay_main`` and
+``projections.worker_main``. It attaches to an existing Redis (``REDIS_URL``),
+loads the newest model of the registry under ``GLASSBOX_HOME``, starts one
+actor per symbol, publishes its metrics once a second and decides until
+SIGTERM or SIGINT; a SIGKILL loses nothing either (a tick is acknowledged
+only after its decision is durable).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+from actors.runtime import HotPath, HotPathSettings
+from actors.shard import ShardSettings
+from actors.shard_metrics import ShardMetricsPublisher
+from aggregates.registry import ModelRegistry
+from edge.logs import configure_logging
+from glassbox import GlassboxError, Settings, SettingsError
+
+__all__ = ["main", "run_shard"]
+
+log = logging.getLogger("glassbox")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one shard process; its exit code (0 after a clean stop, 2 on a usage error or a failure)."""
+    parser = argparse.ArgumentParser(prog="python -m actors.shard_main", description=__doc__)
+    parser.add_argument("--symbols", required=True, type=_symbols, help="comma-separated symbols")
+    parser.add_argument("--namespace", default="", help="key prefix of streams and event store")
+    parser.add_argument("--name", default="shard-0", help="shard name (consumer and store name)")
+    parser.add_argument("--ready-file", type=Path, default=None,
+                        help="written once the shard is deciding (for a supervisor)")
+    args = parser.parse_args(argv)
+    try:
+        settings = Settings.from_env()
+        configure_logging(args.name, settings.log_level)
+        run_shard(settings, args.symbols, args.namespace, args.name, args.ready_file)
+    except GlassboxError as error:
+        print(f"shard: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+def run_shard(settings: Settings, symbols: list[str], namespace: str, name: str, ready_file: Path | None) -> None:
+    """Decide ``symbols`` until SIGTERM or SIGINT.
+
+    Raises:
+        SettingsError: ``REDIS_URL`` is not set.
+        GlassboxError: the shard stopped deciding (its cause in the message), or no model is trained.
+    """
+    if settings.redis_url is None:
+        raise SettingsError("a shard needs REDIS_URL: it serves existing tick streams")
+    hot_settings = HotPathSettings(settings.redis_url, namespace=namespace, shard=ShardSettings(name=name))
+    hot = HotPath.from_registry(hot_settings, symbols, ModelRegistry(settings.model_dir))
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda _signum, _frame: stop.set())
+    hot.start()
+    metrics = ShardMetricsPublisher(hot.client, hot_settings.store_name, hot.stats, len(symbols))
+    metrics.publish()
+    if ready_file is not None:
+        ready_file.write_text(f"{os.getpid()}\n")
+    log.info("shard %s serving %d symbols", name, len(symbols), extra={"symbols": symbols})
+    try:
+        while not stop.wait(1.0):
+            if hot.shard.failure is not None:
+                raise GlassboxError(f"shard {name} stopped deciding: {hot.shard.failure!r}")
+            metrics.publish()
+    finally:
+        hot.stop()
+        metrics.publish()
+
+
+def _symbols(text: str) -> list[str]:
+    symbols = [s.strip() for s in text.split(",") if s.strip()]
+    if not symbols:
+        raise argparse.ArgumentTypeError("give at least one symbol")
+    return symbols
+
+
+if __name__ == "__main__":
+    sys.exit(main())
