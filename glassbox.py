@@ -66,6 +66,19 @@ def _int(environ: Mapping[str, str], name: str, default: int | None, minimum: in
     return number
 
 
+def _positive_float(environ: Mapping[str, str], name: str, default: float) -> float:
+    value = environ.get(name, "").strip()
+    if not value:
+        return default
+    try:
+        number = float(value)
+    except ValueError:
+        number = -1.0
+    if not number > 0 or number == float("inf"):
+        raise SettingsError(f"{name}={value!r} must be a positive number")
+    return number
+
+
 def _name(environ: Mapping[str, str], name: str, default: str, pattern: str) -> str:
     value = environ.get(name, "").strip() or default
     if not re.fullmatch(pattern, value):
@@ -77,8 +90,8 @@ def _name(environ: Mapping[str, str], name: str, default: str, pattern: str) -> 
 class Settings:
     """Where Glassbox keeps its data and which external services it uses.
 
-    Each URL left unset means "start the embedded one" (DESIGN.md,
-    Embedded default).
+    Each URL left unset means "start the embedded one" (docs/design.md,
+    Embedded default and production).
     """
 
     home: Path
@@ -97,12 +110,19 @@ class Settings:
     """Prefix of every Kafka topic (isolates runs sharing one broker)."""
     log_level: str = "INFO"
     """DEBUG adds a line per committed decision, with its tick's correlation id."""
+    api_tokens: str = field(default="", repr=False)
+    """``token:scope,scope;...`` the API accepts (``api.auth.ApiTokens`` parses it); empty: none given."""
+    api_rate_per_s: float = 200.0
+    """Requests per second per client before the API answers 429."""
+    relay_stores: tuple[str, ...] = ()
+    """(The API alone) the event stores whose relays ``/metrics`` reports."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Read ``GLASSBOX_HOME``, ``REDIS_URL``, ``KAFKA_BOOTSTRAP_SERVERS``, ``DATABASE_URL``,
         ``KAFKA_PARTITIONS``, ``KAFKA_REPLICATION_FACTOR``, ``KAFKA_RETENTION_MS``,
-        ``GLASSBOX_NAMESPACE``, ``GLASSBOX_SCHEMA``, ``GLASSBOX_TOPIC_PREFIX`` and ``GLASSBOX_LOG_LEVEL``.
+        ``GLASSBOX_NAMESPACE``, ``GLASSBOX_SCHEMA``, ``GLASSBOX_TOPIC_PREFIX``, ``GLASSBOX_LOG_LEVEL``,
+        ``GLASSBOX_API_TOKENS``, ``GLASSBOX_API_RATE_PER_S`` and ``GLASSBOX_RELAY_STORES``.
 
         Raises:
             SettingsError: for a URL of the wrong kind or a number out of range.
@@ -121,6 +141,9 @@ class Settings:
             schema=_name(env, "GLASSBOX_SCHEMA", "glassbox", r"[a-z_][a-z0-9_]{0,62}"),
             topic_prefix=_name(env, "GLASSBOX_TOPIC_PREFIX", "", r"[A-Za-z0-9._-]*"),
             log_level=_name(env, "GLASSBOX_LOG_LEVEL", "INFO", r"DEBUG|INFO|WARNING|ERROR"),
+            api_tokens=env.get("GLASSBOX_API_TOKENS", "").strip(),
+            api_rate_per_s=_positive_float(env, "GLASSBOX_API_RATE_PER_S", 200.0),
+            relay_stores=tuple(s for s in env.get("GLASSBOX_RELAY_STORES", "").split(",") if s.strip()),
         )
 
     @property

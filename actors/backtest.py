@@ -91,7 +91,7 @@ class BacktestSettings:
         return f"backtest:{self.run_id}:"
 
     def hot_path(self, shard: int = 0) -> HotPathSettings:
-        """Shard ``shard``'s hot path, its event store named ``{namespace}glassbox:shard-{shard}`` as live."""
+        """Shard ``shard``'s hot path, its event store ``SystemKeys(namespace).shard_store(shard)`` as live."""
         return HotPathSettings(
             self.redis_url, namespace=self.namespace, capital=self.capital,
             shard=ShardSettings(name=f"shard-{shard}", actor=ActorSettings(checkpoint_every=self.checkpoint_every)),

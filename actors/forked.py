@@ -19,6 +19,8 @@ import threading
 from dataclasses import dataclass
 from typing import Any, Callable, Generic, Sequence, TypeVar
 
+from glassbox import GlassboxError
+
 __all__ = ["PartContext", "PartFailed", "run_forked"]
 
 T = TypeVar("T")
@@ -26,7 +28,7 @@ T = TypeVar("T")
 _POLL_S = 0.5
 
 
-class PartFailed(Exception):
+class PartFailed(GlassboxError):
     """A part raised, or its process ended without a result; ``index`` names the part."""
 
     def __init__(self, index: int, message: str) -> None:

@@ -60,23 +60,23 @@ class DeskReplay:
         """Every aggregate of the store rebuilt from the whole log; (aggregates by id, events read)."""
         mapper = self._app.mapper
         aggregates: dict[UUID, Any] = {}
-        ids: dict[bytes, UUID] = {}  # a store has few aggregates: parse each id once
+        ids: dict[str, UUID] = {}  # a store has few aggregates: parse each id once
         events = 0
-        after = "0-0"
+        after = 0
         while True:
             entries = self._recorder.read_log_entries(after, PAGE, block_ms=None)
             if not entries:
                 break
-            for _, fields in entries:
-                raw_id = fields[b"o"]
-                originator = ids.get(raw_id) or ids.setdefault(raw_id, UUID(raw_id.decode()))
+            for entry in entries:
+                raw_id = entry.originator_id
+                originator = ids.get(raw_id) or ids.setdefault(raw_id, UUID(raw_id))
                 event = mapper.to_domain_event(StoredEvent(
-                    originator_id=originator, originator_version=int(fields[b"v"]),
-                    topic=fields[b"t"].decode(), state=fields[b"s"],
+                    originator_id=originator, originator_version=entry.originator_version,
+                    topic=entry.topic, state=entry.state,
                 ))
                 aggregates[originator] = event.mutate(aggregates.get(originator))
             events += len(entries)
-            after = entries[-1][0].decode()
+            after = entries[-1].position
             progress(events)
         return aggregates, events
 

@@ -20,6 +20,7 @@ from aggregates.errors import ModelNotFound
 from aggregates.policy import DecisionPolicy
 from aggregates.registry import ModelRegistry
 from edge.gc_settling import settle_garbage_collector
+from edge.system_keys import SystemKeys
 from edge.tick_stream import TickKeys
 
 __all__ = ["HotPath", "HotPathSettings"]
@@ -37,7 +38,7 @@ class HotPathSettings:
 
     @property
     def store_name(self) -> str:
-        return f"{self.namespace}glassbox:{self.shard.name}"
+        return SystemKeys(self.namespace).store(self.shard.name)
 
 
 class HotPath:

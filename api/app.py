@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, AsyncIterator, Sequence
@@ -33,6 +32,7 @@ from api.queries import BadCursor, decision_page, forensics_record, portfolio
 from api.rate_limit import RateLimit, RateLimitMiddleware
 from backbone.broker import broker_answers
 from backbone.topics import TopicSettings
+from edge.system_keys import SystemKeys
 from glassbox import Settings, SettingsError
 from projections.pg_json import use_orjson
 
@@ -115,19 +115,15 @@ def app_from_env() -> Starlette:
     settings = Settings.from_env()
     if not settings.database_url:
         raise SettingsError("the API reads the read models: set DATABASE_URL")
-    tokens = ApiTokens.parse(os.environ.get("GLASSBOX_API_TOKENS", ""))
+    tokens = ApiTokens.parse(settings.api_tokens)
     if not tokens.scopes_by_token:
         raise SettingsError("set GLASSBOX_API_TOKENS (token:scope,scope;...) so the API can authenticate clients")
-    stores = tuple(s for s in os.environ.get("GLASSBOX_RELAY_STORES", "").split(",") if s)
-    try:
-        per_second = float(os.environ.get("GLASSBOX_API_RATE_PER_S", "200"))
-        limit = RateLimit(per_second=per_second, burst=max(1, int(per_second * 2)))
-    except ValueError:
-        raise SettingsError("GLASSBOX_API_RATE_PER_S must be a positive number of requests per second") from None
+    per_second = settings.api_rate_per_s
+    limit = RateLimit(per_second=per_second, burst=max(1, int(per_second * 2)))
     return create_app(ApiConfig(
         settings.database_url, tokens, schema=settings.schema,
-        redis_url=settings.redis_url, kafka_servers=settings.kafka_bootstrap_servers, relay_stores=stores,
-        components_key=f"{settings.namespace}glassbox:components",
+        redis_url=settings.redis_url, kafka_servers=settings.kafka_bootstrap_servers,
+        relay_stores=settings.relay_stores, components_key=SystemKeys(settings.namespace).components,
         topics=TopicSettings.from_settings(settings, prefix=settings.topic_prefix),
         rate_limit=limit,
     ))

@@ -11,24 +11,22 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
+from typing import Iterable, Sequence
 
 import orjson
 import redis.asyncio as aioredis
-from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
-from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
 from backbone.circuit import CircuitState
-from backbone.topics import EVENT_TOPICS, TopicSettings, dead_letter_topic
+from backbone.relay import RelayKeys
+from backbone.topics import TopicSettings
+from edge.eventstore import StoreKeys
+from projections.lag import group_lags
 
 __all__ = ["MetricsSources", "render_metrics"]
-
-PROJECTION_GROUPS = {"archive": EVENT_TOPICS, "read-models": ("trading_decisions",), "forensics": ("trading_decisions",)}
-
 
 @dataclass(frozen=True)
 class MetricsSources:
@@ -79,10 +77,10 @@ async def _relay_metrics(sources: MetricsSources) -> list[Metric]:
     )
     opened = GaugeMetricFamily("glassbox_relay_circuit_opened_total", "Times the circuit opened", labels=["store"])
     for store in sources.relay_stores:
-        tag = "{" + store + "}"
-        head = int(await sources.redis.get(f"{tag}:seq") or 0)
-        position = int(await sources.redis.get(f"{tag}:relay:{sources.relay_name}") or 0)
-        published = await sources.redis.hgetall(f"{tag}:relay:{sources.relay_name}:metrics")
+        keys = RelayKeys(store, sources.relay_name)
+        head = int(await sources.redis.get(StoreKeys(store).seq) or 0)
+        position = int(await sources.redis.get(keys.position) or 0)
+        published = await sources.redis.hgetall(keys.metrics)
         state = (published.get(b"circuit_state") or b"closed").decode()
         relayed.add_metric([store], float(published.get(b"relayed_total") or 0))
         lag.add_metric([store], max(head - position, 0))
@@ -105,50 +103,13 @@ async def _relay_metrics(sources: MetricsSources) -> list[Metric]:
 async def _kafka_metrics(sources: MetricsSources) -> list[Metric]:
     if sources.kafka_servers is None:
         return []
-    topics = sources.topics
-    consumer = AIOKafkaConsumer(bootstrap_servers=sources.kafka_servers, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        names = [topics.name(t) for t in EVENT_TOPICS] + [
-            topics.name(dead_letter_topic(g)) for g in PROJECTION_GROUPS
-        ]
-        partitions = [
-            TopicPartition(name, p)
-            for name in names
-            for p in sorted(consumer.partitions_for_topic(name) or await _partitions(consumer, name))
-        ]
-        ends = await consumer.end_offsets(partitions) if partitions else {}
-    finally:
-        await consumer.stop()
-    stored = await _tracking(sources)
+    async with sources.pool.connection() as conn:
+        lags = await group_lags(conn, sources.schema, sources.kafka_servers, sources.topics)
     lag = GaugeMetricFamily("glassbox_consumer_lag_messages", "Messages a projection has yet to process", labels=["group"])
     dead = GaugeMetricFamily("glassbox_dead_letters", "Messages in a group's dead-letter topic", labels=["group"])
-    for group, group_topics in PROJECTION_GROUPS.items():
-        wanted = {topics.name(t) for t in group_topics}
-        behind = sum(
-            max(end - stored.get((topics.name(group), tp.topic, tp.partition), 0), 0)
-            for tp, end in ends.items()
-            if tp.topic in wanted
-        )
+    for group, behind in lags.behind.items():
         lag.add_metric([group], behind)
-        dlq = topics.name(dead_letter_topic(group))
-        dead.add_metric([group], sum(end for tp, end in ends.items() if tp.topic == dlq))
+        dead.add_metric([group], lags.dead_letters[group])
     forensics = GaugeMetricFamily("glassbox_forensics_lag_messages", "Decisions' messages awaiting forensics")
-    forensics.add_metric([], next(m.value for m in lag.samples if m.labels["group"] == "forensics"))
+    forensics.add_metric([], lags.behind["forensics"])
     return [lag, dead, forensics]
-
-
-async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
-    await consumer._client.force_metadata_update()  # noqa: SLF001 - aiokafka has no public refresh
-    return consumer.partitions_for_topic(topic) or set()
-
-
-async def _tracking(sources: MetricsSources) -> dict[tuple[str, str, int], int]:
-    async with sources.pool.connection() as conn:
-        cur = await conn.execute(
-            sql.SQL("SELECT consumer_group, topic, partition, next_offset FROM {}.projection_tracking").format(
-                sql.Identifier(sources.schema)
-            )
-        )
-        rows: list[Any] = await cur.fetchall()
-    return {(g, t, p): n for g, t, p, n in rows}

@@ -13,10 +13,12 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
+from glassbox import GlassboxError
+
 __all__ = ["BadCursor", "DecisionPage", "decision_page", "forensics_record", "portfolio"]
 
 
-class BadCursor(ValueError):
+class BadCursor(GlassboxError, ValueError):
     """A pagination cursor this API did not hand out."""
 
 

@@ -35,10 +35,10 @@ from backbone.envelope import (
 )
 from backbone.errors import TopicError
 from backbone.topics import TopicSettings, ensure_topics, glassbox_topics
-from edge.eventstore import RedisApplicationRecorder, RedisDatastore, RedisStoreSettings
+from edge.eventstore import RedisApplicationRecorder, RedisDatastore, RedisStoreSettings, StoreKeys
 from edge.transcoding import OrjsonTranscoder
 
-__all__ = ["Relay", "RelayMetrics", "RelayPosition", "RelaySettings"]
+__all__ = ["Relay", "RelayKeys", "RelayMetrics", "RelayPosition", "RelaySettings"]
 
 log = logging.getLogger(__name__)
 
@@ -86,12 +86,31 @@ class _Batch:
     records: list[EventRecord]
 
 
+@dataclass(frozen=True)
+class RelayKeys:
+    """Where the relay ``relay_name`` of a store keeps its position and metrics: beside the store."""
+
+    store_name: str
+    relay_name: str = "relay"
+
+    @property
+    def position(self) -> str:
+        """String: the last log position handed to the broker."""
+        return StoreKeys(self.store_name).beside(f"relay:{self.relay_name}")
+
+    @property
+    def metrics(self) -> str:
+        """Hash: the relay's published :class:`RelayMetrics`."""
+        return f"{self.position}:metrics"
+
+
 class RelayPosition:
     """The last log position a relay has handed to the broker, kept beside the store it reads."""
 
     def __init__(self, client: redis.Redis, store_name: str, relay_name: str) -> None:
         self._client = client
-        self.key = f"{{{store_name}}}:relay:{relay_name}"
+        self.keys = RelayKeys(store_name, relay_name)
+        self.key = self.keys.position
 
     def get(self) -> int:
         """The last relayed position (0 before the first event)."""
@@ -101,7 +120,7 @@ class RelayPosition:
     @property
     def metrics_key(self) -> str:
         """Hash where the relay publishes its metrics for ``/metrics`` (another process reads it)."""
-        return f"{self.key}:metrics"
+        return self.keys.metrics
 
     def publish(self, metrics: RelayMetrics) -> None:
         """Publish ``metrics`` for other processes (the API's ``/metrics``)."""
@@ -245,16 +264,16 @@ class Relay:
         # Runs in a worker thread: decoding and enveloping overlap the broker's acknowledgement.
         head = self._recorder.max_notification_id() or 0
         self.metrics.head = head
-        entries = self._recorder.read_log_entries(f"{after}-0", self.settings.batch_size, self.settings.block_ms)
+        entries = self._recorder.read_log_entries(after, self.settings.batch_size, self.settings.block_ms)
         if not entries:
             return _Batch(0, 0, [])
         records = [
             envelope_record(
-                StoredNotification(int(entry_id.split(b"-")[0]), fields[b"o"].decode(), int(fields[b"v"]),
-                                   fields[b"t"].decode(), self._decode_state(fields[b"s"])),
+                StoredNotification(e.position, e.originator_id, e.originator_version, e.topic,
+                                   self._decode_state(e.state)),
                 self.store_name, self._feature_names,
             )
-            for entry_id, fields in entries
+            for e in entries
         ]
         packed = pack_records(records, self.settings.pack_max_events, self.settings.pack_max_bytes)
         return _Batch(records[-1].log_position, len(records), packed)

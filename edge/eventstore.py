@@ -29,7 +29,7 @@ from __future__ import annotations
 from collections import deque
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, TypeVar, cast
 from uuid import UUID
 
 import redis
@@ -58,6 +58,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Factory",
+    "LogEntry",
     "RedisAggregateRecorder",
     "RedisApplicationRecorder",
     "RedisDatastore",
@@ -66,6 +67,8 @@ __all__ = [
     "RedisStoreSettings",
     "RedisSubscription",
     "RedisTrackingRecorder",
+    "StoreKeys",
+    "log_head",
 ]
 
 _T = TypeVar("_T")
@@ -177,6 +180,60 @@ def _translated_errors() -> Iterator[None]:
 
 
 @dataclass(frozen=True)
+class StoreKeys:
+    """The key names of the store called ``name`` (the layout in the module docstring).
+
+    The one place they are spelled: the recorders, and readers of a store's
+    layout in other processes (the supervisor, ``/metrics``), ask this.
+    """
+
+    name: str
+
+    @property
+    def tag(self) -> str:
+        """The hash tag every key of the store carries (one Redis Cluster slot)."""
+        return "{" + self.name + "}"
+
+    @property
+    def seq(self) -> str:
+        """String: the last notification id, i.e. the log's head."""
+        return f"{self.tag}:seq"
+
+    @property
+    def log(self) -> str:
+        """Stream: the application log."""
+        return f"{self.tag}:log"
+
+    @property
+    def tracking(self) -> str:
+        """Hash: upstream application name -> max notification id."""
+        return f"{self.tag}:tracking"
+
+    def beside(self, purpose: str) -> str:
+        """A key of ``purpose`` that lives beside the store, in its slot (e.g. a relay's position)."""
+        return f"{self.tag}:{purpose}"
+
+    def stream(self, family: str, originator_id: UUID | str) -> str:
+        """The key of one aggregate's stream in a key family."""
+        return f"{self.tag}:{family}:{originator_id}"
+
+
+def log_head(client: redis.Redis, store_name: str) -> int:
+    """The last log position of the store called ``store_name`` (0 while it is empty)."""
+    return int(client.get(StoreKeys(store_name).seq) or 0)
+
+
+class LogEntry(NamedTuple):
+    """One entry of the application log, decoded but for its state (the event's encoded body)."""
+
+    position: int
+    originator_id: str
+    originator_version: int
+    topic: str
+    state: bytes
+
+
+@dataclass(frozen=True)
 class RedisStoreSettings:
     """Where a store lives and how it is reached; ``url`` is kept out of repr."""
 
@@ -261,15 +318,11 @@ class RedisDatastore:
         )
         self.insert_script = self.client.register_script(_INSERT_LUA)
         self.select_events_script = self.client.register_script(_SELECT_EVENTS_LUA)
-        tag = "{" + settings.key_prefix + "}"
-        self.seq_key = f"{tag}:seq"
-        self.log_key = f"{tag}:log"
-        self.tracking_key = f"{tag}:tracking"
-        self._stream_prefix = f"{tag}:"
+        self.keys = StoreKeys(settings.key_prefix)
 
     def stream_key(self, family: str, originator_id: UUID | str) -> str:
         """The key of one aggregate's stream in a key family."""
-        return f"{self._stream_prefix}{family}:{originator_id}"
+        return self.keys.stream(family, originator_id)
 
     def read(self, command: Callable[[redis.Redis], _T]) -> _T:
         """Run an idempotent command, retrying on connection errors."""
@@ -295,7 +348,7 @@ class RedisDatastore:
         Raises IntegrityError when a version or the tracking id is refused,
         DataError for a negative version.
         """
-        keys: list[str] = [self.seq_key, self.log_key, self.tracking_key]
+        keys: list[str] = [self.keys.seq, self.keys.log, self.keys.tracking]
         args: list[str | int | bytes] = [mode, "", 0]
         if tracking is not None:
             args[1:3] = [tracking.application_name, tracking.notification_id]
@@ -414,7 +467,7 @@ class RedisApplicationRecorder(RedisAggregateRecorder, ApplicationRecorder):
         args = [low, high, "1" if desc else "0", limit or 0]
         flat = self.datastore.read(
             lambda _: self.datastore.select_events_script(
-                keys=[key, self.datastore.log_key], args=args
+                keys=[key, self.datastore.keys.log], args=args
             )
         )
         return [(flat[i], flat[i + 1], flat[i + 2]) for i in range(0, len(flat), 3)]
@@ -430,7 +483,7 @@ class RedisApplicationRecorder(RedisAggregateRecorder, ApplicationRecorder):
 
         def trim(client: redis.Redis) -> None:
             pipe = client.pipeline(transaction=False)
-            pipe.xtrim(self.datastore.log_key, maxlen=0, approximate=False)
+            pipe.xtrim(self.datastore.keys.log, maxlen=0, approximate=False)
             for originator_id in originator_ids:
                 pipe.xtrim(self.datastore.stream_key(self.family, originator_id), maxlen=1, approximate=False)
             pipe.execute()
@@ -474,7 +527,7 @@ class RedisApplicationRecorder(RedisAggregateRecorder, ApplicationRecorder):
 
     def max_notification_id(self) -> int | None:
         """The last notification id, or None when nothing has been recorded."""
-        value = self.datastore.read(lambda client: client.get(self.datastore.seq_key))
+        value = self.datastore.read(lambda client: client.get(self.datastore.keys.seq))
         return int(value) if value else None
 
     def subscribe(
@@ -489,28 +542,35 @@ class RedisApplicationRecorder(RedisAggregateRecorder, ApplicationRecorder):
         """Log entries after entry id ``after``, waiting up to ``block_ms`` for one."""
         return [
             (entry_id, self._notification(entry_id, fields))
-            for entry_id, fields in self.read_log_entries(after, count, block_ms)
+            for entry_id, fields in self._read_raw(after, count, block_ms)
         ]
 
     def read_log_entries(
-        self, after: bytes | str, count: int, block_ms: int | None
-    ) -> list[tuple[bytes, dict[bytes, bytes]]]:
-        """:meth:`read_log` without building notifications: the raw stream entries.
+        self, after_position: int, count: int, block_ms: int | None
+    ) -> list[LogEntry]:
+        """:meth:`read_log` without building notifications: entries after ``after_position``.
 
-        ``block_ms`` None returns at once, even with nothing to read.
-
-        Fields: ``o`` originator id, ``v`` version, ``t`` topic, ``s`` state.
-        For readers that handle every event once and fast (the relay).
+        ``block_ms`` None returns at once, even with nothing to read. For
+        readers that handle every event once and fast (the relay, replay).
         """
+        return [
+            LogEntry(int(entry_id.split(b"-")[0]), fields[b"o"].decode(), int(fields[b"v"]),
+                     fields[b"t"].decode(), fields[b"s"])
+            for entry_id, fields in self._read_raw(f"{after_position}-0", count, block_ms)
+        ]
+
+    def _read_raw(
+        self, after: bytes | str, count: int, block_ms: int | None
+    ) -> list[_Entry]:
         reply: list[tuple[bytes, list[_Entry]]] = self.datastore.read(
             lambda client: client.xread(  # type: ignore[arg-type,return-value]
-                {self.datastore.log_key: after}, count=count, block=block_ms
+                {self.datastore.keys.log: after}, count=count, block=block_ms
             )
         )
         return reply[0][1] if reply else []
 
     def _log_range(self, low: str, high: str, count: int) -> list[_Entry]:
-        key = self.datastore.log_key
+        key = self.datastore.keys.log
         return self.datastore.read(
             lambda client: cast(
                 "list[_Entry]", client.xrange(key, low, high, count=count)
@@ -582,7 +642,7 @@ class RedisTrackingRecorder(RedisRecorder, TrackingRecorder):
     def max_tracking_id(self, application_name: str) -> int | None:
         """The last recorded position of the named upstream application, or None."""
         value = self.datastore.read(
-            lambda client: client.hget(self.datastore.tracking_key, application_name)
+            lambda client: client.hget(self.datastore.keys.tracking, application_name)
         )
         return int(value) if value else None
 

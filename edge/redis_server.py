@@ -27,7 +27,7 @@ from edge.child_process import (
     start_on_a_free_port,
     wait_until_answers,
 )
-from glassbox import GlassboxError
+from edge.errors import EdgeError
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -49,10 +49,6 @@ _NOT_FOUND = (
     "redis-server not found: install it with `apt-get install redis-server` "
     "or set REDIS_URL to a running Redis"
 )
-
-
-class EdgeError(GlassboxError):
-    """Root of the errors the ``edge`` adapters raise on purpose."""
 
 
 class RedisServerNotFound(EdgeError):

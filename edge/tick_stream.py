@@ -52,6 +52,10 @@ class TickKeys:
     def dead_letter_counts(self) -> str:
         return f"{self.prefix}ticks:dead:count"
 
+    def feed_offset(self, feed: str) -> str:
+        """Where a replayed feed called ``feed`` keeps how far it has published (it resumes there)."""
+        return f"{self.prefix}feed:{feed}:offset"
+
 
 class DeadLetters:
     """Records rejected ticks with their reason, and counts them per reason."""

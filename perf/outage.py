@@ -43,7 +43,7 @@ from psycopg import sql
 from actors.runtime import HotPath, HotPathSettings
 from actors.shard import ShardSettings
 from actors.stats import percentiles_us
-from actors.system.supervisor import BACKBONE_NICENESS
+from actors.system.layout import BACKBONE_NICENESS
 from aggregates.policy import DecisionPolicy
 from backbone.broker import BrokerSettings, EmbeddedBroker
 from backbone.relay import RelayPosition

@@ -38,12 +38,12 @@ from actors.system.rebuild import rebuild_read_models
 def read_floor(app: DeskApplication) -> tuple[float, int]:
     """Seconds to read and parse the whole log, and the events read."""
     recorder = app.recorder
-    started, after, events = time.perf_counter(), "0-0", 0
+    started, after, events = time.perf_counter(), 0, 0
     while entries := recorder.read_log_entries(after, PAGE, block_ms=None):  # type: ignore[attr-defined]
-        for _, fields in entries:
-            orjson.loads(fields[b"s"])
+        for entry in entries:
+            orjson.loads(entry.state)
         events += len(entries)
-        after = entries[-1][0].decode()
+        after = entries[-1].position
     return time.perf_counter() - started, events
 
 

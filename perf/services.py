@@ -21,12 +21,13 @@ from typing import Iterator
 
 from actors.runtime import HotPath, HotPathSettings
 from actors.shard import ShardSettings
-from actors.system.supervisor import BACKBONE_NICENESS
+from actors.system.layout import BACKBONE_NICENESS
 from actors.system.training import train_specialists
 from aggregates.registry import ModelRegistry
 from backbone.broker import BrokerSettings, kafka_servers_or_embedded
 from backbone.topics import TopicSettings
 from edge.child_process import child_setup
+from edge.eventstore import log_head
 from edge.feeds import SyntheticFeed
 from edge.redis_server import redis_url_or_embedded
 from edge.tick_stream import TickPublisher
@@ -126,5 +127,5 @@ def fill_store(services: Services, symbols: int, ticks_per_symbol: int, name: st
         while hot.stats.snapshot().ticks < len(ticks):
             time.sleep(0.05)
         hot.shard.idle(10)
-        events = int(hot.client.get(f"{{{hot.settings.store_name}}}:seq") or 0)
+        events = log_head(hot.client, hot.settings.store_name)
     return hot.settings.store_name, events

@@ -28,6 +28,7 @@ import shap
 from aggregates.errors import ModelNotFound
 from aggregates.regime import REGIMES
 from aggregates.registry import ModelRegistry
+from glassbox import GlassboxError
 
 __all__ = [
     "DecisionToExplain",
@@ -43,7 +44,7 @@ __all__ = [
 TOP_FEATURES = 10
 
 
-class UnknownModelVersion(LookupError):
+class UnknownModelVersion(GlassboxError, LookupError):
     """The decision names a model version the registry does not hold (a poison message)."""
 
 

@@ -25,6 +25,7 @@ from projections.forensics import (
     UnknownModelVersion,
     explain_batch,
 )
+from projections.groups import PROJECTION_TOPICS
 from projections.read_models import DECISION, FILLS, event_time, fill_of
 from projections.worker import Envelope, PoisonMessage, Projection
 
@@ -42,7 +43,7 @@ class ForensicsProjection(Projection):
     """SHAP forensics of every decision; see the module docstring."""
 
     group = "forensics"
-    topics = ("trading_decisions",)
+    topics = PROJECTION_TOPICS[group]
 
     def __init__(self, explainers: ExplainerCache) -> None:
         self._explainers = explainers

@@ -37,7 +37,7 @@ from psycopg import sql
 from psycopg.pq import TransactionStatus
 from psycopg.rows import tuple_row
 
-from glassbox import GlassboxError, redact_url
+from glassbox import GlassboxError, Settings, redact_url
 from projections.partitions import ensure_partitions, lock_schema
 
 if TYPE_CHECKING:
@@ -445,17 +445,16 @@ def _preloaded(conn: psycopg.Connection[Any], library: str) -> bool:
 def main(argv: list[str] | None = None) -> int:
     """``python -m projections.migrate --schema S``: apply what the schema lacks (needs DATABASE_URL)."""
     import argparse
-    import os
     import sys
 
     parser = argparse.ArgumentParser(prog="python -m projections.migrate", description=main.__doc__)
     parser.add_argument("--schema", default="glassbox")
     args = parser.parse_args(argv)
-    url = os.environ.get("DATABASE_URL", "").strip()
-    if not url:
-        print("migrate: set DATABASE_URL to the PostgreSQL to migrate", file=sys.stderr)
-        return 2
     try:
+        url = Settings.from_env().database_url
+        if not url:
+            print("migrate: set DATABASE_URL to the PostgreSQL to migrate", file=sys.stderr)
+            return 2
         applied = apply_migrations(url, args.schema)
     except (GlassboxError, psycopg.Error) as error:
         print(f"migrate: {error}", file=sys.stderr)

@@ -13,11 +13,12 @@ and the forensics projection skips decisions it explained before.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 import psycopg
 from psycopg import sql
+
+from glassbox import GlassboxError, Settings
 
 __all__ = ["forget_offsets"]
 
@@ -38,13 +39,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--schema", default="glassbox")
     parser.add_argument("--topic-prefix", default="")
     args = parser.parse_args(argv)
-    url = os.environ.get("DATABASE_URL", "").strip()
-    if not url:
-        print("offsets: set DATABASE_URL", file=sys.stderr)
-        return 2
     try:
+        url = Settings.from_env().database_url
+        if not url:
+            print("offsets: set DATABASE_URL", file=sys.stderr)
+            return 2
         deleted = forget_offsets(url, args.schema, args.topic_prefix)
-    except psycopg.Error as error:
+    except (GlassboxError, psycopg.Error) as error:
         print(f"offsets: {error}", file=sys.stderr)
         return 1
     print(f"schema {args.schema}: forgot {deleted} stored offsets")

@@ -14,7 +14,7 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from backbone.topics import EVENT_TOPICS
+from projections.groups import PROJECTION_TOPICS
 from projections.worker import Envelope, Projection
 
 __all__ = ["ArchiveProjection", "DecisionsProjection", "event_time"]
@@ -32,7 +32,7 @@ class ArchiveProjection(Projection):
     """Every event of every topic, immutable: the audit log replays read from."""
 
     group = "archive"
-    topics = EVENT_TOPICS
+    topics = PROJECTION_TOPICS[group]
 
     async def write(self, conn: psycopg.AsyncConnection[Any], schema: str, items: Sequence[Envelope]) -> None:
         query = sql.SQL(
@@ -53,7 +53,7 @@ class DecisionsProjection(Projection):
     """One row per decision (its fill attached when it fills) and one position row per symbol."""
 
     group = "read-models"
-    topics = ("trading_decisions",)
+    topics = PROJECTION_TOPICS[group]
 
     async def write(self, conn: psycopg.AsyncConnection[Any], schema: str, items: Sequence[Envelope]) -> None:
         s = sql.Identifier(schema)

@@ -24,13 +24,12 @@ from edge.logs import configure_logging
 from glassbox import GlassboxError, Settings, SettingsError
 from projections.forensics import ExplainerCache
 from projections.forensics_projection import ForensicsProjection
+from projections.groups import PROJECTIONS
 from projections.migrate import apply_migrations
 from projections.read_models import ArchiveProjection, DecisionsProjection
 from projections.worker import Projection, ProjectionWorker, WorkerSettings
 
-__all__ = ["PROJECTIONS", "main"]
-
-PROJECTIONS = ("archive", "read-models", "forensics")
+__all__ = ["build_projection", "main"]
 
 
 def build_projection(name: str, settings: Settings) -> Projection:

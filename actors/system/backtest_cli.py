@@ -34,6 +34,7 @@ from aggregates.policy import DecisionPolicy
 from aggregates.registry import ModelRegistry
 from aggregates.strategies import SmaCross, Strategy, TradingCosts
 from edge.history import History, load_history, parse_source
+from edge.system_keys import SystemKeys
 from glassbox import GlassboxError, Settings
 from projections.backtest_report import build_report, write_report
 from aggregates.performance import iso_day
@@ -129,7 +130,7 @@ def _user_strategy(spec: str, costs: TradingCosts) -> Strategy:
 
 def records_store(settings: Settings) -> str:
     """The event store holding every run's ``Backtest.Run.Completed`` event."""
-    return f"{settings.namespace}glassbox:backtests"
+    return SystemKeys(settings.namespace).backtests_store
 
 
 def backtest_command(args: argparse.Namespace, settings: Settings) -> int:

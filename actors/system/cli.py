@@ -21,11 +21,14 @@ from actors.application import DeskApplication, event_store_env
 from actors.system.backtest_cli import add_backtest_parser
 from actors.system.options import non_negative_int, positive_float, positive_int
 from actors.replay import DeskReplay
-from actors.system.supervisor import RunPlan, Supervisor, read_status
+from actors.system.plan import RunPlan
+from actors.system.status import read_status
+from actors.system.supervisor import Supervisor
 from actors.system.services import system_redis
 from aggregates.registry import ModelRegistry
 from edge.feeds import BUNDLED_SYMBOLS, SyntheticFeed
 from edge.logs import configure_logging
+from edge.system_keys import SystemKeys
 from edge.user_data import read_user_data
 from glassbox import GlassboxError, Settings
 
@@ -159,13 +162,9 @@ def _replay(args: argparse.Namespace, settings: Settings) -> int:
 def _shard_stores(url: str, settings: Settings) -> list[str]:
     client = redis.Redis.from_url(url)
     try:
-        shards = client.hget(f"{settings.namespace}glassbox:layout", "shards")
+        return SystemKeys(settings.namespace).shard_stores(client)
     finally:
         client.close()
-    if shards is None:
-        raise GlassboxError("no Glassbox system has run on this Redis (namespace "
-                            f"{settings.namespace or 'default'}): nothing to replay; run `glassbox up` first")
-    return [f"{settings.namespace}glassbox:shard-{i}" for i in range(int(shards))]
 
 
 def _status(args: argparse.Namespace, settings: Settings) -> int:

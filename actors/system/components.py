@@ -17,7 +17,8 @@ from pathlib import Path
 from edge.child_process import child_setup, log_tail
 from glassbox import GlassboxError
 
-__all__ = ["Component", "ComponentFailed", "ComponentSpec", "RestartPolicy"]
+__all__ = ["Component", "ComponentChange", "ComponentExited", "ComponentFailed", "ComponentRestarted", "ComponentSpec",
+           "RestartPolicy"]
 
 
 class ComponentFailed(GlassboxError):
@@ -40,6 +41,34 @@ class RestartPolicy:
     def delay(self, consecutive_crashes: int) -> float:
         """Seconds to wait before restart number ``consecutive_crashes`` (1-based)."""
         return min(self.first_delay * 2 ** max(consecutive_crashes - 1, 0), self.max_delay)
+
+
+@dataclass(frozen=True)
+class ComponentExited:
+    """A component's process exited; it is restarted after ``restart_in`` seconds."""
+
+    name: str
+    exit_code: int
+    restart_in: float
+    log_path: Path
+
+    def __str__(self) -> str:
+        return f"{self.name} exited with code {self.exit_code}; restarting in {self.restart_in:.1f} s (log {self.log_path})"
+
+
+@dataclass(frozen=True)
+class ComponentRestarted:
+    """A component's process was started again after it exited."""
+
+    name: str
+    restarts: int
+
+    def __str__(self) -> str:
+        return f"{self.name} restarted (restart {self.restarts})"
+
+
+ComponentChange = ComponentExited | ComponentRestarted
+"""What :meth:`Component.check` saw happen; ``str()`` of it is the line the supervisor prints."""
 
 
 @dataclass(frozen=True)
@@ -114,7 +143,7 @@ class Component:
                 )
             time.sleep(0.1)
 
-    def check(self) -> str | None:
+    def check(self) -> ComponentChange | None:
         """Restart the process if it crashed and its backoff has passed; what happened, if anything."""
         process = self._process
         now = self._clock()
@@ -124,7 +153,7 @@ class Component:
             self._restart_at = None
             self.restarts += 1
             self._spawn()
-            return f"{self.name} restarted (restart {self.restarts})"
+            return ComponentRestarted(self.name, self.restarts)
         if process is None or process.poll() is None:
             if process is not None and now - self._started_at > self.spec.restart.reset_after:
                 self._consecutive_crashes = 0
@@ -132,7 +161,7 @@ class Component:
         self._consecutive_crashes += 1
         delay = self.spec.restart.delay(self._consecutive_crashes)
         self._restart_at = now + delay
-        return f"{self.name} exited with code {process.returncode}; restarting in {delay:.1f} s (log {self.log_path})"
+        return ComponentExited(self.name, process.returncode, delay, self.log_path)
 
     def stop(self, timeout: float | None = None) -> int | None:
         """SIGTERM, then SIGKILL after ``timeout`` (default: the spec's); the exit code."""

@@ -29,7 +29,8 @@ from aggregates.registry import ModelRegistry
 from backbone.broker import run_coroutine
 from backbone.relay import Relay, RelaySettings
 from backbone.topics import TopicSettings
-from glassbox import GlassboxError, Settings
+from edge.system_keys import SystemKeys
+from glassbox import Settings
 from projections.checksums import REBUILT_TABLES, table_checksums
 from projections.forensics import ExplainerCache
 from projections.forensics_projection import ForensicsProjection
@@ -171,11 +172,10 @@ def rebuild_projections_command(settings: Settings) -> int:
     with ExitStack() as stack:
         redis_url = stack.enter_context(redis_url_or_embedded(settings.redis_url, settings.redis_dir))
         client = redis.Redis.from_url(redis_url)
-        shards = client.hget(f"{settings.namespace}glassbox:layout", "shards")
-        client.close()
-        if shards is None:
-            raise GlassboxError("no Glassbox system has run on this Redis: nothing to rebuild; run `glassbox up` first")
-        stores = [f"{settings.namespace}glassbox:shard-{i}" for i in range(int(shards))]
+        try:
+            stores = SystemKeys(settings.namespace).shard_stores(client)
+        finally:
+            client.close()
         kafka = stack.enter_context(kafka_servers_or_embedded(settings.kafka_bootstrap_servers,
                                                               settings.home / "broker-rebuild"))
         database_url = stack.enter_context(database_url_or_embedded(

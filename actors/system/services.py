@@ -1,20 +1,128 @@
-"""The services a command that works on an existing system's data talks to.
+"""The services a system runs on: Redis, the Kafka-protocol broker and PostgreSQL, embedded or given by URL.
 
-The ones given by URL, else those of a ``glassbox up`` running from this
-home, else embedded ones started on this home's data (never a second server
-on a running one's data directory).
+:func:`bring_up_services` starts them for ``glassbox up``, in order and each
+behind its health check, then readies them for the run (migrations; after a
+fresh embedded broker, a re-publish of the whole log; the first model).
+:func:`system_redis` and :func:`system_backbone` find them for commands that
+work on an existing system's data: the ones given by URL, else those of a
+``glassbox up`` running from this home, else embedded ones started on this
+home's data (never a second server on a running one's data directory).
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 
-from actors.system.supervisor import read_status
+import redis
+
+from actors.system.components import ComponentFailed
+from actors.system.layout import BACKBONE_NICENESS, ServiceUrls
+from actors.system.status import read_status
+from aggregates.registry import ModelRegistry
+from backbone.broker import BrokerSettings, kafka_servers_or_embedded
+from backbone.relay import RelayPosition
 from edge.redis_server import redis_url_or_embedded
+from edge.system_keys import SystemKeys
 from glassbox import GlassboxError, Settings
+from projections.postgres_server import PostgresServerSettings, database_url_or_embedded, reachable_data_dir
 
-__all__ = ["system_backbone", "system_redis"]
+__all__ = ["bring_up_services", "system_backbone", "system_redis"]
+
+
+def bring_up_services(stack: ExitStack, settings: Settings, shards: int, seed: int, out: Callable[[str], None],
+                      on_redis: Callable[[str], None] = lambda url: None) -> ServiceUrls:
+    """Start (or attach to) Redis, the broker and PostgreSQL; stopped when ``stack`` closes.
+
+    ``on_redis(url)`` runs as soon as Redis answers, so whatever fails after
+    can be recorded there. The layout check refuses a shard count other than
+    the one this system's desks were built with.
+
+    Raises:
+        ComponentFailed: a service did not start, or the system cannot run as asked; names which.
+    """
+    keys = SystemKeys(settings.namespace)
+    out("starting redis ...")
+    redis_url = stack.enter_context(_named("redis", redis_url_or_embedded(settings.redis_url, settings.redis_dir)))
+    _check_layout(redis_url, keys, shards)
+    on_redis(redis_url)
+    out("starting the kafka-protocol broker ...")
+    kafka_servers = stack.enter_context(_named("broker", kafka_servers_or_embedded(
+        settings.kafka_bootstrap_servers, settings.home / "broker", BrokerSettings(niceness=BACKBONE_NICENESS))))
+    out("starting postgresql ...")
+    database_url = stack.enter_context(_named("postgresql", database_url_or_embedded(
+        settings.database_url, reachable_data_dir(settings.home / "postgres"),
+        PostgresServerSettings(niceness=BACKBONE_NICENESS))))
+    services = ServiceUrls(redis_url, kafka_servers, database_url)
+    out("applying migrations ...")
+    _run_child("migrations", ["projections.migrate", "--schema", settings.schema], database_url)
+    if not settings.kafka_bootstrap_servers:
+        _republish_into_fresh_broker(services, keys, shards, settings)
+    if ModelRegistry(settings.model_dir).latest() is None:
+        from actors.system.training import train_specialists
+
+        out("training the regime specialists on the bundled bars (first run only) ...")
+        train_specialists(ModelRegistry(settings.model_dir), seed=seed)
+    return services
+
+
+def _check_layout(redis_url: str, keys: SystemKeys, shards: int) -> None:
+    client = redis.Redis.from_url(redis_url)
+    try:
+        recorded = keys.recorded_shards(client)
+        if recorded is not None and recorded != shards:
+            raise ComponentFailed(
+                "layout", f"layout: this system ran with --shards {recorded} and its desks live in those shards' "
+                f"event stores; run with --shards {recorded}, or start a new system with another "
+                "GLASSBOX_HOME (or GLASSBOX_NAMESPACE)")
+        keys.record_shards(client, shards)
+    finally:
+        client.close()
+
+
+def _republish_into_fresh_broker(services: ServiceUrls, keys: SystemKeys, shards: int, settings: Settings) -> None:
+    """The embedded broker starts empty: relay every store from the start, projections from offset 0.
+
+    Without this, a second ``glassbox up`` would have its relays continue where they stopped
+    (the events before are in no topic any more) and its workers seek to offsets of topics
+    that no longer exist, skipping messages. Projections are idempotent, so re-sending all
+    costs time, never a duplicate row.
+    """
+    client = redis.Redis.from_url(services.redis_url)
+    try:
+        for i in range(shards):
+            RelayPosition(client, keys.shard_store(i), "relay").set(0)
+    finally:
+        client.close()
+    _run_child("offsets", ["projections.offsets", "--schema", settings.schema,
+                           "--topic-prefix", settings.topic_prefix], services.database_url)
+
+
+def _run_child(name: str, module_args: list[str], database_url: str) -> None:
+    done = subprocess.run([sys.executable, "-m", *module_args], env={**os.environ, "DATABASE_URL": database_url},
+                          capture_output=True, text=True, check=False)
+    if done.returncode:
+        raise ComponentFailed(name, f"{name}: {(done.stderr or done.stdout).strip()}")
+
+
+@contextlib.contextmanager
+def _named(component: str, context: contextlib.AbstractContextManager[str]) -> Iterator[str]:
+    """Prefix start-up errors of a service with its name (the failure message names the component)."""
+    try:
+        value = context.__enter__()
+    except GlassboxError as error:
+        raise ComponentFailed(component, f"{component}: {error}") from error
+    try:
+        yield value
+    except BaseException:
+        if not context.__exit__(*sys.exc_info()):
+            raise
+    else:
+        context.__exit__(None, None, None)
 
 
 @contextlib.contextmanager
@@ -32,14 +140,9 @@ def system_redis(settings: Settings) -> Iterator[str]:
     yield str(status["redis_url"])
 
 
-
-
 @contextlib.contextmanager
 def system_backbone(settings: Settings) -> Iterator[tuple[str, str]]:
     """(Kafka bootstrap servers, PostgreSQL URL) of this system, as :func:`system_redis` chooses Redis."""
-    from backbone.broker import kafka_servers_or_embedded
-    from projections.postgres_server import database_url_or_embedded, reachable_data_dir
-
     try:
         status = read_status(settings.home)
     except GlassboxError:
