@@ -23,7 +23,7 @@ from psycopg_pool import AsyncConnectionPool
 from backbone.circuit import CircuitState
 from backbone.relay import RelayKeys
 from backbone.topics import TopicSettings
-from edge.eventstore import StoreKeys
+from edge.store_layout import StoreKeys
 from projections.lag import group_lags
 
 __all__ = ["MetricsSources", "render_metrics"]

@@ -35,7 +35,8 @@ from backbone.envelope import (
 )
 from backbone.errors import TopicError
 from backbone.topics import TopicSettings, ensure_topics, glassbox_topics
-from edge.eventstore import RedisApplicationRecorder, RedisDatastore, RedisStoreSettings, StoreKeys
+from edge.eventstore import RedisApplicationRecorder, RedisDatastore, RedisStoreSettings
+from edge.store_layout import StoreKeys
 from edge.transcoding import OrjsonTranscoder
 
 __all__ = ["Relay", "RelayKeys", "RelayMetrics", "RelayPosition", "RelaySettings"]

@@ -29,7 +29,7 @@ from __future__ import annotations
 from collections import deque
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, NamedTuple, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
 from uuid import UUID
 
 import redis
@@ -53,12 +53,13 @@ from eventsourcing.utils import Environment, EnvType, resolve_topic
 from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
 from redis.retry import Retry
 
+from edge.store_layout import LogEntry, StoreKeys
+
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Sequence
 
 __all__ = [
     "Factory",
-    "LogEntry",
     "RedisAggregateRecorder",
     "RedisApplicationRecorder",
     "RedisDatastore",
@@ -67,8 +68,6 @@ __all__ = [
     "RedisStoreSettings",
     "RedisSubscription",
     "RedisTrackingRecorder",
-    "StoreKeys",
-    "log_head",
 ]
 
 _T = TypeVar("_T")
@@ -177,60 +176,6 @@ def _translated_errors() -> Iterator[None]:
         raise DataError(str(e)) from e
     except redis.RedisError as e:
         raise PersistenceError(str(e)) from e
-
-
-@dataclass(frozen=True)
-class StoreKeys:
-    """The key names of the store called ``name`` (the layout in the module docstring).
-
-    The one place they are spelled: the recorders, and readers of a store's
-    layout in other processes (the supervisor, ``/metrics``), ask this.
-    """
-
-    name: str
-
-    @property
-    def tag(self) -> str:
-        """The hash tag every key of the store carries (one Redis Cluster slot)."""
-        return "{" + self.name + "}"
-
-    @property
-    def seq(self) -> str:
-        """String: the last notification id, i.e. the log's head."""
-        return f"{self.tag}:seq"
-
-    @property
-    def log(self) -> str:
-        """Stream: the application log."""
-        return f"{self.tag}:log"
-
-    @property
-    def tracking(self) -> str:
-        """Hash: upstream application name -> max notification id."""
-        return f"{self.tag}:tracking"
-
-    def beside(self, purpose: str) -> str:
-        """A key of ``purpose`` that lives beside the store, in its slot (e.g. a relay's position)."""
-        return f"{self.tag}:{purpose}"
-
-    def stream(self, family: str, originator_id: UUID | str) -> str:
-        """The key of one aggregate's stream in a key family."""
-        return f"{self.tag}:{family}:{originator_id}"
-
-
-def log_head(client: redis.Redis, store_name: str) -> int:
-    """The last log position of the store called ``store_name`` (0 while it is empty)."""
-    return int(client.get(StoreKeys(store_name).seq) or 0)
-
-
-class LogEntry(NamedTuple):
-    """One entry of the application log, decoded but for its state (the event's encoded body)."""
-
-    position: int
-    originator_id: str
-    originator_version: int
-    topic: str
-    state: bytes
 
 
 @dataclass(frozen=True)

@@ -27,9 +27,9 @@ from aggregates.registry import ModelRegistry
 from backbone.broker import BrokerSettings, kafka_servers_or_embedded
 from backbone.topics import TopicSettings
 from edge.child_process import child_setup
-from edge.eventstore import log_head
 from edge.feeds import SyntheticFeed
 from edge.redis_server import redis_url_or_embedded
+from edge.store_layout import log_head
 from edge.tick_stream import TickPublisher
 from glassbox import Settings
 from projections.migrate import apply_migrations

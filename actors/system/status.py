@@ -23,7 +23,7 @@ from actors.system.components import Component
 from actors.system.layout import ServiceUrls
 from backbone.relay import RelayPosition
 from backbone.topics import TopicSettings
-from edge.eventstore import log_head
+from edge.store_layout import log_head
 from edge.system_keys import SystemKeys
 from glassbox import GlassboxError, redact_url
 from projections.lag import GroupLags, group_lags_at
