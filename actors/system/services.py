@@ -11,7 +11,7 @@ import contextlib
 from collections.abc import Iterator
 
 from actors.system.supervisor import read_status
-from edge.redis_server import redis_url_or_embedded
+from edge.redis_server import EmbeddedRedis
 from glassbox import GlassboxError, Settings
 
 __all__ = ["system_backbone", "system_redis"]
@@ -26,8 +26,8 @@ def system_redis(settings: Settings) -> Iterator[str]:
     try:
         status = read_status(settings.home)
     except GlassboxError:
-        with redis_url_or_embedded(None, settings.redis_dir) as url:
-            yield url
+        with EmbeddedRedis(settings.redis_dir) as server:
+            yield server.url
         return
     yield str(status["redis_url"])
 
@@ -37,8 +37,8 @@ def system_redis(settings: Settings) -> Iterator[str]:
 @contextlib.contextmanager
 def system_backbone(settings: Settings) -> Iterator[tuple[str, str]]:
     """(Kafka bootstrap servers, PostgreSQL URL) of this system, as :func:`system_redis` chooses Redis."""
-    from backbone.broker import kafka_servers_or_embedded
-    from projections.postgres_server import database_url_or_embedded, reachable_data_dir
+    from backbone.broker import EmbeddedBroker
+    from projections.postgres_server import EmbeddedPostgres, reachable_data_dir
 
     try:
         status = read_status(settings.home)
@@ -46,7 +46,7 @@ def system_backbone(settings: Settings) -> Iterator[tuple[str, str]]:
         status = None
     with contextlib.ExitStack() as stack:
         kafka = settings.kafka_bootstrap_servers or (status and str(status["kafka_servers"])) or \
-            stack.enter_context(kafka_servers_or_embedded(None, settings.home / "broker-backtest"))
+            stack.enter_context(EmbeddedBroker(settings.home / "broker-backtest")).bootstrap_servers
         database_url = settings.database_url or (status and str(status["database_url"])) or \
-            stack.enter_context(database_url_or_embedded(None, reachable_data_dir(settings.home / "postgres")))
+            stack.enter_context(EmbeddedPostgres(reachable_data_dir(settings.home / "postgres"))).url
         yield kafka, database_url

@@ -43,19 +43,20 @@ from actors.shard_metrics import shard_metrics_key
 from actors.sharding import assign_symbols
 from aggregates.registry import ModelRegistry
 from aggregates.system_run import SystemRun
-from backbone.broker import BrokerSettings, kafka_servers_or_embedded
+from backbone.broker import BrokerSettings, EmbeddedBroker
 from backbone.relay import RelayPosition
 from edge.child_process import free_port
+from edge.embedded_server import given_or_embedded
 from edge.feeds import SyntheticFeed, bundled_ticks
 from edge.logs import uvicorn_log_config
 from edge.pacing import PacedFeed
-from edge.redis_server import redis_url_or_embedded
+from edge.redis_server import EmbeddedRedis
 from edge.tick_stream import TickKeys, TickPublisher
 from edge.user_data import UserData
 from glassbox import GlassboxError, Settings, redact_url
 from projections.postgres_server import (
+    EmbeddedPostgres,
     PostgresServerSettings,
-    database_url_or_embedded,
     reachable_data_dir,
 )
 
@@ -168,7 +169,8 @@ class Supervisor:
     def _start_services(self, stack: ExitStack, owned: list[list[str]]) -> None:
         s, running = self.settings, self._running
         self.out("starting redis ...")
-        running.redis_url = stack.enter_context(_named("redis", redis_url_or_embedded(s.redis_url, s.redis_dir)))
+        running.redis_url = stack.enter_context(
+            _named("redis", given_or_embedded(s.redis_url, EmbeddedRedis(s.redis_dir))))
         self._check_layout(running.redis_url)
         self._components_client = redis.Redis.from_url(running.redis_url)
         self._components_client.delete(self.components_key)  # a previous run's components are not ours
@@ -176,11 +178,11 @@ class Supervisor:
         self._open_system_run(stack, owned)
         self.out("starting the kafka-protocol broker ...")
         running.kafka_servers = stack.enter_context(
-            _named("broker", kafka_servers_or_embedded(s.kafka_bootstrap_servers, s.home / "broker",
-                                                       BrokerSettings(niceness=BACKBONE_NICENESS))))
+            _named("broker", given_or_embedded(s.kafka_bootstrap_servers, EmbeddedBroker(
+                s.home / "broker", BrokerSettings(niceness=BACKBONE_NICENESS)))))
         self.out("starting postgresql ...")
-        running.database_url = stack.enter_context(_named("postgresql", database_url_or_embedded(
-            s.database_url, reachable_data_dir(s.home / "postgres"), PostgresServerSettings(niceness=BACKBONE_NICENESS))))
+        running.database_url = stack.enter_context(_named("postgresql", given_or_embedded(s.database_url, EmbeddedPostgres(
+            reachable_data_dir(s.home / "postgres"), PostgresServerSettings(niceness=BACKBONE_NICENESS)))))
         self.out("applying migrations ...")
         migrate = subprocess.run(
             [sys.executable, "-m", "projections.migrate", "--schema", self.settings.schema],
