@@ -93,14 +93,11 @@ class EmbeddedBroker(EmbeddedServer):
         )
 
     @property
-    def bootstrap_servers(self) -> str:
-        """``127.0.0.1:PORT``, what ``KAFKA_BOOTSTRAP_SERVERS`` would hold."""
+    def address(self) -> str:
+        """``127.0.0.1:PORT``, what ``KAFKA_BOOTSTRAP_SERVERS`` would hold; raises BackboneError before start()."""
         return f"127.0.0.1:{self.port}"
 
-    @property
-    def address(self) -> str:
-        """The same as :attr:`bootstrap_servers`."""
-        return self.bootstrap_servers
+    bootstrap_servers = address  # the name Kafka clients use
 
     def find_binary(self) -> Path:
         """The Tansu executable (see :func:`find_broker_binary`)."""

@@ -105,14 +105,11 @@ class EmbeddedRedis(EmbeddedServer):
         return self._data_dir
 
     @property
-    def url(self) -> str:
-        """``redis://127.0.0.1:PORT/0``; raises EdgeError before start()."""
+    def address(self) -> str:
+        """``redis://127.0.0.1:PORT/0``, what ``REDIS_URL`` would hold; raises EdgeError before start()."""
         return f"redis://127.0.0.1:{self.port}/0"
 
-    @property
-    def address(self) -> str:
-        """The same as :attr:`url`."""
-        return self.url
+    url = address  # the name Redis clients use
 
     def find_binary(self) -> Path:
         """The ``redis-server`` executable (see :func:`find_redis_server`)."""

@@ -156,14 +156,11 @@ class EmbeddedPostgres(EmbeddedServer):
         return self._data_dir
 
     @property
-    def url(self) -> str:
-        """``postgresql://glassbox@127.0.0.1:PORT/glassbox``; raises before start()."""
+    def address(self) -> str:
+        """``postgresql://glassbox@127.0.0.1:PORT/glassbox``, what ``DATABASE_URL`` would hold; raises before start()."""
         return self._url(self._settings.database)
 
-    @property
-    def address(self) -> str:
-        """The same as :attr:`url`."""
-        return self.url
+    url = address  # the name psycopg uses
 
     def find_binary(self) -> Path:
         """The directory holding ``initdb`` and ``postgres`` (see :func:`find_postgres_binaries`)."""

@@ -21,13 +21,11 @@ from tests.edge.embedded_server_contract import EmbeddedServerContract, write_sc
 
 
 class TestEmbeddedBroker(EmbeddedServerContract):
+    launcher = EmbeddedBroker
     not_found_error = BrokerNotFound
     start_error = BrokerStartError
     state_error = BackboneError
     given_address = "kafka.invalid:9092"
-
-    def construct_server(self, data_dir: Path) -> EmbeddedBroker:
-        return EmbeddedBroker(data_dir)
 
     def construct_server_without_binary(self, data_dir: Path) -> EmbeddedBroker:
         return EmbeddedBroker(data_dir, BrokerSettings(binary=data_dir.parent / "no-such-tansu"))

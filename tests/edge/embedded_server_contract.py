@@ -43,6 +43,8 @@ def write_script(path: Path, body: str) -> Path:
 class EmbeddedServerContract(ABC):
     """What every :class:`~edge.embedded_server.EmbeddedServer` does: the shared test cases."""
 
+    launcher: ClassVar[type[EmbeddedServer]]
+    """The launcher under test; its constructor takes a data dir and optional settings."""
     not_found_error: ClassVar[type[ServerNotFound]]
     start_error: ClassVar[type[ServerStartError]]
     state_error: ClassVar[type[GlassboxError]]
@@ -54,9 +56,9 @@ class EmbeddedServerContract(ABC):
         """A directory in which the server's data dir and fake binaries may live."""
         return tmp_path
 
-    @abstractmethod
     def construct_server(self, data_dir: Path) -> EmbeddedServer:
         """The launcher with its default settings."""
+        return self.launcher(data_dir)  # type: ignore[call-arg]
 
     @abstractmethod
     def construct_server_without_binary(self, data_dir: Path) -> EmbeddedServer:

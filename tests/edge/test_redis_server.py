@@ -16,13 +16,11 @@ if TYPE_CHECKING:
 
 
 class TestEmbeddedRedis(EmbeddedServerContract):
+    launcher = EmbeddedRedis
     not_found_error = RedisServerNotFound
     start_error = RedisServerStartError
     state_error = EdgeError
     given_address = "redis://example.invalid:6379/0"
-
-    def construct_server(self, data_dir: Path) -> EmbeddedRedis:
-        return EmbeddedRedis(data_dir)
 
     def construct_server_without_binary(self, data_dir: Path) -> EmbeddedRedis:
         settings = RedisServerSettings(binary=data_dir.parent / "no-such-redis-server", install_if_missing=False)

@@ -40,6 +40,7 @@ def _fake_binaries(bin_dir: Path, initdb: str, postgres: str) -> Path:
 
 
 class TestEmbeddedPostgres(EmbeddedServerContract):
+    launcher = EmbeddedPostgres
     not_found_error = PostgresServerNotFound
     start_error = PostgresServerStartError
     state_error = PostgresServerError
@@ -48,9 +49,6 @@ class TestEmbeddedPostgres(EmbeddedServerContract):
     @pytest.fixture
     def server_dir(self, pg_dir: Path) -> Path:
         return pg_dir  # under root the server's own user must reach it
-
-    def construct_server(self, data_dir: Path) -> EmbeddedPostgres:
-        return EmbeddedPostgres(data_dir)
 
     def construct_server_without_binary(self, data_dir: Path) -> EmbeddedPostgres:
         empty = data_dir.parent / "empty-bin"
