@@ -71,7 +71,10 @@ class EmbeddedServer(ABC):
 
     Use it as a context manager, or call :meth:`start` and :meth:`stop`.
     Constructing one starts nothing and touches no file, so an unstarted
-    instance can be handed to :func:`given_or_embedded`.
+    instance can be handed to :func:`given_or_embedded`. ``startup_timeout``
+    bounds the wait for an answer (seconds), a positive ``niceness`` runs the
+    server below the hot path (``edge.child_process.child_setup``), and a
+    ``port`` is used instead of a free one (tried once: clients expect it there).
 
     A launcher implements :meth:`find_binary`, :meth:`command`,
     :meth:`answers` and :attr:`address`, sets the class attributes below,

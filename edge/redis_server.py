@@ -136,7 +136,7 @@ class EmbeddedRedis(EmbeddedServer):
             return _pings(client)
 
     def send_stop_signal(self, process: subprocess.Popen[bytes], stop_signal: signal.Signals) -> None:
-        """SHUTDOWN NOSAVE instead of SIGTERM (the AOF is already on disk); SIGTERM if that fails."""
+        """SHUTDOWN NOSAVE instead of SIGTERM (no RDB snapshot: the AOF holds the data); SIGTERM if Redis does not answer."""
         if stop_signal == signal.SIGTERM:
             try:
                 with _client(self._port or 0, timeout=2.0) as client:
