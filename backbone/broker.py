@@ -3,7 +3,7 @@
 This is the embedded default of DESIGN.md ("Embedded default and
 production"): one broker on 127.0.0.1 on a free port, memory storage, its log
 in a project-local directory. When ``KAFKA_BOOTSTRAP_SERVERS`` is given
-nothing is started (:func:`kafka_servers_or_embedded`).
+nothing is started (:func:`edge.embedded_server.given_or_embedded`).
 
 What this broker does and does not do (measured; DESIGN.md lists them too):
 produce with acks=all, fetch, consumer groups and offset commits work; the
@@ -16,35 +16,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import subprocess
 import threading
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Coroutine, TypeVar
+from typing import Any, ClassVar, Coroutine, TypeVar
 
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
 from backbone.errors import BackboneError, BrokerNotFound, BrokerStartError
-from edge.child_process import (
-    child_setup,
-    log_tail,
-    start_on_a_free_port,
-    wait_until_answers,
-)
-
-if TYPE_CHECKING:
-    from collections.abc import Iterator
-    from types import TracebackType
-    from typing import Self
+from edge.embedded_server import EmbeddedServer
 
 __all__ = [
     "BrokerSettings",
     "EmbeddedBroker",
     "find_broker_binary",
     "broker_answers",
-    "kafka_servers_or_embedded",
     "run_coroutine",
 ]
 
@@ -78,119 +65,58 @@ class BrokerSettings:
             raise ValueError("cluster_id must not be empty")
 
 
-class EmbeddedBroker:
+class EmbeddedBroker(EmbeddedServer):
     """A Tansu broker child process listening on 127.0.0.1, its log in ``data_dir``.
 
     Use it as a context manager, or call :meth:`start` and :meth:`stop`.
     :meth:`start` raises :class:`BrokerNotFound` when there is no binary and
     :class:`BrokerStartError` when the broker does not answer a metadata
     request within ``settings.startup_timeout`` seconds (the message ends with
-    the tail of the broker's log).
+    the tail of the broker's log). :meth:`stop` sends SIGTERM, then SIGKILL;
+    the broker's data is gone with it.
     """
 
+    server_name: ClassVar[str] = "Kafka-protocol broker"
+    logfile_name: ClassVar[str] = "broker.log"
+    readiness_question: ClassVar[str] = "a metadata request"
+    state_error: ClassVar[type[BackboneError]] = BackboneError
+    start_error: ClassVar[type[BrokerStartError]] = BrokerStartError
+    port_taken_message: ClassVar[str] = "in use"  # Tansu logs "Address in use"
+
     def __init__(self, data_dir: Path, settings: BrokerSettings | None = None) -> None:
-        self._data_dir = Path(data_dir).resolve()
         self._settings = settings or BrokerSettings()
-        self._process: subprocess.Popen[bytes] | None = None
-        self._port: int | None = None
-
-    @property
-    def logfile(self) -> Path:
-        """The broker's stdout and stderr."""
-        return self._data_dir / "broker.log"
-
-    @property
-    def port(self) -> int:
-        """The TCP port the broker listens on; raises BackboneError before start()."""
-        if self._port is None or self._process is None:
-            raise BackboneError("EmbeddedBroker is not running: call start() or use it in a with block")
-        return self._port
-
-    @property
-    def pid(self) -> int:
-        """The broker's process id (fault tests pause it with SIGSTOP); raises BackboneError before start()."""
-        if self._process is None:
-            raise BackboneError("EmbeddedBroker is not running")
-        return self._process.pid
-
-    @property
-    def bootstrap_servers(self) -> str:
-        """``127.0.0.1:PORT``, what ``KAFKA_BOOTSTRAP_SERVERS`` would hold."""
-        return f"127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        """Start the broker and wait until it answers a metadata request.
-
-        Raises BrokerNotFound, BrokerStartError, or BackboneError when already started.
-        """
-        if self._process is not None:
-            raise BackboneError("EmbeddedBroker is already running")
-        binary = find_broker_binary(self._settings)
-        self._data_dir.mkdir(parents=True, exist_ok=True)
-        start_on_a_free_port(
-            lambda port: self._start_on(binary, port),
-            self.stop,
-            lambda: "in use" in log_tail(self.logfile).lower(),
-            BrokerStartError,
-            self._settings.port,
+        super().__init__(
+            data_dir,
+            startup_timeout=self._settings.startup_timeout,
+            niceness=self._settings.niceness,
+            port=self._settings.port,
         )
 
-    def _start_on(self, binary: Path, port: int) -> None:
-        self._port = port
-        self._process = self._spawn(binary, port)
-        self._wait_until_ready()
+    @property
+    def address(self) -> str:
+        """``127.0.0.1:PORT``, what ``KAFKA_BOOTSTRAP_SERVERS`` would hold; raises BackboneError before start()."""
+        return f"127.0.0.1:{self.port}"
 
-    def stop(self) -> None:
-        """Stop the broker (SIGTERM, then SIGKILL). Its data is gone with it. Raises nothing."""
-        process, self._process = self._process, None
-        if process is None:
-            return
-        if process.poll() is None:
-            process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    bootstrap_servers = address  # the name Kafka clients use
 
-    def __enter__(self) -> Self:
-        self.start()
-        return self
+    def find_binary(self) -> Path:
+        """The Tansu executable (see :func:`find_broker_binary`)."""
+        return find_broker_binary(self._settings)
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc_val: BaseException | None,
-        exc_tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    def _spawn(self, binary: Path, port: int) -> subprocess.Popen[bytes]:
+    def command(self, binary: Path, port: int) -> list[str]:
+        """``tansu broker`` listening on (and advertising) 127.0.0.1:``port``, memory storage."""
         listener = f"tcp://127.0.0.1:{port}"
-        command = [
+        return [
             str(binary), "broker",
             "--cluster-id", self._settings.cluster_id,
             "--listener-url", listener,
             "--advertised-listener-url", listener,
             "--storage-engine", "memory://tansu/",
         ]  # fmt: skip
-        with self.logfile.open("ab") as output:
-            return subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=output, stderr=output,
-                                    preexec_fn=child_setup(self._settings.niceness),
-                                    start_new_session=True)  # Ctrl-C reaches our process, which stops us
 
-    def _wait_until_ready(self) -> None:
-        process, port = self._process, self._port
-        if process is None or port is None:
-            raise BackboneError("EmbeddedBroker is not running")
-        servers = f"127.0.0.1:{port}"
-        reason = wait_until_answers(
-            process, lambda: broker_answers(servers, timeout=1.0), self._settings.startup_timeout, "a metadata request"
-        )
-        if reason is not None:
-            raise BrokerStartError(
-                f"Kafka-protocol broker on port {port} {reason}; log {self.logfile} ends:\n{log_tail(self.logfile)}"
-            )
+    def answers(self) -> bool:
+        """Whether the broker answers a metadata request."""
+        return broker_answers(self.bootstrap_servers, timeout=1.0)
 
 
 def find_broker_binary(settings: BrokerSettings | None = None) -> Path:
@@ -263,18 +189,3 @@ def run_coroutine(coroutine: Coroutine[Any, Any, _T]) -> _T:
     if failure:
         raise failure[0]
     return result[0]
-
-
-@contextmanager
-def kafka_servers_or_embedded(
-    bootstrap_servers: str | None, data_dir: Path, settings: BrokerSettings | None = None
-) -> Iterator[str]:
-    """Yield ``bootstrap_servers`` when given (starting nothing), else an EmbeddedBroker's.
-
-    An empty string counts as not given. Raises what EmbeddedBroker.start() raises.
-    """
-    if bootstrap_servers:
-        yield bootstrap_servers
-        return
-    with EmbeddedBroker(data_dir, settings) as broker:
-        yield broker.bootstrap_servers

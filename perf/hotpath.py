@@ -42,10 +42,11 @@ from actors.shard import ShardSettings
 from actors.stats import percentiles_us
 from aggregates.desk import desk_id
 from aggregates.registry import ModelRegistry
+from edge.embedded_server import given_or_embedded
 from edge.eventstore import RedisFactory
 from edge.feeds import SyntheticFeed
 from edge.pacing import PacedFeed
-from edge.redis_server import redis_url_or_embedded
+from edge.redis_server import EmbeddedRedis
 from edge.tick_stream import TickKeys, TickPublisher, TickReader
 from glassbox import Settings
 from perf.report import write_result
@@ -191,7 +192,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     feature_ns = timeit(lambda: engine.update(100.0, 1.0), number=200_000) / 200_000 * 1e9
 
     with tempfile.TemporaryDirectory(prefix="glassbox-perf-") as tmp, \
-            redis_url_or_embedded(settings.redis_url, Path(tmp) / "redis") as url:
+            given_or_embedded(settings.redis_url, EmbeddedRedis(Path(tmp) / "redis")) as url:
         namespace = f"perf-{uuid.uuid4().hex[:8]}:"
         hot = HotPath.from_registry(
             HotPathSettings(url, namespace=namespace, shard=ShardSettings()), symbols, _registry(settings)

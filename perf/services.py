@@ -24,16 +24,17 @@ from actors.shard import ShardSettings
 from actors.system.layout import BACKBONE_NICENESS
 from actors.system.training import train_specialists
 from aggregates.registry import ModelRegistry
-from backbone.broker import BrokerSettings, kafka_servers_or_embedded
+from backbone.broker import BrokerSettings, EmbeddedBroker
 from backbone.topics import TopicSettings
 from edge.child_process import child_setup
+from edge.embedded_server import given_or_embedded
 from edge.feeds import SyntheticFeed
-from edge.redis_server import redis_url_or_embedded
+from edge.redis_server import EmbeddedRedis
 from edge.store_layout import log_head
 from edge.tick_stream import TickPublisher
 from glassbox import Settings
 from projections.migrate import apply_migrations
-from projections.postgres_server import PostgresServerSettings, database_url_or_embedded
+from projections.postgres_server import EmbeddedPostgres, PostgresServerSettings
 
 __all__ = ["Services", "backbone_processes", "fill_store", "running_services"]
 
@@ -68,12 +69,12 @@ def running_services(partitions: int = 8, kafka_servers: str | None = None) -> I
         tmp = Path(tempfile.mkdtemp(prefix="glassbox-perf-"))
         tmp.chmod(0o711)  # the postgres user must pass through when we run as root
         stack.callback(shutil.rmtree, tmp, True)
-        redis_url = stack.enter_context(redis_url_or_embedded(settings.redis_url, tmp / "redis"))
+        redis_url = stack.enter_context(given_or_embedded(settings.redis_url, EmbeddedRedis(tmp / "redis")))
         servers = stack.enter_context(
-            kafka_servers_or_embedded(kafka_servers or settings.kafka_bootstrap_servers, tmp / "broker",
-                                      BrokerSettings(niceness=BACKBONE_NICENESS)))
-        database_url = stack.enter_context(database_url_or_embedded(
-            settings.database_url, tmp / "postgres", PostgresServerSettings(niceness=BACKBONE_NICENESS)))
+            given_or_embedded(kafka_servers or settings.kafka_bootstrap_servers,
+                              EmbeddedBroker(tmp / "broker", BrokerSettings(niceness=BACKBONE_NICENESS))))
+        database_url = stack.enter_context(given_or_embedded(settings.database_url, EmbeddedPostgres(
+            tmp / "postgres", PostgresServerSettings(niceness=BACKBONE_NICENESS))))
         schema = f"perf_{run}"
         apply_migrations(database_url, schema)
         home = settings.home

@@ -6,8 +6,8 @@ on, 127.0.0.1 on a free port, trust authentication on loopback only, a
 superuser and a database both named ``glassbox``. PostgreSQL refuses to run
 as root, so a root process runs ``initdb`` and ``postgres`` as an unprivileged
 user (Debian's ``postgres``). When a ``DATABASE_URL`` is given nothing is
-started (:func:`database_url_or_embedded`). We never touch the system
-service Debian's package sets up on port 5432.
+started (:func:`edge.embedded_server.given_or_embedded`). We never touch
+the system service Debian's package sets up on port 5432.
 """
 
 from __future__ import annotations
@@ -19,29 +19,18 @@ import shutil
 import signal
 import stat
 import subprocess
-import sys
 import tempfile
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import ClassVar
 from urllib.parse import quote
 
 import psycopg
 from psycopg import sql
 
-from edge.child_process import (
-    child_setup,
-    log_tail,
-    start_on_a_free_port,
-    wait_until_answers,
-)
+from edge.debian_packages import locate_or_install
+from edge.embedded_server import EmbeddedServer, ServerNotFound, ServerStartError, is_executable
 from glassbox import GlassboxError
-
-if TYPE_CHECKING:
-    from collections.abc import Iterator
-    from types import TracebackType
-    from typing import Any, Self
 
 __all__ = [
     "EmbeddedPostgres",
@@ -50,7 +39,6 @@ __all__ = [
     "PostgresServerPermissionError",
     "PostgresServerSettings",
     "PostgresServerStartError",
-    "database_url_or_embedded",
     "find_postgres_binaries",
     "reachable_data_dir",
 ]
@@ -59,7 +47,6 @@ _DEBIAN_ROOT = Path("/usr/lib/postgresql")
 _SERVER_BINARIES = ("initdb", "postgres")
 _OUTPUT_TAIL_LINES = 20
 _INITDB_TIMEOUT = 120.0  # initdb fsyncs the whole new cluster: slow disks take a while
-_STOP_TIMEOUT = 60.0  # a fast shutdown still writes a checkpoint
 _SOCKET_PATH_MAX = 107  # sizeof(sockaddr_un.sun_path) - 1 on Linux
 
 
@@ -67,7 +54,7 @@ class PostgresServerError(GlassboxError):
     """Root of the errors the embedded PostgreSQL launcher raises on purpose."""
 
 
-class PostgresServerNotFound(PostgresServerError):
+class PostgresServerNotFound(PostgresServerError, ServerNotFound):
     """No PostgreSQL server binaries, and none could be installed."""
 
 
@@ -75,10 +62,8 @@ class PostgresServerPermissionError(PostgresServerError):
     """Started as root, but there is no usable unprivileged user or data dir for it."""
 
 
-class PostgresServerStartError(PostgresServerError):
+class PostgresServerStartError(PostgresServerError, ServerStartError):
     """The binaries were found but ``initdb`` failed or the server did not answer in time."""
-
-    retriable = True
 
 
 @dataclass(frozen=True)
@@ -124,35 +109,46 @@ class _Account:
     gid: int
     groups: tuple[int, ...]
 
-    def popen_kwargs(self) -> dict[str, Any]:
+    def popen_kwargs(self) -> dict[str, object]:
         # extra_groups replaces root's supplementary groups (group 0 among them).
         return {"user": self.uid, "group": self.gid, "extra_groups": list(self.groups)}
 
 
-class EmbeddedPostgres:
+class EmbeddedPostgres(EmbeddedServer):
     """A ``postgres`` child process serving the cluster in ``data_dir``.
 
     Use it as a context manager, or call :meth:`start` and :meth:`stop`.
-    :meth:`start` raises :class:`PostgresServerNotFound` when there are no
-    binaries (after trying to install them, when allowed and running as root),
+    :meth:`start` creates the cluster if needed and raises
+    :class:`PostgresServerNotFound` when there are no binaries (after trying
+    to install them, when allowed and running as root),
     :class:`PostgresServerPermissionError` when running as root without a
     usable unprivileged user or data dir, and :class:`PostgresServerStartError`
     when ``initdb`` fails or the server does not answer ``SELECT 1`` within
     ``settings.startup_timeout`` seconds; that message ends with the tail of
     the server's log file.
+
+    :meth:`stop` is a fast shutdown (SIGINT to the postmaster, as ``pg_ctl
+    stop -m fast``): open sessions are disconnected and a checkpoint is
+    written. It escalates to an immediate shutdown (SIGQUIT), then SIGKILL,
+    if the server does not exit.
     """
+
+    server_name: ClassVar[str] = "postgres"
+    logfile_name: ClassVar[str] = "postgres.log"
+    readiness_question: ClassVar[str] = "SELECT 1"
+    state_error: ClassVar[type[PostgresServerError]] = PostgresServerError
+    start_error: ClassVar[type[PostgresServerStartError]] = PostgresServerStartError
+    stop_signals: ClassVar[tuple[signal.Signals, ...]] = (signal.SIGINT, signal.SIGQUIT, signal.SIGKILL)
+    stop_timeout: ClassVar[float] = 60.0  # a fast shutdown still writes a checkpoint
 
     def __init__(
         self, data_dir: Path, settings: PostgresServerSettings | None = None
     ) -> None:
-        self._data_dir = Path(data_dir).resolve()  # postgres chdirs into it
         self._settings = settings or PostgresServerSettings()
-        self._process: subprocess.Popen[bytes] | None = None
-        self._port: int | None = None
-
-    def __repr__(self) -> str:
-        state = f"port={self._port}" if self._process is not None else "stopped"
-        return f"EmbeddedPostgres(data_dir={str(self._data_dir)!r}, {state})"
+        super().__init__(
+            data_dir, startup_timeout=self._settings.startup_timeout, niceness=self._settings.niceness
+        )
+        self._account: _Account | None = None
 
     @property
     def data_dir(self) -> Path:
@@ -160,90 +156,57 @@ class EmbeddedPostgres:
         return self._data_dir
 
     @property
-    def logfile(self) -> Path:
-        """The server's log file (its stdout and stderr go there)."""
-        return self._data_dir / "postgres.log"
-
-    @property
-    def port(self) -> int:
-        """The TCP port the server listens on; raises PostgresServerError before start()."""
-        if self._port is None or self._process is None:
-            msg = "EmbeddedPostgres is not running: call start() or use it in a with block"
-            raise PostgresServerError(msg)
-        return self._port
-
-    @property
-    def url(self) -> str:
-        """``postgresql://glassbox@127.0.0.1:PORT/glassbox``; raises before start()."""
+    def address(self) -> str:
+        """``postgresql://glassbox@127.0.0.1:PORT/glassbox``, what ``DATABASE_URL`` would hold; raises before start()."""
         return self._url(self._settings.database)
 
-    def start(self) -> None:
-        """Create the cluster if needed, start the server and wait until it answers.
+    url = address  # the name psycopg uses
 
-        Raises PostgresServerNotFound, PostgresServerPermissionError,
-        PostgresServerStartError, or PostgresServerError when already started.
+    def find_binary(self) -> Path:
+        """The directory holding ``initdb`` and ``postgres`` (see :func:`find_postgres_binaries`)."""
+        return find_postgres_binaries(self._settings)
+
+    def on_prepare(self, binary: Path) -> None:
+        """Choose the server's account, give it the data dir, and ``initdb`` a new cluster there.
+
+        Raises PostgresServerPermissionError or PostgresServerStartError.
         """
-        if self._process is not None:
-            msg = "EmbeddedPostgres is already running"
-            raise PostgresServerError(msg)
-        bin_dir = find_postgres_binaries(self._settings)
-        account = _server_account(self._settings.run_as_user)
-        self._prepare_data_dir(account)
+        self._account = _server_account(self._settings.run_as_user)
+        self._prepare_data_dir(self._account)
         if not (self._data_dir / "PG_VERSION").is_file():
-            self._initdb(bin_dir, account)
-        log_offset = [0]
+            self._initdb(binary, self._account)
+        if self._account is not None:
+            # The server appends to the log we create: created after initdb, which wants an empty dir.
+            self.logfile.touch()
+            os.chown(self.logfile, self._account.uid, self._account.gid)
 
-        def start_on(port: int) -> None:
-            log_offset[0] = self.logfile.stat().st_size if self.logfile.exists() else 0
-            self._port = port
-            self._process = self._spawn(bin_dir, port, account)
-            self._wait_until_ready()
+    def command(self, binary: Path, port: int) -> list[str]:
+        """``postgres`` on the cluster in :attr:`data_dir`, on 127.0.0.1:``port``, fsync on."""
+        return [
+            str(binary / "postgres"),
+            "-D", str(self._data_dir),
+            "-c", "listen_addresses=127.0.0.1",
+            "-c", f"port={port}",
+            "-c", f"unix_socket_directories={self._socket_dir(port)}",
+            "-c", "fsync=on",
+            "-c", "logging_collector=off",  # we own the log file: keep it one file
+        ]  # fmt: skip
 
-        start_on_a_free_port(
-            start_on,
-            self.stop,
-            lambda: "Address already in use" in self._log_since(log_offset[0]),
-            PostgresServerStartError,
-        )
+    def popen_options(self) -> dict[str, object]:
+        """Run in the data dir, as the unprivileged account when we are root."""
+        return {"cwd": self._data_dir, **(self._account.popen_kwargs() if self._account else {})}
+
+    def answers(self) -> bool:
+        """Whether the server answers ``SELECT 1`` in the ``postgres`` database."""
+        return _answers(self._url("postgres"))
+
+    def on_ready(self) -> None:
+        """Create the configured database when it is missing; raises PostgresServerStartError."""
         try:
             self._ensure_database()
         except psycopg.Error as error:
-            self.stop()
             msg = f"could not create database {self._settings.database!r}: {error}"
             raise PostgresServerStartError(msg) from error
-
-    def stop(self) -> None:
-        """Fast shutdown (SIGINT to the postmaster, as ``pg_ctl stop -m fast``) and wait.
-
-        Open sessions are disconnected and a checkpoint is written. Escalates
-        to an immediate shutdown, then SIGKILL, if the server does not exit.
-        Does nothing when it is not running. Raises nothing on purpose.
-        """
-        process = self._process
-        self._process = None
-        if process is None:
-            return
-        for stop_signal in (signal.SIGINT, signal.SIGQUIT, signal.SIGKILL):
-            if process.poll() is not None:
-                break
-            process.send_signal(stop_signal)
-            try:
-                process.wait(timeout=_STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                continue
-        process.wait()
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc_val: BaseException | None,
-        exc_tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def _url(self, database: str) -> str:
         user = quote(self._settings.superuser, safe="")
@@ -288,54 +251,11 @@ class EmbeddedPostgres:
             msg = f"initdb failed with code {done.returncode} in {self._data_dir}:\n{tail}"
             raise PostgresServerStartError(msg)
 
-    def _spawn(
-        self, bin_dir: Path, port: int, account: _Account | None
-    ) -> subprocess.Popen[bytes]:
-        command = [
-            str(bin_dir / "postgres"),
-            "-D", str(self._data_dir),
-            "-c", "listen_addresses=127.0.0.1",
-            "-c", f"port={port}",
-            "-c", f"unix_socket_directories={self._socket_dir(port)}",
-            "-c", "fsync=on",
-            "-c", "logging_collector=off",  # we own the log file: keep it one file
-        ]  # fmt: skip
-        # Start-up errors are printed before logging is set up: keep them too.
-        with self.logfile.open("ab") as output:
-            if account is not None:
-                os.chown(self.logfile, account.uid, account.gid)
-            return subprocess.Popen(
-                command,
-                cwd=self._data_dir,
-                stdin=subprocess.DEVNULL,
-                stdout=output,
-                stderr=output,
-                preexec_fn=child_setup(self._settings.niceness),  # after the switch to the server's user
-                start_new_session=True,  # a terminal's Ctrl-C is for our process: it stops us in order
-                **(account.popen_kwargs() if account else {}),
-            )
-
     def _socket_dir(self, port: int) -> str:
         # A data dir too deep for a socket path would make postgres fail to
         # start; we connect over TCP anyway, so go without the socket then.
         socket_path = self._data_dir / f".s.PGSQL.{port}"
         return str(self._data_dir) if len(str(socket_path)) <= _SOCKET_PATH_MAX else ""
-
-    def _wait_until_ready(self) -> None:
-        process, port = self._process, self._port
-        if process is None or port is None:
-            msg = "EmbeddedPostgres is not running"
-            raise PostgresServerError(msg)
-        reason = wait_until_answers(
-            process, lambda: _answers(self._url("postgres")), self._settings.startup_timeout, "SELECT 1"
-        )
-        if reason is None:
-            return
-        msg = (
-            f"postgres on port {port} {reason}; "
-            f"log {self.logfile} ends:\n{log_tail(self.logfile)}"
-        )
-        raise PostgresServerStartError(msg)
 
     def _ensure_database(self) -> None:
         # Done on every start, so a first start that died before it is repaired.
@@ -346,32 +266,6 @@ class EmbeddedPostgres:
             ).fetchone()
             if found is None:
                 conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-
-    def _log_since(self, offset: int) -> str:
-        # Only this attempt's lines: the log keeps every earlier start's too.
-        try:
-            with self.logfile.open("rb") as log:
-                log.seek(offset)
-                return log.read().decode(errors="replace")
-        except OSError:
-            return ""
-
-
-@contextmanager
-def database_url_or_embedded(
-    database_url: str | None,
-    data_dir: Path,
-    settings: PostgresServerSettings | None = None,
-) -> Iterator[str]:
-    """Yield ``database_url`` when given (starting nothing), else an EmbeddedPostgres URL.
-
-    An empty string counts as not given. Raises what EmbeddedPostgres.start() raises.
-    """
-    if database_url:
-        yield database_url
-        return
-    with EmbeddedPostgres(data_dir, settings) as server:
-        yield server.url
 
 
 def reachable_data_dir(preferred: Path, settings: PostgresServerSettings | None = None) -> Path:
@@ -404,10 +298,13 @@ def find_postgres_binaries(settings: PostgresServerSettings | None = None) -> Pa
     process is root and apt-get exists. Raises PostgresServerNotFound otherwise.
     """
     settings = settings or PostgresServerSettings()
-    found = _locate(settings)
-    if found is None and settings.install_if_missing and _is_root() and shutil.which("apt-get"):
-        _install_postgresql(settings.major_version)
-        found = _locate(settings)
+    package = f"postgresql-{settings.major_version}"
+    found = locate_or_install(
+        lambda: _locate(settings),
+        package,
+        f"PostgreSQL server binaries not found: installing them with `apt-get install -y {package}`",
+        install_if_missing=settings.install_if_missing,
+    )
     if found is None:
         msg = (
             "PostgreSQL server binaries not found: install them with "
@@ -434,30 +331,11 @@ def _major_of(bin_dir: Path) -> int:
 
 
 def _has_server_binaries(bin_dir: Path) -> bool:
-    return all(
-        (bin_dir / name).is_file() and os.access(bin_dir / name, os.X_OK)
-        for name in _SERVER_BINARIES
-    )
+    return all(is_executable(bin_dir / name) for name in _SERVER_BINARIES)
 
 
 def _is_root() -> bool:
     return hasattr(os, "geteuid") and os.geteuid() == 0
-
-
-def _install_postgresql(major_version: int) -> None:
-    package = f"postgresql-{major_version}"
-    print(
-        f"PostgreSQL server binaries not found: installing them with "
-        f"`apt-get install -y {package}`",
-        file=sys.stderr,
-        flush=True,
-    )
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    install = ["apt-get", "install", "-y", package]
-    if subprocess.run(install, env=env, capture_output=True, check=False).returncode:
-        # A fresh machine often has no package lists yet.
-        subprocess.run(["apt-get", "update"], env=env, capture_output=True, check=False)
-        subprocess.run(install, env=env, capture_output=True, check=False)
 
 
 def _server_account(user: str) -> _Account | None:

@@ -18,11 +18,12 @@ from psycopg import sql
 from actors.system.training import train_specialists
 from aggregates.policy import DecisionPolicy
 from aggregates.registry import ModelRegistry
-from backbone.broker import kafka_servers_or_embedded
+from backbone.broker import EmbeddedBroker
 from backbone.topics import TopicSettings
 from edge.feeds import SyntheticFeed
-from edge.redis_server import redis_url_or_embedded
-from projections.postgres_server import database_url_or_embedded
+from edge.embedded_server import given_or_embedded
+from edge.redis_server import EmbeddedRedis
+from projections.postgres_server import EmbeddedPostgres
 from tests.actors.hot_path_support import (
     STORE_SYMBOLS,
     make_hot_path,
@@ -38,7 +39,7 @@ if TYPE_CHECKING:
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """``REDIS_URL`` when set, else an EmbeddedRedis started for the whole session."""
     data_dir = tmp_path_factory.mktemp("redis")
-    with redis_url_or_embedded(os.environ.get("REDIS_URL"), data_dir) as url:
+    with given_or_embedded(os.environ.get("REDIS_URL"), EmbeddedRedis(data_dir)) as url:
         yield url
 
 
@@ -78,8 +79,8 @@ def namespace(redis_url: str) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def kafka_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """``KAFKA_BOOTSTRAP_SERVERS`` when set, else an EmbeddedBroker started for the session."""
-    with kafka_servers_or_embedded(
-        os.environ.get("KAFKA_BOOTSTRAP_SERVERS"), tmp_path_factory.mktemp("broker")
+    with given_or_embedded(
+        os.environ.get("KAFKA_BOOTSTRAP_SERVERS"), EmbeddedBroker(tmp_path_factory.mktemp("broker"))
     ) as servers:
         yield servers
 
@@ -118,8 +119,8 @@ def reachable_tmp_dir() -> Iterator[Path]:
 @pytest.fixture(scope="session")
 def database_url() -> Iterator[str]:
     """``DATABASE_URL`` when set, else an EmbeddedPostgres started for the whole session."""
-    with reachable_tmp_dir() as root, database_url_or_embedded(
-        os.environ.get("DATABASE_URL"), root / "postgres"
+    with reachable_tmp_dir() as root, given_or_embedded(
+        os.environ.get("DATABASE_URL"), EmbeddedPostgres(root / "postgres")
     ) as url:
         yield url
 

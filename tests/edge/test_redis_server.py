@@ -7,17 +7,47 @@ from typing import TYPE_CHECKING
 import pytest
 import redis
 
-from edge.redis_server import (
-    EdgeError,
-    EmbeddedRedis,
-    RedisServerNotFound,
-    RedisServerSettings,
-    RedisServerStartError,
-    redis_url_or_embedded,
-)
+from edge.errors import EdgeError, RedisServerNotFound, RedisServerStartError
+from edge.redis_server import EmbeddedRedis, RedisServerSettings
+from tests.edge.embedded_server_contract import EmbeddedServerContract, write_script
 
 if TYPE_CHECKING:
     from pathlib import Path
+
+
+class TestEmbeddedRedis(EmbeddedServerContract):
+    launcher = EmbeddedRedis
+    not_found_error = RedisServerNotFound
+    start_error = RedisServerStartError
+    state_error = EdgeError
+    given_address = "redis://example.invalid:6379/0"
+
+    def construct_server_without_binary(self, data_dir: Path) -> EmbeddedRedis:
+        settings = RedisServerSettings(binary=data_dir.parent / "no-such-redis-server", install_if_missing=False)
+        return EmbeddedRedis(data_dir, settings)
+
+    def construct_server_that_exits(self, data_dir: Path, bin_dir: Path, body: str) -> EmbeddedRedis:
+        bin_dir.mkdir()
+        fake = write_script(bin_dir / "redis-server", body)
+        return EmbeddedRedis(data_dir, RedisServerSettings(binary=fake))
+
+    def expected_address(self, port: int) -> str:
+        return f"redis://127.0.0.1:{port}/0"
+
+    def not_found_message(self, data_dir: Path) -> str:
+        return (
+            "redis-server not found: install it with `apt-get install redis-server` "
+            "or set REDIS_URL to a running Redis"
+        )
+
+    def client_answers(self, address: str) -> bool:
+        client = redis.Redis.from_url(address, socket_connect_timeout=0.5, socket_timeout=0.5)
+        try:
+            return bool(client.ping())
+        except redis.RedisError:
+            return False
+        finally:
+            client.close()
 
 
 def test_starts_with_aof_in_its_data_dir_and_stops(tmp_path: Path) -> None:
@@ -38,34 +68,3 @@ def test_starts_with_aof_in_its_data_dir_and_stops(tmp_path: Path) -> None:
     assert server.logfile.is_file()
     with pytest.raises(EdgeError):
         _ = server.url  # stopped
-
-
-def test_missing_binary_raises_one_clear_sentence(tmp_path: Path) -> None:
-    settings = RedisServerSettings(
-        binary=tmp_path / "no-such-redis-server", install_if_missing=False
-    )
-    with pytest.raises(RedisServerNotFound) as raised:
-        EmbeddedRedis(tmp_path / "redis", settings).start()
-    assert str(raised.value) == (
-        "redis-server not found: install it with `apt-get install redis-server` "
-        "or set REDIS_URL to a running Redis"
-    )
-    assert not (tmp_path / "redis").exists()
-
-
-def test_given_url_starts_nothing(tmp_path: Path) -> None:
-    settings = RedisServerSettings(binary=tmp_path / "absent", install_if_missing=False)
-    with redis_url_or_embedded(
-        "redis://example.invalid:6379/0", tmp_path, settings
-    ) as url:
-        assert url == "redis://example.invalid:6379/0"
-
-
-def test_a_server_that_dies_is_reported_with_its_log(tmp_path: Path) -> None:
-    fake = tmp_path / "fake-redis-server"
-    fake.write_text("#!/bin/sh\necho 'FATAL: cannot open the data dir' >&2\nexit 1\n")
-    fake.chmod(0o755)
-    server = EmbeddedRedis(tmp_path / "redis", RedisServerSettings(binary=fake))
-    with pytest.raises(RedisServerStartError, match="cannot open the data dir"):
-        server.start()
-    server.stop()  # nothing left running; stopping again is harmless

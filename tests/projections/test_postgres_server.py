@@ -17,9 +17,9 @@ from projections.postgres_server import (
     PostgresServerPermissionError,
     PostgresServerSettings,
     PostgresServerStartError,
-    database_url_or_embedded,
     reachable_data_dir,
 )
+from tests.edge.embedded_server_contract import EmbeddedServerContract, write_script
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -30,6 +30,52 @@ root_only = pytest.mark.skipif(not IS_ROOT, reason="the root-specific path needs
 
 def _server_uid() -> int:
     return pwd.getpwnam("postgres").pw_uid if IS_ROOT else os.getuid()
+
+
+def _fake_binaries(bin_dir: Path, initdb: str, postgres: str) -> Path:
+    bin_dir.mkdir(mode=0o755)
+    write_script(bin_dir / "initdb", initdb)
+    write_script(bin_dir / "postgres", postgres)
+    return bin_dir
+
+
+class TestEmbeddedPostgres(EmbeddedServerContract):
+    launcher = EmbeddedPostgres
+    not_found_error = PostgresServerNotFound
+    start_error = PostgresServerStartError
+    state_error = PostgresServerError
+    given_address = "postgresql://someone:secret@db.invalid:5432/glassbox"
+
+    @pytest.fixture
+    def server_dir(self, pg_dir: Path) -> Path:
+        return pg_dir  # under root the server's own user must reach it
+
+    def construct_server_without_binary(self, data_dir: Path) -> EmbeddedPostgres:
+        empty = data_dir.parent / "empty-bin"
+        empty.mkdir(exist_ok=True)
+        return EmbeddedPostgres(data_dir, PostgresServerSettings(binary_dir=empty, install_if_missing=False))
+
+    def construct_server_that_exits(self, data_dir: Path, bin_dir: Path, body: str) -> EmbeddedPostgres:
+        # initdb is called as: initdb --pgdata DIR ...
+        _fake_binaries(bin_dir, initdb='echo 15 > "$2/PG_VERSION"', postgres=body)
+        return EmbeddedPostgres(data_dir, PostgresServerSettings(binary_dir=bin_dir))
+
+    def expected_address(self, port: int) -> str:
+        return f"postgresql://glassbox@127.0.0.1:{port}/glassbox"
+
+    def not_found_message(self, data_dir: Path) -> str:
+        return (
+            "PostgreSQL server binaries not found: install them with "
+            "`apt-get install postgresql-15` or set DATABASE_URL"
+        )
+
+    def client_answers(self, address: str) -> bool:
+        try:
+            with psycopg.connect(address, connect_timeout=2) as conn:
+                conn.execute("SELECT 1")
+        except psycopg.Error:
+            return False
+        return True
 
 
 def test_starts_a_cluster_in_its_data_dir_then_reuses_it(pg_dir: Path) -> None:
@@ -66,27 +112,6 @@ def test_starts_a_cluster_in_its_data_dir_then_reuses_it(pg_dir: Path) -> None:
     assert (data_dir / "PG_VERSION").stat().st_mtime_ns == cluster_created  # no initdb
 
 
-def test_missing_binaries_raise_one_clear_sentence(tmp_path: Path) -> None:
-    empty = tmp_path / "empty-bin"
-    empty.mkdir()
-    settings = PostgresServerSettings(binary_dir=empty, install_if_missing=False)
-    with pytest.raises(PostgresServerNotFound) as raised:
-        EmbeddedPostgres(tmp_path / "postgres", settings).start()
-    assert str(raised.value) == (
-        "PostgreSQL server binaries not found: install them with "
-        "`apt-get install postgresql-15` or set DATABASE_URL"
-    )
-    assert not (tmp_path / "postgres").exists()
-
-
-def test_given_url_starts_nothing(tmp_path: Path) -> None:
-    settings = PostgresServerSettings(binary_dir=tmp_path, install_if_missing=False)
-    given = "postgresql://someone:secret@db.invalid:5432/glassbox"
-    with database_url_or_embedded(given, tmp_path / "postgres", settings) as url:
-        assert url == given
-    assert not (tmp_path / "postgres").exists()
-
-
 @root_only
 def test_root_without_the_server_user_is_told_what_to_do(pg_dir: Path) -> None:
     settings = PostgresServerSettings(run_as_user="glassbox-no-such-user")
@@ -109,15 +134,6 @@ def test_root_data_dir_the_server_user_cannot_enter_is_refused(tmp_path: Path) -
     assert "chmod o+x" in message
 
 
-def _fake_binaries(bin_dir: Path, initdb: str, postgres: str) -> Path:
-    bin_dir.mkdir(mode=0o755)
-    for name, body in (("initdb", initdb), ("postgres", postgres)):
-        script = bin_dir / name
-        script.write_text(f"#!/bin/sh\n{body}\n")
-        script.chmod(0o755)
-    return bin_dir
-
-
 def test_a_failing_initdb_is_reported_with_its_output(pg_dir: Path) -> None:
     bin_dir = _fake_binaries(
         pg_dir / "bin", initdb="echo 'initdb: error: disk on fire' >&2; exit 1", postgres="exit 1"
@@ -125,19 +141,6 @@ def test_a_failing_initdb_is_reported_with_its_output(pg_dir: Path) -> None:
     server = EmbeddedPostgres(pg_dir / "postgres", PostgresServerSettings(binary_dir=bin_dir))
     with pytest.raises(PostgresServerStartError, match="disk on fire"):
         server.start()
-
-
-def test_a_server_that_dies_is_reported_with_its_log(pg_dir: Path) -> None:
-    bin_dir = _fake_binaries(
-        pg_dir / "bin",
-        initdb='echo 15 > "$2/PG_VERSION"',  # called as: initdb --pgdata DIR ...
-        postgres="echo 'FATAL:  cannot open the data dir' >&2; exit 1",
-    )
-    server = EmbeddedPostgres(pg_dir / "postgres", PostgresServerSettings(binary_dir=bin_dir))
-    with pytest.raises(PostgresServerStartError, match="cannot open the data dir") as raised:
-        server.start()
-    assert "exited with code 1" in str(raised.value)
-    server.stop()  # nothing left running; stopping again is harmless
 
 
 def test_an_unreachable_preferred_data_dir_moves_where_the_server_user_can_go(
