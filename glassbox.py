@@ -77,8 +77,8 @@ def _name(environ: Mapping[str, str], name: str, default: str, pattern: str) -> 
 class Settings:
     """Where Glassbox keeps its data and which external services it uses.
 
-    Each URL left unset means "start the embedded one" (DESIGN.md,
-    Embedded default).
+    Each URL left unset means "start the embedded one" (docs/design.md,
+    Embedded default and production).
     """
 
     home: Path
