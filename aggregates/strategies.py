@@ -14,20 +14,35 @@ tick that decided it, at that tick's price moved against the trader by
 fed one tick per bar (the backtest default) that is the bar's close — the
 ``backtesting`` package's ``trade_on_close=True``.
 
-Write your own by subclassing :class:`Strategy`::
+Write your own by subclassing :class:`Strategy`, in a module of your own::
+
+    import math
+
+    from aggregates.strategies import PolicyDecision, Strategy, hold
+
 
     class Momentum(Strategy):
+        "Long a fraction of the equity while the price is above its price `window` ticks ago; flat otherwise."
+
         name = "momentum"
 
-        def __init__(self, window: int = 50) -> None:
-            super().__init__(lookback=window)
+        def __init__(self, window: int = 50, fraction: float = 0.5) -> None:
+            super().__init__(lookback=window + 1)
+            self.fraction = fraction
 
-        def decide(self, *, price, history, position, equity, **_) -> PolicyDecision:
+        def decide(self, *, price, history, position, own_pnl, others, **_) -> PolicyDecision:
             if len(history) < self.lookback:
                 return hold()
-            return self.rebalance(target=..., position=position, price=price)
+            equity = others.capital + others.pnl + own_pnl  # as this desk's shard sees it
+            rising = history[-1] > history[0]
+            target = math.floor(self.fraction * equity / price) if rising and equity > 0 else 0
+            return self.rebalance(target, position)
 
-and run it with ``glassbox backtest --strategy mypackage.module:Momentum``.
+and run it with ``glassbox backtest --strategy mypackage.module:Momentum``
+(``tests/test_readme_examples.py`` runs this very example). ``decide`` gets
+keyword arguments only — those of :meth:`Strategy.decide`; take the ones you
+need and ``**_`` for the rest. ``--strategy`` builds the class with no
+arguments, so give every parameter a default, and sets its ``costs``.
 """
 
 from __future__ import annotations

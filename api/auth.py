@@ -2,7 +2,7 @@
 
 Tokens come from the ``GLASSBOX_API_TOKENS`` setting, parsed once at start::
 
-    GLASSBOX_API_TOKENS="s3cr3t:forensics:read,metrics:read;other:forensics:read"
+    GLASSBOX_API_TOKENS="s3cr3t-0123456789ab:forensics:read,metrics:read;other-0123456789ab:forensics:read"
 
 i.e. ``token:scope,scope`` entries separated by ``;`` (a scope may itself
 hold a colon). A request without a valid token gets 401; one whose token

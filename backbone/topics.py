@@ -28,7 +28,7 @@ __all__ = [
 ]
 
 EVENT_TOPICS = ("trading_decisions", "risk_decisions", "regime_changes", "model_updates")
-"""The event topics of DESIGN.md, before any prefix."""
+"""The event topics of docs/design.md (Data flow), before any prefix."""
 
 _TOPIC_ALREADY_EXISTS = 36  # Kafka error code; creating an existing topic is not a failure here
 

@@ -1,6 +1,6 @@
 """Embedded Redis: Debian's ``redis-server`` run as a child process of ours.
 
-This is the embedded default of DESIGN.md ("Embedded default and production"):
+This is the embedded default of docs/design.md ("Embedded default and production"):
 AOF on, RDB snapshots off, a project-local data dir, 127.0.0.1 on a free port.
 When a ``REDIS_URL`` is given nothing is started
 (:func:`edge.embedded_server.given_or_embedded`). We never use the system

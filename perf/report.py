@@ -1,4 +1,4 @@
-"""The JSON result every benchmark writes (DESIGN.md, Benchmarks)."""
+"""The JSON result every benchmark writes (docs/design.md, Benchmarks)."""
 
 from __future__ import annotations
 

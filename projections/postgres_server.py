@@ -1,6 +1,6 @@
 """Embedded PostgreSQL: the machine's PostgreSQL server run as a child process of ours.
 
-This is the embedded default of DESIGN.md ("Embedded default and production"):
+This is the embedded default of docs/design.md ("Embedded default and production"):
 a project-local cluster (``initdb`` the first time, reused afterwards), fsync
 on, 127.0.0.1 on a free port, trust authentication on loopback only, a
 superuser and a database both named ``glassbox``. PostgreSQL refuses to run

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import collections
+import textwrap
+
 import pytest
 
+import aggregates.strategies
 from aggregates.blend import Action
 from aggregates.risk import OthersView
 from aggregates.strategies import SmaCross, Strategy, TradingCosts
@@ -67,3 +71,33 @@ def test_a_strategy_of_your_own_needs_only_decide() -> None:
                             own_pnl=0.0, own_day_pnl=0.0, others=OTHERS)
     assert (first.action, first.quantity) == (Action.BUY, 10.0)
     assert strategy.rebalance(10.0, 10.0).action == Action.HOLD
+
+
+def strategy_example_source() -> str:
+    """The example module of ``aggregates/strategies.py``'s docstring, as a user would copy it into a file."""
+    doc = aggregates.strategies.__doc__ or ""
+    _, found, rest = doc.partition("in a module of your own::\n")
+    assert found, "aggregates/strategies.py's docstring lost its example"
+    return textwrap.dedent(rest.split("\nand run it", 1)[0])
+
+
+def test_the_docstring_example_is_a_strategy_that_decides_on_the_desks_arguments() -> None:
+    namespace: dict[str, object] = {}
+    exec(compile(strategy_example_source(), "strategy_example", "exec"), namespace)
+    cls = namespace["Momentum"]
+    assert isinstance(cls, type) and issubclass(cls, Strategy) and cls.name == "momentum"
+    strategy = cls()  # as --strategy module:Class builds it
+    rising = collections.deque([float(p) for p in range(100, 151)], maxlen=strategy.lookback)  # desks pass a deque
+    falling = collections.deque(reversed(rising), maxlen=strategy.lookback)
+
+    def decide(history, position: float = 0.0):
+        # every argument the desk passes (aggregates/desk.py), by keyword, and nothing else
+        return strategy.decide(features=[0.0] * 20, history=history, prior_regime_probs=[1 / 3] * 3,
+                               price=history[-1], position=position, own_pnl=0.0, own_day_pnl=0.0, others=OTHERS)
+
+    assert decide(collections.deque([100.0, 101.0])).action == Action.HOLD  # not enough history yet
+    buy = decide(rising)
+    assert (buy.action, buy.quantity) == (Action.BUY, 33.0)  # floor(0.5 * 10,000 / 150)
+    sell = decide(falling, position=33.0)
+    assert (sell.action, sell.quantity) == (Action.SELL, 33.0)
+    assert decide(falling).action == Action.HOLD  # already flat
