@@ -1,6 +1,6 @@
 """The shape every embedded server launcher shares: one server as a child process of ours.
 
-DESIGN.md's embedded default ("Embedded default and production") runs Redis
+docs/design.md ("Embedded default and production") runs Redis
 (``edge.redis_server``), the Kafka-protocol broker (``backbone.broker``) and
 PostgreSQL (``projections.postgres_server``) as children on 127.0.0.1 on a
 free port, each with its files and log in a project-local data dir, unless

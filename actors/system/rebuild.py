@@ -57,6 +57,17 @@ class RebuildReport:
     def events_per_s(self) -> float:
         return self.events / self.seconds if self.seconds else 0.0
 
+    def lines(self) -> list[str]:
+        """The verdict as ``glassbox replay projections`` prints it: the pace, then one line per table."""
+        lines = [f"re-published and projected {self.events:,} events in {self.seconds:.1f} s "
+                 f"({self.events_per_s:,.0f} events/s)"]
+        for table in REBUILT_TABLES:
+            (rows_before, sum_before), (rows_after, sum_after) = self.before[table], self.after[table]
+            verdict = "identical" if (rows_before, sum_before) == (rows_after, sum_after) else "DIFFERENT"
+            lines.append(f"  {table:<15} {rows_before:>9,} rows before, {rows_after:>9,} after: "
+                         f"{verdict} (md5 {sum_after[:12]})")
+        return lines
+
 
 def rebuild_read_models(
     redis_url: str,
@@ -193,10 +204,6 @@ def rebuild_projections_command(settings: Settings) -> int:
         report = rebuild_read_models(redis_url, kafka, database_url, settings.schema, stores,
                                      ModelRegistry(settings.model_dir),
                                      TopicSettings.from_settings(settings, prefix=settings.topic_prefix), progress)
-    print(f"re-published and projected {report.events:,} events in {report.seconds:.1f} s "
-          f"({report.events_per_s:,.0f} events/s)")
-    for table in REBUILT_TABLES:
-        (rows_before, sum_before), (rows_after, sum_after) = report.before[table], report.after[table]
-        verdict = "identical" if (rows_before, sum_before) == (rows_after, sum_after) else "DIFFERENT"
-        print(f"  {table:<15} {rows_before:>9,} rows before, {rows_after:>9,} after: {verdict} (md5 {sum_after[:12]})")
+    for line in report.lines():
+        print(line)
     return 0 if report.identical else 1

@@ -83,7 +83,8 @@ class Supervisor:
                                   TopicSettings.from_settings(self.settings, prefix=self.settings.topic_prefix))
             feeds_stop = threading.Event()
             feeds = start_feeds(client, self.tick_keys, self.plan, feeds_stop)
-            self._print_started(services, owned)
+            for line in self.started_lines(services, owned):
+                self.out(line)
             try:
                 self._watch(stop, probe, services)
             finally:
@@ -108,15 +109,18 @@ class Supervisor:
             self.components.append(component)
             stack.callback(component.stop)  # newest first on the way out
 
-    def _print_started(self, services: ServiceUrls, owned: list[list[str]]) -> None:
+    def started_lines(self, services: ServiceUrls, owned: list[list[str]]) -> list[str]:
+        """What ``glassbox up`` prints once everything runs: where the services are, the shards, the API."""
         s, api_url = self.settings, self.layout.api_url
-        self.out(f"redis      {redact_url(services.redis_url)}{'' if s.redis_url else ' (embedded)'}")
-        self.out(f"kafka      {services.kafka_servers}{'' if s.kafka_bootstrap_servers else ' (embedded)'}")
-        self.out(f"postgresql {redact_url(services.database_url)}{'' if s.database_url else ' (embedded)'}")
         shards = sum(1 for o in owned if o)
-        self.out(f"{len(self.plan.symbols)} symbols on {shards} shard(s), one actor each; logs in {self.log_dir}")
-        self.out(f"API        {api_url}  (try: curl -H \"Authorization: Bearer $(cat {s.home / 'api-token'})\" "
-                 f"{api_url}/api/v1/decisions?limit=1)")
+        return [
+            f"redis      {redact_url(services.redis_url)}{'' if s.redis_url else ' (embedded)'}",
+            f"kafka      {services.kafka_servers}{'' if s.kafka_bootstrap_servers else ' (embedded)'}",
+            f"postgresql {redact_url(services.database_url)}{'' if s.database_url else ' (embedded)'}",
+            f"{len(self.plan.symbols)} symbols on {shards} shard(s), one actor each; logs in {self.log_dir}",
+            f"API        {api_url}  (try: curl -H \"Authorization: Bearer $(cat {s.home / 'api-token'})\" "
+            f"{api_url}/api/v1/decisions?limit=1)",
+        ]
 
     # -- running ---------------------------------------------------------------
 
