@@ -7,13 +7,14 @@ import time
 import redis
 
 from actors.stats import HotPathStats, percentiles_us
+from edge.store_layout import StoreKeys
 
 __all__ = ["ShardMetricsPublisher", "shard_metrics_key"]
 
 
 def shard_metrics_key(store_name: str) -> str:
     """The hash beside the shard's event store where its metrics are published."""
-    return f"{{{store_name}}}:shard-metrics"
+    return StoreKeys(store_name).beside("shard-metrics")
 
 
 class ShardMetricsPublisher:
