@@ -8,7 +8,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from datetime import date
 from pathlib import Path
 
@@ -28,6 +27,7 @@ from edge.tick_stream import TickPublisher
 from perf.reference import ReferenceSmaCross
 from aggregates.performance import performance
 from tests.actors.hot_path_support import make_hot_path, wait_until_decided
+from tests.process_report import LoggedProcess, process_report, wait_until
 
 GOOG_2005_2012 = (date(2005, 1, 1), date(2012, 12, 31))
 
@@ -204,8 +204,8 @@ def test_the_same_backtest_twice_writes_byte_identical_json_and_is_listed(glassb
             "--capital", "50000"]
     first = _glassbox(glassbox_env, *args, "--out", str(tmp_path / "a"))
     second = _glassbox(glassbox_env, *args, "--out", str(tmp_path / "b"))
-    assert first.returncode == 0, first.stderr
-    assert second.returncode == 0, second.stderr
+    assert first.returncode == 0, process_report(first)
+    assert second.returncode == 0, process_report(second)
     a, b = (tmp_path / "a" / "report.json").read_bytes(), (tmp_path / "b" / "report.json").read_bytes()
     assert a == b
     report = orjson.loads(a)
@@ -218,16 +218,16 @@ def test_the_same_backtest_twice_writes_byte_identical_json_and_is_listed(glassb
     assert "data:image/png;base64," in page and "Sharpe ratio" in page
 
     listed = _glassbox(glassbox_env, "backtest", "list")
-    assert listed.returncode == 0, listed.stderr
+    assert listed.returncode == 0, process_report(listed)
     runs = [line for line in listed.stdout.splitlines() if "regime-blend" in line]
-    assert len(runs) >= 2 and all("bundled:GOOG" in line and "2005-01-03" in line for line in runs)
+    assert len(runs) >= 2 and all("bundled:GOOG" in line and "2005-01-03" in line for line in runs), process_report(listed)
 
 
 def test_a_sharded_backtest_on_synthetic_data_twice_writes_byte_identical_json(glassbox_env, tmp_path) -> None:
     args = ["backtest", "--source", "synthetic", "--symbols", "6", "--ticks", "300", "--shards", "2",
             "--strategy", "sma-cross"]
     runs = [_glassbox(glassbox_env, *args, "--out", str(tmp_path / name)) for name in "ab"]
-    assert all(run.returncode == 0 for run in runs), runs[0].stderr + runs[1].stderr
+    assert all(run.returncode == 0 for run in runs), "\n".join(process_report(run) for run in runs)
     a, b = ((tmp_path / name / "report.json").read_bytes() for name in "ab")
     assert a == b
     report = orjson.loads(a)
@@ -249,22 +249,20 @@ def _children(pid: int) -> list[int]:
 
 def test_a_sharded_backtest_stopped_by_sigterm_stops_its_shards_and_leaves_no_keys(glassbox_env, redis_url,
                                                                                      tmp_path) -> None:
-    backtest = subprocess.Popen(
+    backtest = LoggedProcess(
         [sys.executable, "-m", "actors.system.cli", "backtest", "--source", "synthetic", "--symbols", "6", "--ticks", "100000",
          "--shards", "2", "--strategy", "sma-cross", "--run-id", "stopped", "--out", str(tmp_path)],
-        env=glassbox_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        tmp_path / "backtest.out", env=glassbox_env,
     )
-    progress = b""
-    deadline = time.monotonic() + 120
-    while b"ticks/s" not in progress:  # the shards are deciding
-        assert time.monotonic() < deadline and backtest.poll() is None, progress
-        progress += os.read(backtest.stderr.fileno(), 4096)
-    shards = _children(backtest.pid)
-    assert len(shards) >= 2
-    backtest.send_signal(signal.SIGTERM)  # as a service manager stops it: the parent only
-    assert backtest.wait(timeout=30) == 130
-    backtest.stderr.close()
-    assert not any(Path(f"/proc/{pid}").exists() for pid in shards)
+    try:
+        wait_until(lambda: "ticks/s" in backtest.output(), 300, "the shards to decide", backtest)
+        shards = _children(backtest.pid)
+        assert len(shards) >= 2, backtest.report()
+        backtest.send_signal(signal.SIGTERM)  # as a service manager stops it: the parent only
+        assert backtest.exit_code(120) == 130, backtest.report()
+    finally:
+        backtest.stop()
+    assert not any(Path(f"/proc/{pid}").exists() for pid in shards), backtest.report()
     assert not list(redis.Redis.from_url(redis_url).scan_iter(match="*backtest:stopped:*"))
 
 
@@ -277,12 +275,12 @@ def test_a_users_csv_with_a_bad_row_is_backtested_and_the_row_refused(glassbox_e
     path.write_text("\n".join(rows) + "\n")
     done = _glassbox(glassbox_env, "backtest", "--source", f"csv:{path}", "--strategy", "sma-cross",
                      "--fast", "5", "--slow", "15", "--out", str(tmp_path / "out"))
-    assert done.returncode == 0, done.stderr
+    assert done.returncode == 0, process_report(done)
     report = orjson.loads((tmp_path / "out" / "report.json").read_bytes())
     assert report["data"]["symbols"] == ["ACME"]
     assert report["data"]["rejections"] == {"bad_price": 1}
     assert report["data"]["decisions"] == len(rows) - 2
-    assert "1 ticks refused as bad input" in done.stdout
+    assert "1 ticks refused as bad input" in done.stdout, process_report(done)
 
 
 @pytest.mark.parametrize("args,message", [
@@ -296,8 +294,8 @@ def test_a_users_csv_with_a_bad_row_is_backtested_and_the_row_refused(glassbox_e
 ])
 def test_bad_options_get_one_clear_error(glassbox_env, tmp_path, args, message) -> None:
     done = _glassbox(glassbox_env, "backtest", *args, "--out", str(tmp_path))
-    assert done.returncode == 2
-    assert message in done.stderr and "Traceback" not in done.stderr
+    assert done.returncode == 2, process_report(done)
+    assert message in done.stderr and "Traceback" not in done.stderr, process_report(done)
 
 
 @pytest.mark.parametrize("shards,data", [
@@ -314,8 +312,8 @@ def test_forensics_when_asked_explain_every_decision_in_the_runs_own_schema(
     schemas_before = _schemas(database_url)
     done = _glassbox(env, "backtest", *data, "--shards", shards, "--forensics", "--run-id", f"explained-{shards}",
                      "--out", str(tmp_path))
-    assert done.returncode == 0, done.stderr
-    assert f"on {shards} shard(s)" in done.stdout
+    assert done.returncode == 0, process_report(done)
+    assert f"on {shards} shard(s)" in done.stdout, process_report(done)
     report = orjson.loads((tmp_path / "report.json").read_bytes())
     s = sql.Identifier(f"backtest_explained_{shards}")
     with psycopg.connect(database_url) as conn:
@@ -337,13 +335,13 @@ def _schemas(database_url: str) -> set[str]:
 
 def test_forensics_are_refused_for_a_strategy_without_a_model(glassbox_env, tmp_path) -> None:
     done = _glassbox(glassbox_env, "backtest", "--strategy", "sma-cross", "--forensics", "--out", str(tmp_path))
-    assert done.returncode == 2 and "has no model" in done.stderr
+    assert done.returncode == 2 and "has no model" in done.stderr, process_report(done)
 
 
 def test_a_users_own_strategy_class_is_loaded_by_name(glassbox_env, tmp_path) -> None:
     done = _glassbox(glassbox_env, "backtest", "--strategy", "tests.actors.example_strategy:BuyTheDip",
                      "--from", "2008-01-01", "--to", "2009-12-31", "--out", str(tmp_path))
-    assert done.returncode == 0, done.stderr
+    assert done.returncode == 0, process_report(done)
     report = orjson.loads((tmp_path / "report.json").read_bytes())
     assert report["parameters"]["strategy"] == {"name": "buy-the-dip"}
     assert report["metrics"]["trades"] > 5

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import sys
-import time
 
 import redis
 
@@ -14,28 +12,18 @@ from actors.application import DeskApplication, event_store_env
 from aggregates.desk import SymbolDesk
 from edge.feeds import SyntheticFeed
 from edge.tick_stream import TickKeys, TickPublisher
+from tests.process_report import LoggedProcess, wait_until
 
 SYMBOLS = [f"K{i}" for i in range(6)]
 ROUNDS = 4_000  # 24,000 ticks: several seconds of work, so the kill lands mid-stream
 
 
-
-
-def start_shard(redis_url: str, namespace: str, home) -> subprocess.Popen:
+def start_shard(redis_url: str, namespace: str, home, output) -> LoggedProcess:
     env = dict(os.environ, REDIS_URL=redis_url, GLASSBOX_HOME=str(home))
-    return subprocess.Popen(
-        [sys.executable, "-m", "actors.shard_main", "--symbols", ",".join(SYMBOLS),
-         "--namespace", namespace],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    return LoggedProcess(
+        [sys.executable, "-m", "actors.shard_main", "--symbols", ",".join(SYMBOLS), "--namespace", namespace],
+        output, env=env,
     )
-
-
-def wait_for(condition, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 def outstanding(client: redis.Redis, keys: TickKeys) -> int:
@@ -61,22 +49,21 @@ def test_sigkill_mid_stream_then_restart_decides_every_tick_exactly_once(
     TickPublisher(client, keys, SYMBOLS).publish(ticks, stamp=False)
     log_key = f"{{{namespace}glassbox:shard-0}}:log"
 
-    first = start_shard(redis_url, namespace, home)
+    first = start_shard(redis_url, namespace, home, tmp_path / "first.out")
     try:
-        wait_for(lambda: client.exists(log_key) and client.xlen(log_key) > 3_000, 120, "first decisions")
+        wait_until(lambda: client.exists(log_key) and client.xlen(log_key) > 3_000, 300, "first decisions", first)
     finally:
         first.send_signal(signal.SIGKILL)
         first.wait()
-    assert first.returncode == -signal.SIGKILL
-    assert outstanding(client, keys) > 0, "the kill came too late to land mid-stream"
+    assert first.returncode == -signal.SIGKILL, first.report()
+    assert outstanding(client, keys) > 0, f"the kill came too late to land mid-stream\n{first.report()}"
 
-    second = start_shard(redis_url, namespace, home)
+    second = start_shard(redis_url, namespace, home, tmp_path / "second.out")
     try:
-        wait_for(lambda: outstanding(client, keys) == 0, 180, "the restarted shard to catch up")
+        wait_until(lambda: outstanding(client, keys) == 0, 300, "the restarted shard to catch up", second)
     finally:
-        second.send_signal(signal.SIGTERM)
-        output, _ = second.communicate(timeout=60)
-    assert second.returncode == 0, output
+        second.stop(120)  # SIGTERM; SIGKILL (a failure below) if it has not stopped 120 s later
+    assert second.returncode == 0, second.report()
 
     app = DeskApplication(env=event_store_env(redis_url, f"{namespace}glassbox:shard-0"))
     notifications = app.recorder.select_notifications(start=None, limit=10_000_000)

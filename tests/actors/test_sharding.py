@@ -8,6 +8,7 @@ import sys
 import pytest
 
 from actors.sharding import assign_symbols, shard_of
+from tests.process_report import process_report
 
 SYMBOLS = [f"SYN{i:03d}" for i in range(100)] + ["GOOG", "EURUSD", "BTCUSD"]
 
@@ -22,8 +23,9 @@ def test_every_symbol_has_exactly_one_owner() -> None:
 def test_the_owner_is_the_same_in_another_process() -> None:
     # str hashes are salted per process; the assignment must not be.
     code = "from actors.sharding import shard_of; print([shard_of(s, 4) for s in ('GOOG', 'SYN001', 'BTCUSD')])"
-    other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert other.strip() == str([shard_of(s, 4) for s in ("GOOG", "SYN001", "BTCUSD")])
+    other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert other.returncode == 0, process_report(other)
+    assert other.stdout.strip() == str([shard_of(s, 4) for s in ("GOOG", "SYN001", "BTCUSD")]), process_report(other)
 
 
 def test_no_shards_is_refused() -> None:

@@ -4,50 +4,45 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import sys
-import time
 from collections import Counter
 
 import redis
 
 from backbone.relay import RelayPosition
 from tests.backbone.relay_support import consume_all, log_size
+from tests.process_report import LoggedProcess, wait_until
 
 
-def start_relay(redis_url: str, servers: str, store_name: str, prefix: str, home, prefix_partitions: int = 4) -> subprocess.Popen:
+def start_relay(redis_url: str, servers: str, store_name: str, prefix: str, home, output,
+                prefix_partitions: int = 4) -> LoggedProcess:
     env = {**os.environ, "REDIS_URL": redis_url, "KAFKA_BOOTSTRAP_SERVERS": servers, "GLASSBOX_HOME": str(home),
            "KAFKA_PARTITIONS": str(prefix_partitions)}
-    return subprocess.Popen(
+    return LoggedProcess(
         [sys.executable, "-m", "backbone.relay_main", "--store", store_name, "--topic-prefix", prefix,
          "--batch-size", "3"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        output, env=env,
     )
 
 
 def test_sigkill_mid_stream_then_restart_loses_nothing(redis_url, store, kafka_servers, topic_settings, tmp_path):
     head = log_size(redis_url, store)
     position = RelayPosition(redis.Redis.from_url(redis_url), store, "relay")
-    first = start_relay(redis_url, kafka_servers, store, topic_settings.prefix, tmp_path)
-    deadline = time.monotonic() + 60
-    while position.get() < 30:
-        assert first.poll() is None, first.stderr.read().decode()
-        assert time.monotonic() < deadline, "the relay made no progress"
-        time.sleep(0.002)
-    first.send_signal(signal.SIGKILL)
-    first.wait()
-    killed_at = position.get()
-    assert 0 < killed_at < head, "the relay finished before it could be killed mid-stream"
-
-    second = start_relay(redis_url, kafka_servers, store, topic_settings.prefix, tmp_path)
+    first = start_relay(redis_url, kafka_servers, store, topic_settings.prefix, tmp_path, tmp_path / "first.out")
     try:
-        while position.get() < head:
-            assert second.poll() is None, second.stderr.read().decode()
-            assert time.monotonic() < deadline, f"restarted relay stuck at {position.get()} of {head}"
-            time.sleep(0.02)
+        wait_until(lambda: position.get() >= 30, 300, "the relay's first 30 events", first, every=0.002)
     finally:
-        second.send_signal(signal.SIGTERM)
-        assert second.wait(timeout=30) == 0
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+    killed_at = position.get()
+    assert 0 < killed_at < head, f"the relay finished before it could be killed mid-stream\n{first.report()}"
+
+    second = start_relay(redis_url, kafka_servers, store, topic_settings.prefix, tmp_path, tmp_path / "second.out")
+    try:
+        wait_until(lambda: position.get() >= head, 300, f"the restarted relay to reach {head}", second, every=0.02)
+    finally:
+        second.stop(120)  # SIGTERM; SIGKILL (a failure below) if it has not stopped 120 s later
+    assert second.returncode == 0, second.report()
 
     envelopes = consume_all(kafka_servers, topic_settings, head)
     positions = Counter(e["log_position"] for e in envelopes)

@@ -5,9 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import sys
-import time
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -17,13 +15,19 @@ from pathlib import Path
 import pytest
 
 from aggregates.registry import ModelRegistry
+from tests.process_report import LoggedProcess, wait_until
+
+STATUS_TIMEOUT = 300.0
+"""Seconds ``glassbox up`` may take to start everything on a loaded machine (it has its own
+start-up timeouts per component; this only bounds a hang)."""
 
 
 @dataclass
 class UpRun:
     """One ``glassbox up`` process and where to find what it started."""
 
-    process: subprocess.Popen[str]
+    process: LoggedProcess
+    """Its output goes to a file, its components' logs to ``home/run/logs``: :meth:`report` quotes both."""
     home: Path
     env: dict[str, str]
     schema: str
@@ -32,12 +36,9 @@ class UpRun:
     def status(self) -> dict:
         return json.loads((self.home / "run" / "status.json").read_text())
 
-    def wait_for_status(self, timeout: float = 180.0) -> dict:
-        deadline = time.monotonic() + timeout
-        while not (self.home / "run" / "status.json").exists():
-            assert self.process.poll() is None, self.output()
-            assert time.monotonic() < deadline, "glassbox up wrote no status"
-            time.sleep(0.2)
+    def wait_for_status(self, timeout: float = STATUS_TIMEOUT) -> dict:
+        wait_until((self.home / "run" / "status.json").exists, timeout, "glassbox up to write its status",
+                   self.process, every=0.2)
         return self.status
 
     def api(self, path: str) -> tuple[int, dict]:
@@ -56,9 +57,12 @@ class UpRun:
             return response.read().decode()
 
     def output(self) -> str:
-        if self.process.poll() is None:
-            return "(still running)"
-        return self.process.stdout.read() if self.process.stdout else ""
+        """What ``glassbox up`` printed so far."""
+        return self.process.output()
+
+    def report(self) -> str:
+        """For assertion messages: its exit code, the end of its output and of every component's log."""
+        return self.process.report()
 
 
 @pytest.fixture
@@ -77,18 +81,13 @@ def glassbox_up(redis_url: str, kafka_servers: str, database_url: str, model_reg
                "GLASSBOX_SCHEMA": f"e2e_{run_id}", "GLASSBOX_TOPIC_PREFIX": f"e2e-{run_id}."}
         if embedded_broker:  # the supervisor starts its own, empty at every start
             env.pop("KAFKA_BOOTSTRAP_SERVERS")
-        process = subprocess.Popen([sys.executable, "-m", "actors.system.cli", "up", "--api-port", str(api_port), *args], env=env,
-                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                   start_new_session=True)  # its own process group, as a terminal gives it
+        process = LoggedProcess([sys.executable, "-m", "actors.system.cli", "up", "--api-port", str(api_port), *args],
+                                tmp_path / f"up-{run_id}-{len(runs)}.out", home / "run" / "logs", env=env,
+                                start_new_session=True)  # its own process group, as a terminal gives it
         run = UpRun(process, home, env, f"e2e_{run_id}")
         runs.append(run)
         return run
 
     yield start
     for run in runs:
-        if run.process.poll() is None:
-            run.process.terminate()
-            try:
-                run.process.wait(120)
-            except subprocess.TimeoutExpired:
-                run.process.kill()
+        run.process.stop(120)

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
 import sys
 import time
+
+from tests.process_report import LoggedProcess, wait_until
 
 PARENT = """
 import subprocess, sys, time
@@ -17,12 +17,16 @@ time.sleep(60)
 """
 
 
-def test_a_child_dies_with_its_sigkilled_parent() -> None:
-    parent = subprocess.Popen([sys.executable, "-c", PARENT], stdout=subprocess.PIPE, text=True)
-    child_pid = int(parent.stdout.readline())
-    os.kill(parent.pid, signal.SIGKILL)
-    parent.wait()
-    deadline = time.monotonic() + 10
+def test_a_child_dies_with_its_sigkilled_parent(tmp_path) -> None:
+    parent = LoggedProcess([sys.executable, "-c", PARENT], tmp_path / "parent.out")
+    try:
+        wait_until(lambda: parent.output().endswith("\n"), 120, "the parent to start its child", parent)
+    finally:
+        parent.kill()  # SIGKILL, as before; a no-op for a parent that already exited
+        parent.wait()
+    assert parent.output().strip().isdigit(), parent.report()
+    child_pid = int(parent.output())
+    deadline = time.monotonic() + 60
     while True:
         try:
             os.kill(child_pid, 0)

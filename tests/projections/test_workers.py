@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import sys
 import time
 from collections import Counter
@@ -30,6 +29,7 @@ from projections.migrate import apply_migrations
 from projections.read_models import ArchiveProjection, DecisionsProjection
 from projections.worker import Projection, ProjectionWorker, WorkerSettings
 from tests.backbone.relay_support import feature_names, log_size, relay_until_caught_up
+from tests.process_report import LoggedProcess, wait_until
 
 
 def count(database_url: str, schema: str, query: str) -> int:
@@ -37,7 +37,7 @@ def count(database_url: str, schema: str, query: str) -> int:
         return conn.execute(sql.SQL(query).format(s=sql.Identifier(schema))).fetchone()[0]
 
 
-def run_workers(workers: list[ProjectionWorker], done, timeout: float = 60.0) -> None:
+def run_workers(workers: list[ProjectionWorker], done, timeout: float = 300.0) -> None:
     async def drive() -> None:
         for w in workers:
             await w.start()
@@ -201,33 +201,29 @@ def test_sigkill_of_a_worker_mid_stream_then_restart_gives_every_row_once(
     command = [sys.executable, "-m", "projections.worker_main", "--projection", "archive", "--schema", schema,
                "--topic-prefix", topic_settings.prefix, "--max-records", "7"]
     archived = lambda: count(database_url, schema, "SELECT count(*) FROM {s}.event_archive")  # noqa: E731
-    deadline = time.monotonic() + 60
     # Kill it mid-stream for certain, not by racing it: the insert of the log's last event waits on an
     # advisory lock this test holds, so the worker is stuck inside an uncommitted batch when it dies.
     with psycopg.connect(database_url, autocommit=True) as gate:
         _stall_insert_of(gate, schema, log_position=head)
-        first = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        while not _someone_waits_on(gate, STALL_LOCK):
-            assert first.poll() is None, first.stderr.read().decode()
-            assert time.monotonic() < deadline, f"the worker never reached the last event ({archived()} of {head})"
-            time.sleep(0.01)
-        first.send_signal(signal.SIGKILL)
-        first.wait()
+        first = LoggedProcess(command, tmp_path / "first.out", env=env)
+        try:
+            wait_until(lambda: _someone_waits_on(gate, STALL_LOCK), 300, "the worker to reach the last event",
+                       first, every=0.01)
+        finally:
+            first.send_signal(signal.SIGKILL)
+            first.wait()
         gate.execute(sql.SQL("DROP TRIGGER stall ON {}.event_archive").format(sql.Identifier(schema)))
         gate.execute("SELECT pg_advisory_unlock(%s)", (STALL_LOCK,))
-    assert 0 < archived() < head, "the killed worker should have committed some batches, not all"
+    assert 0 < archived() < head, f"the killed worker should have committed some batches, not all\n{first.report()}"
 
-    second = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    second = LoggedProcess(command, tmp_path / "second.out", env=env)
     try:
-        while archived() < head:
-            assert second.poll() is None, second.stderr.read().decode()
-            assert time.monotonic() < deadline, f"restarted worker stuck at {archived()} of {head}"
-            time.sleep(0.05)
+        wait_until(lambda: archived() >= head, 300, f"the restarted worker to archive all {head} events", second)
         time.sleep(1.0)  # anything still to come would be a duplicate
     finally:
-        second.send_signal(signal.SIGTERM)
-        assert second.wait(timeout=30) == 0
-    assert archived() == head
+        second.stop(120)  # SIGTERM; SIGKILL (a failure below) if it has not stopped 120 s later
+    assert second.returncode == 0, second.report()
+    assert archived() == head, second.report()
     assert count(database_url, schema, "SELECT count(DISTINCT log_position) FROM {s}.event_archive") == head
 
 
