@@ -34,6 +34,7 @@ from glassbox import Settings
 from projections.checksums import REBUILT_TABLES, table_checksums
 from projections.forensics import ExplainerCache
 from projections.forensics_projection import ForensicsProjection
+from projections.offsets import forget_offsets
 from projections.read_models import DecisionsProjection
 from projections.worker import ProjectionWorker, WorkerSettings
 
@@ -93,9 +94,7 @@ def rebuild_read_models(
     report.events = project_stores(redis_url, kafka_servers, database_url, schema, stores, registry,
                                    rebuild_topics, f"rebuild-{run}", progress, idle_checks)
     report.seconds = time.perf_counter() - started
-    with psycopg.connect(database_url, autocommit=True) as conn:  # the rebuild's offsets mean nothing later
-        conn.execute(sql.SQL("DELETE FROM {}.projection_tracking WHERE topic LIKE %s").format(
-            sql.Identifier(schema)), (rebuild_topics.prefix.replace("_", "\\_") + "%",))
+    forget_offsets(database_url, schema, rebuild_topics.prefix)  # the rebuild's offsets mean nothing later
     report.after = table_checksums(database_url, schema)
     return report
 
