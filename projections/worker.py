@@ -212,6 +212,10 @@ class ProjectionWorker:
         self._started = False
         self._producer: AIOKafkaProducer | None = None
         self._conn: psycopg.AsyncConnection[Any] | None = None
+        self._conn_lock = asyncio.Lock()
+        """Held while ``_conn`` is in use: the rebalance listener (seeking to stored offsets) runs in
+        aiokafka's coordinator task, beside :meth:`step`; two tasks' transactions on one connection
+        nest and then end out of order (psycopg's ``OutOfOrderTransactionNesting``)."""
         self._attempts: dict[tuple[str, int, int], int] = {}
         self._dead_lettered: set[tuple[str, int, int, int | None]] = set()
         """Dead-lettered but not yet behind a stored offset: a redone batch must not send them twice."""
@@ -222,6 +226,7 @@ class ProjectionWorker:
         # consumer's metadata request would give them its own partition count.
         await ensure_topics(self._bootstrap, glassbox_topics(self._topics, [self.projection.group]))
         self._conn = await psycopg.AsyncConnection.connect(self._database_url, autocommit=True)
+        self._conn_lock = asyncio.Lock()  # of this start's event loop
         use_orjson(self._conn)
         self._producer = AIOKafkaProducer(bootstrap_servers=self._bootstrap, acks="all", enable_idempotence=False)
         await self._producer.start()
@@ -289,7 +294,7 @@ class ProjectionWorker:
         items = await self._prepared(messages)
         if items is None:
             return 0  # a message is waiting out its backoff: the batch is redone from stored offsets
-        async with conn.transaction():
+        async with self._conn_lock, conn.transaction():
             await self.projection.write(conn, self._schema, items)
             await self._store_offsets(conn, messages)
         self._dead_lettered.clear()
@@ -324,7 +329,8 @@ class ProjectionWorker:
                     await self._dead_letter(message, poison, index, item)
         conn = self._conn
         if found and conn is not None:
-            skip = await self.projection.already_written(conn, self._schema, [e for _, _, e in found])
+            async with self._conn_lock:
+                skip = await self.projection.already_written(conn, self._schema, [e for _, _, e in found])
             found = [f for i, f in enumerate(found) if i not in skip]
         try:
             return self.projection.prepare([envelope for _, _, envelope in found])
@@ -391,7 +397,7 @@ class ProjectionWorker:
         query = sql.SQL(
             "SELECT topic, partition, next_offset FROM {}.projection_tracking WHERE consumer_group = %s"
         ).format(sql.Identifier(self._schema))
-        async with conn.transaction():
+        async with self._conn_lock, conn.transaction():
             cur = await conn.execute(query, (self._group,))
             rows = await cur.fetchall()
         wanted = {(tp.topic, tp.partition) for tp in partitions}

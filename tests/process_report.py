@@ -22,7 +22,7 @@ from pathlib import Path
 
 from edge.child_process import log_tail
 
-__all__ = ["LoggedProcess", "process_report", "wait_until"]
+__all__ = ["LoggedProcess", "process_report", "run", "wait_until"]
 
 OUTPUT_LINES = 60
 """Lines of a process's own output (each of stdout and stderr) a report ends with."""
@@ -45,7 +45,8 @@ def process_report(
     argv = process.args if isinstance(process.args, (list, tuple)) else [process.args]
     lines = [f"command: {' '.join(str(a) for a in argv)}"]
     if isinstance(process, subprocess.CompletedProcess):
-        lines.append(f"exit code {process.returncode}")
+        code = process.returncode
+        lines.append(f"exit code {code}" if isinstance(code, int) else str(code))
         lines += _section("stdout", _tail(process.stdout))
         lines += _section("stderr", _tail(process.stderr))
     else:
@@ -56,6 +57,16 @@ def process_report(
     for log in logs:
         lines += _section(f"log {log}", log_tail(log, LOG_LINES))
     return "\n".join(lines)
+
+
+def run(args: Sequence[str], timeout: float, **popen: object) -> subprocess.CompletedProcess[str]:
+    """``subprocess.run`` capturing text output; AssertionError with the output so far after ``timeout`` s."""
+    try:
+        return subprocess.run(list(args), capture_output=True, text=True, timeout=timeout,  # type: ignore[call-overload]
+                              check=False, **popen)
+    except subprocess.TimeoutExpired as expired:
+        unfinished = subprocess.CompletedProcess(expired.cmd, "(killed: still running)", expired.stdout, expired.stderr)
+        raise AssertionError(f"still running {timeout:g} s later\n{process_report(unfinished)}") from None
 
 
 class LoggedProcess(subprocess.Popen[bytes]):

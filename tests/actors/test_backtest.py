@@ -27,7 +27,7 @@ from edge.tick_stream import TickPublisher
 from perf.reference import ReferenceSmaCross
 from aggregates.performance import performance
 from tests.actors.hot_path_support import make_hot_path, wait_until_decided
-from tests.process_report import LoggedProcess, process_report, wait_until
+from tests.process_report import LoggedProcess, process_report, run, wait_until
 
 GOOG_2005_2012 = (date(2005, 1, 1), date(2012, 12, 31))
 
@@ -195,8 +195,7 @@ def glassbox_env(tmp_path: Path, redis_url: str, model_registry) -> dict[str, st
 
 
 def _glassbox(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "actors.system.cli", *args], env=env, capture_output=True, text=True,
-                          timeout=600)
+    return run([sys.executable, "-m", "actors.system.cli", *args], 600, env=env)
 
 
 def test_the_same_backtest_twice_writes_byte_identical_json_and_is_listed(glassbox_env, tmp_path) -> None:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import subprocess
 import sys
 
 import pytest
 
 from actors.sharding import assign_symbols, shard_of
-from tests.process_report import process_report
+from tests.process_report import process_report, run
 
 SYMBOLS = [f"SYN{i:03d}" for i in range(100)] + ["GOOG", "EURUSD", "BTCUSD"]
 
@@ -23,7 +22,7 @@ def test_every_symbol_has_exactly_one_owner() -> None:
 def test_the_owner_is_the_same_in_another_process() -> None:
     # str hashes are salted per process; the assignment must not be.
     code = "from actors.sharding import shard_of; print([shard_of(s, 4) for s in ('GOOG', 'SYN001', 'BTCUSD')])"
-    other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    other = run([sys.executable, "-c", code], 120)
     assert other.returncode == 0, process_report(other)
     assert other.stdout.strip() == str([shard_of(s, 4) for s in ("GOOG", "SYN001", "BTCUSD")]), process_report(other)
 

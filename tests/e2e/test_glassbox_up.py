@@ -14,6 +14,7 @@ import socket
 import time
 
 import psycopg
+import pytest
 import redis
 from eventsourcing.application import Application
 from psycopg import sql
@@ -22,6 +23,9 @@ from actors.application import event_store_env
 from edge.feeds import BUNDLED_SYMBOLS
 from edge.tick_stream import TickKeys
 from tests.process_report import wait_until
+
+pytestmark = pytest.mark.timeout(1_200)
+"""Above the waits below (minutes on a loaded machine), so a hang ends in their report, not pytest-timeout's."""
 
 PROGRESS_TIMEOUT = 300.0
 """Seconds a running system may take to show the progress a test waits for, on a loaded machine."""

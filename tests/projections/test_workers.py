@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import sys
@@ -11,7 +12,7 @@ from collections import Counter
 import orjson
 import psycopg
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from psycopg import sql
 
 from backbone.broker import run_coroutine
@@ -224,6 +225,47 @@ def test_sigkill_of_a_worker_mid_stream_then_restart_gives_every_row_once(
         second.stop(120)  # SIGTERM; SIGKILL (a failure below) if it has not stopped 120 s later
     assert second.returncode == 0, second.report()
     assert archived() == head, second.report()
+    assert count(database_url, schema, "SELECT count(DISTINCT log_position) FROM {s}.event_archive") == head
+
+
+def test_seeking_to_stored_offsets_during_a_batch_waits_for_its_transaction(
+    redis_url, store, kafka_servers, topic_settings, database_url, migrated
+):
+    # A rebalance runs the worker's listener (seek_to_stored) in aiokafka's coordinator task, while
+    # step() may be inside its transaction on the same connection; on a slow database that is likely.
+    # Both must finish, the batch committed once.
+    schema = migrated
+    head = log_size(redis_url, store)
+    relay_until_caught_up(Relay(redis_url, store, kafka_servers, topic_settings, feature_names,
+                                RelaySettings(pack_max_events=1)))
+    [worker] = workers_for([ArchiveProjection()], kafka_servers, database_url, schema, topic_settings)
+    archived = lambda: count(database_url, schema, "SELECT count(*) FROM {s}.event_archive")  # noqa: E731
+    partitions = [TopicPartition(topic_settings.name(t), p) for t in ArchiveProjection.topics
+                  for p in range(topic_settings.partitions)]
+
+    async def drive(gate: psycopg.Connection) -> None:
+        await worker.start()
+        try:
+            async def step_until_archived() -> None:
+                while await asyncio.to_thread(archived) < head:
+                    await worker.step()
+
+            stepping = asyncio.ensure_future(step_until_archived())
+            deadline = time.monotonic() + 300
+            while not await asyncio.to_thread(_someone_waits_on, gate, STALL_LOCK):  # stuck in its transaction
+                assert not stepping.done() and time.monotonic() < deadline, f"{await asyncio.to_thread(archived)} of {head}"
+                await asyncio.sleep(0.05)
+            seeking = asyncio.ensure_future(worker.seek_to_stored(partitions))  # as the listener does
+            await asyncio.sleep(0.5)
+            await asyncio.to_thread(gate.execute, "SELECT pg_advisory_unlock(%s)", (STALL_LOCK,))
+            await asyncio.wait_for(asyncio.gather(stepping, seeking), 300)
+        finally:
+            await worker.stop()
+
+    with psycopg.connect(database_url, autocommit=True) as gate:
+        _stall_insert_of(gate, schema, log_position=head)
+        run_coroutine(drive(gate))
+    assert archived() == head
     assert count(database_url, schema, "SELECT count(DISTINCT log_position) FROM {s}.event_archive") == head
 
 
