@@ -91,13 +91,15 @@ def test_starts_a_cluster_in_its_data_dir_then_reuses_it(pg_dir: Path) -> None:
             ).fetchone()
             conn.execute("CREATE TABLE kept (note text)")
             conn.execute("INSERT INTO kept VALUES ('written before the restart')")
+            # Read while the connection is open: its backend process ends with it.
+            backend_uid = os.stat(f"/proc/{row[2]}").st_uid
         user, database, backend_pid, fsync, listen, socket_dir, pgdata, encoding = row
         assert (user, database, fsync, listen, encoding) == (
             "glassbox", "glassbox", "on", "127.0.0.1", "UTF8",
         )  # fmt: skip
         assert socket_dir == pgdata == str(data_dir.resolve())
         # The server runs as the unprivileged user when we are root.
-        assert os.stat(f"/proc/{backend_pid}").st_uid == _server_uid()
+        assert backend_uid == _server_uid()
     info = data_dir.stat()
     assert stat.S_IMODE(info.st_mode) == 0o700
     assert info.st_uid == _server_uid()
