@@ -45,8 +45,7 @@ def process_report(
     argv = process.args if isinstance(process.args, (list, tuple)) else [process.args]
     lines = [f"command: {' '.join(str(a) for a in argv)}"]
     if isinstance(process, subprocess.CompletedProcess):
-        code = process.returncode
-        lines.append(f"exit code {code}" if isinstance(code, int) else str(code))
+        lines.append(f"exit code {process.returncode}")
         lines += _section("stdout", _tail(process.stdout))
         lines += _section("stderr", _tail(process.stderr))
     else:
@@ -64,9 +63,9 @@ def run(args: Sequence[str], timeout: float, **popen: object) -> subprocess.Comp
     try:
         return subprocess.run(list(args), capture_output=True, text=True, timeout=timeout,  # type: ignore[call-overload]
                               check=False, **popen)
-    except subprocess.TimeoutExpired as expired:
-        unfinished = subprocess.CompletedProcess(expired.cmd, "(killed: still running)", expired.stdout, expired.stderr)
-        raise AssertionError(f"still running {timeout:g} s later\n{process_report(unfinished)}") from None
+    except subprocess.TimeoutExpired as expired:  # subprocess.run has SIGKILLed it
+        killed = subprocess.CompletedProcess(expired.cmd, -9, expired.stdout, expired.stderr)
+        raise AssertionError(f"still running {timeout:g} s later (killed)\n{process_report(killed)}") from None
 
 
 class LoggedProcess(subprocess.Popen[bytes]):
