@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING
 
 import psycopg
 import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis.database import DirectoryBasedExampleDatabase
 import redis
 from psycopg import sql
 
@@ -33,6 +35,18 @@ from tests.actors.hot_path_support import (
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
+
+# Property-based tests run against the real services, so each example costs real round trips:
+# a bounded number of examples, no per-example deadline (shared machines are noisy), and the
+# failing examples kept in the repository (tests/hypothesis-examples) so a found case stays found.
+settings.register_profile(
+    "glassbox",
+    max_examples=int(os.environ.get("GLASSBOX_HYPOTHESIS_EXAMPLES", "60")),
+    deadline=None,
+    database=DirectoryBasedExampleDatabase(str(Path(__file__).parent / "hypothesis-examples")),
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+settings.load_profile("glassbox")
 
 
 @pytest.fixture(scope="session")
