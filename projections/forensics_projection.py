@@ -26,7 +26,7 @@ from projections.forensics import (
     explain_batch,
 )
 from projections.groups import PROJECTION_TOPICS
-from projections.read_models import DECISION, FILLS, event_time, fill_of
+from projections.read_models import DECISION, FILLS, check_trading_event, event_time, fill_of
 from projections.worker import Envelope, PoisonMessage, Projection
 
 __all__ = ["ForensicsProjection"]
@@ -66,6 +66,10 @@ class ForensicsProjection(Projection):
                 sql.Identifier(schema)), (list(ids),))
         return {ids[row[0]] for row in await cursor.fetchall()}
 
+    def validate(self, envelope: Envelope) -> None:
+        """A decision or fill whose fields the record cannot hold is dead-lettered before any SHAP work."""
+        check_trading_event(envelope)
+
     def prepare(self, envelopes: Sequence[Envelope]) -> list[Any]:
         by_version: dict[str, list[int]] = defaultdict(list)
         for i, e in enumerate(envelopes):
@@ -84,14 +88,9 @@ class ForensicsProjection(Projection):
                 raise PoisonMessage("bad_decision", f"cannot explain: {error!r}", permanent=True) from error
             explained.update(zip(indexes, results))
         return [
-            _Record(e, explained.get(i))
+            _Record(e, explained.get(i)) if e["event_type"] == DECISION or e["event_type"] in FILLS else None
             for i, e in enumerate(envelopes)
-            if e["event_type"] == DECISION or e["event_type"] in FILLS
         ]
-
-    def prepare_one(self, envelope: Envelope) -> Any:
-        prepared = self.prepare([envelope])
-        return prepared[0] if prepared else None
 
     async def write(self, conn: psycopg.AsyncConnection[Any], schema: str, items: Sequence[Any]) -> None:
         s = sql.Identifier(schema)

@@ -142,11 +142,12 @@ class EmbeddedPostgres(EmbeddedServer):
     stop_timeout: ClassVar[float] = 60.0  # a fast shutdown still writes a checkpoint
 
     def __init__(
-        self, data_dir: Path, settings: PostgresServerSettings | None = None
+        self, data_dir: Path, settings: PostgresServerSettings | None = None, port: int | None = None
     ) -> None:
+        """``port``: listen there (tried once, as clients expect it there) instead of on a free port."""
         self._settings = settings or PostgresServerSettings()
         super().__init__(
-            data_dir, startup_timeout=self._settings.startup_timeout, niceness=self._settings.niceness
+            data_dir, startup_timeout=self._settings.startup_timeout, niceness=self._settings.niceness, port=port
         )
         self._account: _Account | None = None
 

@@ -14,10 +14,11 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
+from projections.body_checks import check_decision, check_event_fields, check_fill
 from projections.groups import PROJECTION_TOPICS
 from projections.worker import Envelope, Projection
 
-__all__ = ["ArchiveProjection", "DecisionsProjection", "event_time"]
+__all__ = ["ArchiveProjection", "DecisionsProjection", "check_trading_event", "event_time", "fill_of"]
 
 DECISION = "Trading.Decision.Taken.v1"
 FILLS = ("Trading.Order.Filled.v1", "Trading.Order.Filled.v2")
@@ -33,6 +34,10 @@ class ArchiveProjection(Projection):
 
     group = "archive"
     topics = PROJECTION_TOPICS[group]
+
+    def validate(self, envelope: Envelope) -> None:
+        """Every column of the archive row from a field of the right type and range."""
+        check_event_fields(envelope)
 
     async def write(self, conn: psycopg.AsyncConnection[Any], schema: str, items: Sequence[Envelope]) -> None:
         query = sql.SQL(
@@ -54,6 +59,10 @@ class DecisionsProjection(Projection):
 
     group = "read-models"
     topics = PROJECTION_TOPICS[group]
+
+    def validate(self, envelope: Envelope) -> None:
+        """A decision or fill whose fields the rows cannot hold is dead-lettered with the field named."""
+        check_trading_event(envelope)
 
     async def write(self, conn: psycopg.AsyncConnection[Any], schema: str, items: Sequence[Envelope]) -> None:
         s = sql.Identifier(schema)
@@ -95,6 +104,14 @@ class DecisionsProjection(Projection):
                         f["symbol"], f["position_after"], -signed * f["price"] - f.get("commission", 0.0), f["price"], at, e["log_position"],
                     ))
                     await cur.execute(attach_fill, (Jsonb(fill_of(e)), at, f["decision_id"]))
+
+
+def check_trading_event(envelope: Envelope) -> None:
+    """Check a decision's or a fill's fields (other events pass); raises ``PoisonMessage``."""
+    if envelope["event_type"] == DECISION:
+        check_decision(envelope)
+    elif envelope["event_type"] in FILLS:
+        check_fill(envelope)
 
 
 def fill_of(envelope: Envelope) -> dict[str, Any]:

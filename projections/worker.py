@@ -9,17 +9,35 @@ and the rows of a batch either all exist with its offsets or none do. Rows
 are keyed by event or decision id, so an event the relay sent twice is
 written once (exactly-once effect).
 
-A message that cannot be processed is retried with exponential backoff a
-bounded number of times, then goes to the group's dead-letter topic with its
-reason (acknowledged by the broker before the offset moves past it), and the
-next messages carry on. A message that can never succeed (undecodable, an
-unknown envelope schema) skips the retries.
+No record can stop the group. Every error raised while decoding, checking,
+preparing or writing a record's rows is classified (:mod:`projections.failures`):
+
+- about the record (undecodable, an unknown schema, a body that fails
+  :meth:`Projection.validate`, a ``KeyError`` in :meth:`Projection.prepare`,
+  a value PostgreSQL refuses): that record is dead-lettered with the error as
+  its reason and the rest of the batch is written. A refused write is
+  narrowed down by bisection: the batch is written in savepoints, a failing
+  half is split again until the single bad record is found.
+- transient (a lost connection, a deadlock, a serialisation failure, an
+  administrator's shutdown, a broker timeout): nothing is dead-lettered; the
+  batch is redone from the stored offsets after a capped backoff. A lost
+  PostgreSQL is logged once ("PostgreSQL unreachable at <url> ...; retrying"),
+  reconnected with capped backoff and logged once when back; the process stays up.
+
+An unknown model version is retried a bounded number of times with
+exponential backoff first (the registry may still be receiving it).
+
+Dead letters are written exactly once: they are rows of ``dead_letters``,
+committed with the batch's offsets, and ``dlq.<group>`` is published from
+that table as an outbox that reads the topic's tail back before re-sending
+after a crash (:mod:`projections.dead_letters` says how).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
@@ -32,6 +50,7 @@ from aiokafka import (
     ConsumerRebalanceListener,
     TopicPartition,
 )
+from aiokafka.errors import KafkaError
 from psycopg import sql
 
 from backbone.envelope import ENVELOPE_SCHEMA_VERSION, unpack
@@ -41,7 +60,9 @@ from backbone.topics import (
     ensure_topics,
     glassbox_topics,
 )
-from glassbox import GlassboxError
+from glassbox import redact_url
+from projections.dead_letters import DeadLetter, DeadLetterOutbox
+from projections.failures import PoisonMessage, describe, is_transient, reason_of
 from projections.pg_json import use_orjson
 
 __all__ = [
@@ -59,19 +80,6 @@ log = logging.getLogger(__name__)
 
 Envelope = Mapping[str, Any]
 _REQUIRED = ("event_id", "event_type", "schema_version", "log_position", "symbol", "timestamp_ns")
-
-
-class PoisonMessage(GlassboxError):
-    """A message this projection cannot process; ``reason`` is a short code, the message says why.
-
-    ``permanent`` ones (undecodable, unknown schema) go to the dead-letter
-    topic at once; others are retried first.
-    """
-
-    def __init__(self, reason: str, detail: str, permanent: bool = False) -> None:
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
-        self.permanent = permanent
 
 
 def decode_envelopes(value: bytes | None) -> list[Any]:
@@ -105,18 +113,24 @@ def check_envelope(item: object) -> Envelope:
 
 
 class Projection(ABC):
-    """Turns envelopes into rows. Two methods: one may compute, one writes.
+    """Turns envelopes into rows. One abstract method (:meth:`write`) and hooks around it.
 
+    :meth:`validate` checks one envelope's fields cheaply and raises
+    :class:`PoisonMessage` for one this projection cannot write;
     :meth:`prepare` runs outside the transaction (CPU work such as SHAP) and
-    raises :class:`PoisonMessage` for a message it cannot handle;
-    :meth:`write` writes prepared rows in the worker's transaction and must
-    be idempotent (the same event written twice leaves one row).
+    gives one item per envelope (None: nothing to write); :meth:`write`
+    writes prepared items in the worker's transaction and must be idempotent
+    (the same event written twice leaves one row). An error any of them
+    raises about a record dead-letters that record (see the module docstring).
     """
 
     group: str
     """The consumer group; also names the dead-letter topic."""
     topics: tuple[str, ...]
     """Topics it reads, before any prefix."""
+
+    def validate(self, envelope: Envelope) -> None:
+        """Raise :class:`PoisonMessage` if ``envelope`` cannot become rows (default: every one can)."""
 
     async def already_written(
         self, conn: psycopg.AsyncConnection[Any], schema: str, envelopes: Sequence[Envelope]
@@ -129,7 +143,7 @@ class Projection(ABC):
         return set()
 
     def prepare(self, envelopes: Sequence[Envelope]) -> list[Any]:
-        """Prepared items for ``envelopes`` (default: the envelopes themselves)."""
+        """One item per envelope, in order, None where there is nothing to write (default: the envelopes)."""
         return list(envelopes)
 
     def prepare_one(self, envelope: Envelope) -> Any:
@@ -138,7 +152,7 @@ class Projection(ABC):
 
     @abstractmethod
     async def write(self, conn: psycopg.AsyncConnection[Any], schema: str, items: Sequence[Any]) -> None:
-        """Write ``items`` (from :meth:`prepare`) inside the open transaction of ``conn``."""
+        """Write ``items`` (from :meth:`prepare`, never None) inside the open transaction of ``conn``."""
 
 
 @dataclass(frozen=True)
@@ -152,8 +166,13 @@ class WorkerSettings:
     max_retries: int = 3
     backoff_base: float = 0.05
     backoff_cap: float = 2.0
+    reconnect_base: float = 0.5
+    """First wait before reconnecting to a PostgreSQL that went away; doubled up to ``reconnect_cap``."""
+    reconnect_cap: float = 5.0
 
     def __post_init__(self) -> None:
+        if self.reconnect_base <= 0 or self.reconnect_cap < self.reconnect_base:
+            raise ValueError(f"worker settings out of range: {self}")
         if self.fetch_max_wait_ms < 10:
             raise ValueError("fetch_max_wait_ms must be at least 10 (the embedded broker stalls below that)")
         if self.max_records < 1 or self.max_retries < 0 or self.backoff_base <= 0:
@@ -161,7 +180,11 @@ class WorkerSettings:
 
     def backoff(self, attempt: int) -> float:
         """Seconds to wait before retry ``attempt`` (1, 2, ...)."""
-        return min(self.backoff_cap, self.backoff_base * 2 ** (attempt - 1))
+        return min(self.backoff_cap, self.backoff_base * 2 ** (min(attempt, 60) - 1))
+
+    def reconnect_delay(self, attempt: int) -> float:
+        """Seconds to wait before reconnect ``attempt`` (1, 2, ...) to PostgreSQL."""
+        return min(self.reconnect_cap, self.reconnect_base * 2 ** (min(attempt, 60) - 1))
 
 
 @dataclass
@@ -185,7 +208,20 @@ class _SeekToStoredOffsets(ConsumerRebalanceListener):
         return None
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
-        await self._worker.seek_to_stored(list(assigned))
+        await self._worker.on_assigned(list(assigned))
+
+
+
+
+@dataclass(frozen=True)
+class _Origin:
+    """Where an envelope came from: its record and its index in the record's pack."""
+
+    message: Any
+    index: int
+    envelope: Envelope
+    alone: bool
+    """The only envelope of its record (then its dead letter carries the record's own bytes)."""
 
 
 class ProjectionWorker:
@@ -208,6 +244,8 @@ class ProjectionWorker:
         self._schema = schema
         self._topics = topics
         self._group = topics.name(projection.group)
+        self._outbox = DeadLetterOutbox(
+            schema, self._group, topics.name(dead_letter_topic(projection.group)), bootstrap_servers)
         self._consumer: AIOKafkaConsumer | None = None
         self._started = False
         self._producer: AIOKafkaProducer | None = None
@@ -216,18 +254,24 @@ class ProjectionWorker:
         """Held while ``_conn`` is in use: the rebalance listener (seeking to stored offsets) runs in
         aiokafka's coordinator task, beside :meth:`step`; two tasks' transactions on one connection
         nest and then end out of order (psycopg's ``OutOfOrderTransactionNesting``)."""
-        self._attempts: dict[tuple[str, int, int], int] = {}
-        self._dead_lettered: set[tuple[str, int, int, int | None]] = set()
-        """Dead-lettered but not yet behind a stored offset: a redone batch must not send them twice."""
+        self._attempts: dict[tuple[str, int, int, int], int] = {}
+        self._reseek = False
+        """The consumer's positions may be past what is stored: seek to the stored offsets before fetching."""
+        self._transient_failures = 0
+        self._postgres_down_since: float | None = None
+        self._reconnect_attempts = 0
+        self._next_reconnect = 0.0
+        self._publish_pending = True
+        """Dead letters may be waiting in the outbox (at start: from a crashed predecessor)."""
+        self._next_publish = 0.0
 
     async def start(self) -> None:
-        """Connect to PostgreSQL and the broker, join the group (seeking to stored offsets)."""
+        """Join the group and connect to PostgreSQL (a PostgreSQL that is down is waited for in :meth:`step`)."""
         # Create the topics before subscribing: a broker that auto-creates them on a
         # consumer's metadata request would give them its own partition count.
         await ensure_topics(self._bootstrap, glassbox_topics(self._topics, [self.projection.group]))
-        self._conn = await psycopg.AsyncConnection.connect(self._database_url, autocommit=True)
         self._conn_lock = asyncio.Lock()  # of this start's event loop
-        use_orjson(self._conn)
+        await self._connect()
         self._producer = AIOKafkaProducer(bootstrap_servers=self._bootstrap, acks="all", enable_idempotence=False)
         await self._producer.start()
         self._consumer = AIOKafkaConsumer(
@@ -246,7 +290,7 @@ class ProjectionWorker:
 
     @property
     def started(self) -> bool:
-        """Connected and subscribed (:meth:`start` has returned, :meth:`stop` not yet called)."""
+        """Subscribed (:meth:`start` has returned, :meth:`stop` not yet called)."""
         return self._started
 
     async def stop(self) -> None:
@@ -254,6 +298,7 @@ class ProjectionWorker:
         for closing in (self._consumer, self._producer):
             if closing is not None:
                 await closing.stop()
+        await self._outbox.close()
         if self._conn is not None:
             await self._conn.close()
         self._consumer = self._producer = self._conn = None
@@ -274,9 +319,9 @@ class ProjectionWorker:
         False before the group has assigned it anything. The embedded broker's end offsets can
         lag just-produced messages a little: callers wanting certainty ask several times.
         """
-        consumer, _ = self._require()
+        consumer = self._require()
         assigned = list(consumer.assignment())
-        if not assigned:
+        if not assigned or self._reseek or self._conn is None:
             return False
         ends = await consumer.end_offsets(assigned)
         for partition in assigned:
@@ -285,27 +330,40 @@ class ProjectionWorker:
         return True
 
     async def step(self) -> int:
-        """Process one fetched batch; return how many messages it covered (processed or dead-lettered)."""
-        consumer, conn = self._require()
+        """Process one fetched batch; return how many messages it covered (processed or dead-lettered).
+
+        Never raises for a record or a transient failure: a bad record is dead-lettered, a
+        transient failure is logged and the batch redone from the stored offsets after a backoff.
+        """
+        consumer = self._require()
+        if not await self._ready():
+            return 0
         fetched = await consumer.getmany(timeout_ms=self.settings.poll_timeout_ms, max_records=self.settings.max_records)
         messages = [m for batch in fetched.values() for m in batch]
-        if not messages:
+        if self._reseek:
+            return 0  # a rebalance could not seek (PostgreSQL went away): these may be from the wrong offsets
+        try:
+            covered = await self._process(messages) if messages else 0
+            await self._publish_dead_letters()
+        except Exception as error:  # noqa: BLE001 - classified: records were dealt with in _process
+            await self._on_failure(error, messages)
             return 0
-        items = await self._prepared(messages)
-        if items is None:
-            return 0  # a message is waiting out its backoff: the batch is redone from stored offsets
-        async with self._conn_lock, conn.transaction():
-            await self.projection.write(conn, self._schema, items)
-            await self._store_offsets(conn, messages)
-        self._dead_lettered.clear()
-        self.metrics.batches_total += 1
-        self.metrics.processed_total += len(items)
-        self.metrics.messages_total += len(messages)
-        return len(messages)
+        self._transient_failures = 0
+        return covered
+
+    async def on_assigned(self, partitions: list[TopicPartition]) -> None:
+        """Seek newly assigned partitions to their stored offsets, or seek later if PostgreSQL is away."""
+        try:
+            await self.seek_to_stored(partitions)
+        except Exception as error:  # noqa: BLE001 - aiokafka's coordinator must not see it
+            log.debug("%s: seeking after a rebalance failed (%s); seeking before the next fetch", self._group, error)
+            self._reseek = True
 
     async def seek_to_stored(self, partitions: list[TopicPartition]) -> None:
         """Position the consumer at the offsets stored with the rows (or the beginning)."""
-        consumer, conn = self._require()
+        consumer, conn = self._require(), self._conn
+        if conn is None:
+            raise psycopg.OperationalError("not connected to PostgreSQL")
         stored = await self._stored_offsets(conn, partitions)
         for tp in partitions:
             offset = stored.get((tp.topic, tp.partition))
@@ -314,70 +372,200 @@ class ProjectionWorker:
             else:
                 consumer.seek(tp, offset)
 
-    async def _prepared(self, messages: list[Any]) -> list[Any] | None:
-        found: list[tuple[Any, int, Envelope]] = []  # (message, index in its pack, envelope)
+    # -- PostgreSQL comes and goes -------------------------------------------------
+
+    async def _connect(self) -> bool:
+        try:
+            conn = await psycopg.AsyncConnection.connect(self._database_url, autocommit=True)
+        except psycopg.OperationalError as error:
+            self._postgres_lost(error)
+            return False
+        use_orjson(conn)
+        self._conn = conn
+        if self._postgres_down_since is not None:
+            log.warning("%s: PostgreSQL is back at %s after %.1f s; resuming from the stored offsets",
+                        self._group, redact_url(self._database_url), time.monotonic() - self._postgres_down_since)
+        self._postgres_down_since = None
+        self._reconnect_attempts = 0
+        self._reseek = True
+        return True
+
+    def _postgres_lost(self, error: BaseException) -> None:
+        """Forget the connection; say so once per outage; schedule the next reconnect."""
+        if self._postgres_down_since is None:
+            self._postgres_down_since = time.monotonic()
+            log.warning("%s: PostgreSQL unreachable at %s: %s; retrying every %.1f s at most",
+                        self._group, redact_url(self._database_url), describe(error), self.settings.reconnect_cap)
+        conn, self._conn = self._conn, None
+        if conn is not None and not conn.closed:
+            conn.pgconn.finish()  # no goodbye round trip to a server that may be gone
+        self._reconnect_attempts += 1
+        self._next_reconnect = time.monotonic() + self.settings.reconnect_delay(self._reconnect_attempts)
+        self._reseek = True
+
+    async def _ready(self) -> bool:
+        """Connected to PostgreSQL and positioned at the stored offsets; False after waiting a little."""
+        if self._conn is None or self._conn.closed:
+            wait = self._next_reconnect - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(min(wait, self.settings.poll_timeout_ms / 1000))
+                return False
+            if not await self._connect():
+                return False
+        if self._reseek:
+            consumer = self._require()
+            try:
+                await self.seek_to_stored(list(consumer.assignment()))
+            except Exception as error:  # noqa: BLE001 - classified
+                await self._on_failure(error, [])
+                return False
+            self._reseek = False
+        return True
+
+    async def _on_failure(self, error: BaseException, messages: list[Any]) -> None:
+        """A failure not about one record: log one line, back off, redo from the stored offsets."""
+        self.metrics.retries_total += 1
+        self._reseek = True
+        conn = self._conn
+        if isinstance(error, psycopg.OperationalError) and (conn is None or conn.closed or conn.broken):
+            self._postgres_lost(error)
+            return
+        self._transient_failures += 1
+        delay = self.settings.backoff(self._transient_failures)
+        kind = "transient error" if is_transient(error) else "unexpected error"
+        log.warning("%s: %s at %s, retrying in %.2f s (attempt %d): %s", self._group, kind, _span(messages),
+                    delay, self._transient_failures, describe(error),
+                    exc_info=None if is_transient(error) else error)
+        await asyncio.sleep(delay)
+
+    # -- one batch ----------------------------------------------------------------------
+
+    async def _process(self, messages: list[Any]) -> int:
+        letters: list[DeadLetter] = []
+        found = self._checked(messages, letters)
+        conn = self._connection()
+        if found:
+            async with self._conn_lock:
+                skip = await self.projection.already_written(conn, self._schema, [o.envelope for o in found])
+            found = [o for i, o in enumerate(found) if i not in skip]
+        prepared = await self._prepared(found, letters, messages)
+        if prepared is None:
+            return 0  # a message is waiting out its backoff: the batch is redone from stored offsets
+        async with self._conn_lock, conn.transaction():
+            await self._write_bisecting(conn, prepared, letters)
+            new = await self._outbox.record(conn, letters)
+            await self._store_offsets(conn, messages)
+        for letter in new:
+            self.metrics.dead_lettered_total += 1
+            self.metrics.dead_letter_reasons[letter.reason] = self.metrics.dead_letter_reasons.get(letter.reason, 0) + 1
+            log.warning("%s: dead-lettered %s (%s): %s", self._group, letter.source, letter.reason, letter.error)
+        self._publish_pending = self._publish_pending or bool(new)
+        self.metrics.batches_total += 1
+        self.metrics.processed_total += len(prepared)
+        self.metrics.messages_total += len(messages)
+        return len(messages)
+
+    def _checked(self, messages: list[Any], letters: list[DeadLetter]) -> list[_Origin]:
+        """The envelopes of ``messages`` that decode and pass the checks; the others become ``letters``."""
+        found: list[_Origin] = []
         for message in messages:
             try:
                 items = decode_envelopes(message.value)
             except PoisonMessage as poison:
-                await self._dead_letter(message, poison)
+                letters.append(self._letter(message, None, poison, message.value))
                 continue
             for index, item in enumerate(items):
                 try:
-                    found.append((message, index, check_envelope(item)))
-                except PoisonMessage as poison:
-                    await self._dead_letter(message, poison, index, item)
-        conn = self._conn
-        if found and conn is not None:
-            async with self._conn_lock:
-                skip = await self.projection.already_written(conn, self._schema, [e for _, _, e in found])
-            found = [f for i, f in enumerate(found) if i not in skip]
+                    envelope = check_envelope(item)
+                    self.projection.validate(envelope)
+                except Exception as error:  # noqa: BLE001 - a check is about its record
+                    letters.append(self._letter(message, index, error, _value_of(message, item, len(items) == 1)))
+                else:
+                    found.append(_Origin(message, index, envelope, len(items) == 1))
+        return found
+
+    async def _prepared(
+        self, found: list[_Origin], letters: list[DeadLetter], messages: list[Any]
+    ) -> list[tuple[_Origin, Any]] | None:
+        """(origin, item) to write; failures about a record become ``letters``; None: back off first."""
         try:
-            return self.projection.prepare([envelope for _, _, envelope in found])
-        except PoisonMessage:
-            pass  # find the culprit: prepare one by one
+            items = self.projection.prepare([o.envelope for o in found])
+        except Exception as error:  # noqa: BLE001 - classified below
+            if is_transient(error):
+                raise
+        else:
+            return [(o, item) for o, item in zip(found, items, strict=True) if item is not None]
         prepared = []
-        for message, index, envelope in found:
+        for origin in found:  # find the culprits: prepare one by one
             try:
-                prepared.append(self.projection.prepare_one(envelope))
-            except PoisonMessage as poison:
-                key = (message.topic, message.partition, message.offset, index)
-                attempt = self._attempts.get(key, 0) + 1
-                if poison.permanent or attempt > self.settings.max_retries:
+                item = self.projection.prepare_one(origin.envelope)
+            except Exception as error:  # noqa: BLE001 - classified below
+                if is_transient(error):
+                    raise
+                if isinstance(error, PoisonMessage) and not error.permanent:
+                    m = origin.message
+                    key = (m.topic, m.partition, m.offset, origin.index)
+                    attempt = self._attempts.get(key, 0) + 1
+                    if attempt <= self.settings.max_retries:
+                        self._attempts[key] = attempt
+                        self.metrics.retries_total += 1
+                        log.warning("%s: retrying %s/%d/%d#%d (attempt %d of %d): %s", self._group, m.topic,
+                                    m.partition, m.offset, origin.index, attempt, self.settings.max_retries, error)
+                        await asyncio.sleep(self.settings.backoff(attempt))
+                        self._reseek = True
+                        return None
                     self._attempts.pop(key, None)
-                    await self._dead_letter(message, poison, index, envelope)
-                    continue
-                self._attempts[key] = attempt
-                self.metrics.retries_total += 1
-                log.warning("%s: %s (attempt %d of %d)", self._group, poison, attempt, self.settings.max_retries)
-                await asyncio.sleep(self.settings.backoff(attempt))
-                await self.seek_to_stored(list({TopicPartition(m.topic, m.partition) for m in messages}))
-                return None
+                letters.append(self._letter(origin.message, origin.index, error,
+                                            _value_of(origin.message, origin.envelope, origin.alone)))
+                continue
+            if item is not None:
+                prepared.append((origin, item))
         return prepared
 
-    async def _dead_letter(self, message: Any, poison: PoisonMessage, index: int | None = None, item: object = None) -> None:
-        """Send a whole record (``index`` None) or one envelope of a pack to the dead-letter topic."""
-        producer = self._producer
-        if producer is None:
-            raise RuntimeError("the worker is not started")
-        where = (message.topic, message.partition, message.offset, index)
-        if where in self._dead_lettered:
+    async def _write_bisecting(
+        self, conn: psycopg.AsyncConnection[Any], batch: list[tuple[_Origin, Any]], letters: list[DeadLetter]
+    ) -> None:
+        """Write ``batch`` in a savepoint; if PostgreSQL refuses it, write each half the same way.
+
+        Halves that succeed keep their rows, so the refused records are found in about
+        2·k·log2(n) writes for k bad records in n, and only they become ``letters``.
+        """
+        if not batch:
             return
-        source = f"{message.topic}/{message.partition}/{message.offset}" + ("" if index is None else f"#{index}")
-        headers = [
-            ("reason", poison.reason.encode()),
-            ("error", str(poison).encode()[:1000]),
-            ("source", source.encode()),
-            ("consumer_group", self._group.encode()),
-        ]
-        value = message.value if index is None or len(decode_envelopes(message.value)) == 1 else orjson.dumps(item)
-        await producer.send_and_wait(
-            self._topics.name(dead_letter_topic(self.projection.group)), value, key=message.key, headers=headers
-        )
-        self._dead_lettered.add(where)
-        self.metrics.dead_lettered_total += 1
-        self.metrics.dead_letter_reasons[poison.reason] = self.metrics.dead_letter_reasons.get(poison.reason, 0) + 1
-        log.warning("%s: dead-lettered %s/%d/%d: %s", self._group, message.topic, message.partition, message.offset, poison)
+        try:
+            async with conn.transaction():
+                await self.projection.write(conn, self._schema, [item for _, item in batch])
+            return
+        except Exception as error:  # noqa: BLE001 - classified below
+            if is_transient(error):
+                raise
+            if len(batch) == 1:
+                origin = batch[0][0]
+                letters.append(self._letter(origin.message, origin.index, error,
+                                            _value_of(origin.message, origin.envelope, origin.alone)))
+                return
+        middle = len(batch) // 2
+        await self._write_bisecting(conn, batch[:middle], letters)
+        await self._write_bisecting(conn, batch[middle:], letters)
+
+    def _letter(self, message: Any, index: int | None, error: BaseException, value: bytes | None) -> DeadLetter:
+        return DeadLetter(message.topic, message.partition, message.offset, index, reason_of(error),
+                          describe(error), message.key, value)
+
+    async def _publish_dead_letters(self) -> None:
+        """Publish the outbox to ``dlq.<group>``; a broker problem leaves it for a later step."""
+        producer = self._producer
+        if not self._publish_pending or producer is None or time.monotonic() < self._next_publish:
+            return
+        try:
+            async with self._conn_lock:
+                await self._outbox.publish(self._connection(), producer)
+        except (KafkaError, asyncio.TimeoutError) as error:
+            self._next_publish = time.monotonic() + self.settings.backoff_cap
+            log.warning("%s: could not publish dead letters to its dead-letter topic (retrying in %.1f s): %s",
+                        self._group, self.settings.backoff_cap, describe(error))
+            return
+        self._publish_pending = False
 
     async def _store_offsets(self, conn: psycopg.AsyncConnection[Any], messages: list[Any]) -> None:
         nexts: dict[tuple[str, int], int] = {}
@@ -403,7 +591,32 @@ class ProjectionWorker:
         wanted = {(tp.topic, tp.partition) for tp in partitions}
         return {(t, p): n for t, p, n in rows if (t, p) in wanted}
 
-    def _require(self) -> tuple[AIOKafkaConsumer, psycopg.AsyncConnection[Any]]:
-        if self._consumer is None or self._conn is None:
+    def _require(self) -> AIOKafkaConsumer:
+        if self._consumer is None:
             raise RuntimeError("the worker is not started: call start() or run()")
-        return self._consumer, self._conn
+        return self._consumer
+
+    def _connection(self) -> psycopg.AsyncConnection[Any]:
+        if self._conn is None:
+            raise psycopg.OperationalError("not connected to PostgreSQL")
+        return self._conn
+
+
+def _value_of(message: Any, item: object, alone: bool) -> bytes | None:
+    """What a dead letter carries: the record's bytes, or the one envelope of a pack."""
+    if alone:
+        return message.value
+    try:
+        return orjson.dumps(item)
+    except TypeError:
+        return message.value
+
+
+def _span(messages: list[Any]) -> str:
+    """``topic/partition/first-last`` of each partition in ``messages``, for a log line."""
+    ranges: dict[tuple[str, int], list[int]] = {}
+    for m in messages:
+        ranges.setdefault((m.topic, m.partition), []).append(m.offset)
+    if not ranges:
+        return "the stored offsets"
+    return ", ".join(f"{t}/{p}/{min(o)}-{max(o)}" for (t, p), o in sorted(ranges.items()))

@@ -3,8 +3,10 @@
 Attaches to a running broker (``KAFKA_BOOTSTRAP_SERVERS``) and PostgreSQL
 (``DATABASE_URL``), applies the schema's migrations if they are missing,
 and consumes until SIGTERM or SIGINT (the batch in progress commits first).
-A SIGKILL at any moment loses nothing and duplicates nothing: a batch's rows
-and its offsets are one transaction. Scale a projection by starting more of
+A SIGKILL at any moment loses nothing and duplicates nothing: a batch's rows,
+its dead letters and its offsets are one transaction. A PostgreSQL that is
+down at start-up or goes away later is waited for (one line when it goes,
+one when it is back); the process stays up. Scale a projection by starting more of
 these with the same arguments: they share the consumer group's partitions.
 """
 
@@ -12,7 +14,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import sys
+import time
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -21,15 +25,18 @@ from backbone.service import run_until_signalled
 from backbone.topics import TopicSettings
 from edge.gc_settling import settle_garbage_collector
 from edge.logs import configure_logging
-from glassbox import GlassboxError, Settings, SettingsError
+from glassbox import GlassboxError, Settings, SettingsError, redact_url
 from projections.forensics import ExplainerCache
 from projections.forensics_projection import ForensicsProjection
 from projections.groups import PROJECTIONS
+from projections.failures import describe, is_transient
 from projections.migrate import apply_migrations
 from projections.read_models import ArchiveProjection, DecisionsProjection
 from projections.worker import Projection, ProjectionWorker, WorkerSettings
 
-__all__ = ["build_projection", "main"]
+__all__ = ["build_projection", "main", "migrate_when_reachable"]
+
+log = logging.getLogger(__name__)
 
 
 def build_projection(name: str, settings: Settings) -> Projection:
@@ -63,7 +70,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         configure_logging(f"worker:{args.projection}", settings.log_level)
         if not settings.kafka_bootstrap_servers or not settings.database_url:
             raise SettingsError("a worker attaches to running services: set KAFKA_BOOTSTRAP_SERVERS and DATABASE_URL")
-        apply_migrations(settings.database_url, args.schema)
+        migrate_when_reachable(settings.database_url, args.schema, WorkerSettings())
         worker = ProjectionWorker(
             build_projection(args.projection, settings),
             settings.kafka_bootstrap_servers,
@@ -78,6 +85,37 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"worker: {error}", file=sys.stderr)
         return 2
     return 0
+
+
+def migrate_when_reachable(database_url: str, schema: str, settings: WorkerSettings) -> None:
+    """Apply the migrations, waiting with capped backoff while PostgreSQL cannot be reached.
+
+    Raises:
+        GlassboxError: a migration failed for another reason (the message says which).
+    """
+    attempt, since = 0, time.monotonic()
+    while True:
+        try:
+            apply_migrations(database_url, schema)
+        except GlassboxError as error:
+            cause = _root_cause(error)
+            if cause is error or not is_transient(cause):
+                raise
+            attempt += 1
+            if attempt == 1:
+                log.warning("PostgreSQL unreachable at %s: %s; retrying every %.1f s at most",
+                            redact_url(database_url), describe(cause), settings.reconnect_cap)
+            time.sleep(settings.reconnect_delay(attempt))
+            continue
+        if attempt:
+            log.warning("PostgreSQL is back at %s after %.1f s", redact_url(database_url), time.monotonic() - since)
+        return
+
+
+def _root_cause(error: BaseException) -> BaseException:
+    while error.__cause__ is not None:
+        error = error.__cause__
+    return error
 
 
 def _progress(worker: ProjectionWorker) -> Callable[[float], str]:

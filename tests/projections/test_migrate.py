@@ -28,7 +28,7 @@ from projections.migrate import (
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-BUNDLED = ["0001_foundation", "0002_time_series"]
+BUNDLED = ["0001_foundation", "0002_time_series", "0003_dead_letters"]
 TABLES = [
     "schema_migrations", "storage_mode", "projection_tracking", "positions",
     "decision_index", "event_archive", "decisions", "forensics",
