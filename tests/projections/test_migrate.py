@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 BUNDLED = ["0001_foundation", "0002_time_series", "0003_dead_letters"]
 TABLES = [
     "schema_migrations", "storage_mode", "projection_tracking", "positions",
-    "decision_index", "event_archive", "decisions", "forensics",
+    "decision_index", "event_archive", "decisions", "forensics", "dead_letters",
 ]  # fmt: skip
 
 
@@ -75,13 +75,13 @@ def test_applies_every_migration_once(
     database_url: str, conn: psycopg.Connection, schema: str
 ) -> None:
     assert apply_migrations(database_url, schema) == BUNDLED
-    assert _recorded(conn, schema) == [(1, "foundation"), (2, "time_series")]
+    assert _recorded(conn, schema) == [(1, "foundation"), (2, "time_series"), (3, "dead_letters")]
     assert _missing_tables(conn, schema, TABLES) == []
     assert storage_mode(conn, schema) == detect_storage_mode(conn)  # native here
 
     assert apply_migrations(database_url, schema) == []  # by URL ...
     assert apply_migrations(conn, schema) == []  # ... or on a connection
-    assert _recorded(conn, schema) == [(1, "foundation"), (2, "time_series")]
+    assert _recorded(conn, schema) == [(1, "foundation"), (2, "time_series"), (3, "dead_letters")]
 
 
 def test_a_new_migration_is_applied_alone(
@@ -90,8 +90,8 @@ def test_a_new_migration_is_applied_alone(
     folder = _copy_of_bundled(tmp_path)
     settings = MigrationSettings(migrations_dir=folder)
     apply_migrations(database_url, schema, settings)
-    (folder / "0003_notes.sql").write_text("CREATE TABLE {schema}.notes (body text);\n")
-    assert apply_migrations(database_url, schema, settings) == ["0003_notes"]
+    (folder / "0004_notes.sql").write_text("CREATE TABLE {schema}.notes (body text);\n")
+    assert apply_migrations(database_url, schema, settings) == ["0004_notes"]
     assert _missing_tables(conn, schema, ["notes"]) == []
 
 
@@ -99,14 +99,14 @@ def test_a_failing_migration_is_rolled_back_and_named(
     tmp_path: Path, database_url: str, conn: psycopg.Connection, schema: str
 ) -> None:
     folder = _copy_of_bundled(tmp_path)
-    (folder / "0003_broken.sql").write_text(
+    (folder / "0004_broken.sql").write_text(
         "CREATE TABLE {schema}.half_done (a int);\nSELECT no_such_function();\n"
     )
     settings = MigrationSettings(migrations_dir=folder)
-    with pytest.raises(MigrationError, match="migration 0003_broken .* rolled back") as raised:
+    with pytest.raises(MigrationError, match="migration 0004_broken .* rolled back") as raised:
         apply_migrations(database_url, schema, settings)
     assert "no_such_function" in str(raised.value)
-    assert _recorded(conn, schema) == [(1, "foundation"), (2, "time_series")]
+    assert _recorded(conn, schema) == [(1, "foundation"), (2, "time_series"), (3, "dead_letters")]
     assert _missing_tables(conn, schema, ["half_done"]) == ["half_done"]
 
 
@@ -118,7 +118,7 @@ def test_a_migration_changed_after_it_was_applied_is_refused(
     apply_migrations(database_url, schema, settings)
     with (folder / "0001_foundation.sql").open("a") as changed:
         changed.write("CREATE TABLE {schema}.sneaked_in (a int);\n")
-    (folder / "0003_notes.sql").write_text("CREATE TABLE {schema}.notes (body text);\n")
+    (folder / "0004_notes.sql").write_text("CREATE TABLE {schema}.notes (body text);\n")
 
     with pytest.raises(MigrationChecksumMismatch) as raised:
         apply_migrations(database_url, schema, settings)
@@ -164,7 +164,7 @@ def test_concurrent_appliers_apply_each_migration_once(
         thread.join()
     assert errors == []
     assert sorted(label for applied in results for label in applied) == BUNDLED
-    assert _recorded(conn, schema) == [(1, "foundation"), (2, "time_series")]
+    assert _recorded(conn, schema) == [(1, "foundation"), (2, "time_series"), (3, "dead_letters")]
 
 
 def test_any_schema_name_is_quoted(database_url: str, conn: psycopg.Connection) -> None:
