@@ -221,7 +221,12 @@ class _Origin:
     index: int
     envelope: Envelope
     alone: bool
-    """The only envelope of its record (then its dead letter carries the record's own bytes)."""
+    """The only envelope of its record (then its dead letter is the record's: its bytes, no index)."""
+
+    @property
+    def where(self) -> int | None:
+        """The index a dead letter names: None for the record itself."""
+        return None if self.alone else self.index
 
 
 class ProjectionWorker:
@@ -479,7 +484,9 @@ class ProjectionWorker:
                     envelope = check_envelope(item)
                     self.projection.validate(envelope)
                 except Exception as error:  # noqa: BLE001 - a check is about its record
-                    letters.append(self._letter(message, index, error, _value_of(message, item, len(items) == 1)))
+                    alone = len(items) == 1
+                    letters.append(self._letter(message, None if alone else index, error,
+                                                _value_of(message, item, alone)))
                 else:
                     found.append(_Origin(message, index, envelope, len(items) == 1))
         return found
@@ -515,7 +522,7 @@ class ProjectionWorker:
                         self._reseek = True
                         return None
                     self._attempts.pop(key, None)
-                letters.append(self._letter(origin.message, origin.index, error,
+                letters.append(self._letter(origin.message, origin.where, error,
                                             _value_of(origin.message, origin.envelope, origin.alone)))
                 continue
             if item is not None:
@@ -541,7 +548,7 @@ class ProjectionWorker:
                 raise
             if len(batch) == 1:
                 origin = batch[0][0]
-                letters.append(self._letter(origin.message, origin.index, error,
+                letters.append(self._letter(origin.message, origin.where, error,
                                             _value_of(origin.message, origin.envelope, origin.alone)))
                 return
         middle = len(batch) // 2
