@@ -1,4 +1,4 @@
-"""The ``glassbox`` command: ``up``, ``status``, ``replay``, ``backtest``, ``train``.
+"""The ``glassbox`` command: ``up``, ``status``, ``doctor``, ``replay``, ``backtest``, ``train``.
 
 This is the edge where settings are parsed (environment + options) and
 embedded services are started; everything below receives them as arguments.
@@ -84,6 +84,10 @@ def _parser() -> argparse.ArgumentParser:
 
     status = commands.add_parser("status", help="health, rates, lags and restarts of a running system")
     status.set_defaults(handler=_status)
+
+    doctor = commands.add_parser("doctor", help="check a running or stopped system's ledger; exit 1 on any violation")
+    doctor.add_argument("--json", action="store_true", help="print the ledger as JSON")
+    doctor.set_defaults(handler=_doctor)
 
     train = commands.add_parser("train", help="fit the regime specialists on the bundled bars")
     train.add_argument("--seed", type=int, default=7)
@@ -179,7 +183,15 @@ def _status(args: argparse.Namespace, settings: Settings) -> int:
     print(f"  ticks {p['ticks']:,} ({p['ticks_per_s']:,.0f}/s)  decisions {p['decisions']:,}  "
           f"dead letters {p['dead_letters']}  p99 {p['latency_us_p99'] / 1e3:.2f} ms  "
           f"relay lag {p['relay_lag']:,}  forensics lag {forensics}")
+    for line in status.get("stuck") or []:
+        print(f"  stuck: {line}")
     return 0
+
+
+def _doctor(args: argparse.Namespace, settings: Settings) -> int:
+    from actors.system.doctor import run_doctor
+
+    return run_doctor(settings, as_json=args.json)
 
 
 def _install_stop_handlers(stop: threading.Event) -> None:

@@ -26,7 +26,7 @@ from backbone.topics import TopicSettings
 from edge.store_layout import log_head
 from edge.system_keys import SystemKeys
 from glassbox import GlassboxError, redact_url
-from projections.lag import GroupLags, group_lags_at
+from projections.lag import GroupLags, PartitionLag, group_lags_at, partition_lags_at
 
 __all__ = ["Progress", "ProgressProbe", "StatusBoard", "read_status"]
 
@@ -87,6 +87,15 @@ class ProgressProbe:
         except Exception:  # noqa: BLE001 - unreadable for now: the line shows "?", the drain asks again
             return None
 
+    def partition_lags(self) -> list[PartitionLag] | None:
+        """Where every group stands on every partition, or None while the broker or the database cannot answer."""
+        try:
+            lags, _ = asyncio.run(asyncio.wait_for(partition_lags_at(
+                self._services.database_url, self._schema, self._services.kafka_servers, self._topics), 10.0))
+        except Exception:  # noqa: BLE001 - the drain reports the groups as unreadable
+            return None
+        return lags
+
 
 class StatusBoard:
     """Publishes the status of a run: ``<run_dir>/status.json`` and the components hash in Redis."""
@@ -101,8 +110,12 @@ class StatusBoard:
         self._client = redis.Redis.from_url(redis_url)
         self._client.delete(self._keys.components)
 
-    def publish(self, services: ServiceUrls, api_url: str, components: list[Component], progress: Progress) -> None:
-        """Write the status file (atomically) and the components hash (best effort)."""
+    def publish(self, services: ServiceUrls, api_url: str, components: list[Component], progress: Progress,
+                stuck: list[str] | None = None) -> None:
+        """Write the status file (atomically) and the components hash (best effort).
+
+        ``stuck``: what the drain left unfinished (:class:`actors.system.stuck.Stuck` lines).
+        """
         listed = [{"name": c.name, "pid": c.pid, "state": c.state, "restarts": c.restarts} for c in components]
         status = {
             "pid": os.getpid(),
@@ -113,6 +126,7 @@ class StatusBoard:
             "database_url": redact_url(services.database_url),
             "components": listed,
             "progress": asdict(progress),
+            "stuck": stuck or [],
         }
         if self._client is not None and listed:  # for the API's /metrics
             try:
@@ -141,5 +155,8 @@ def read_status(home: Path) -> dict[str, object]:
     try:
         os.kill(int(status["pid"]), 0)
     except (ProcessLookupError, ValueError):
-        raise GlassboxError(f"the system that wrote {path} is no longer running (pid {status['pid']})") from None
+        left = status.get("stuck") or []
+        said = "".join(f"\n  stuck: {line}" for line in left)
+        raise GlassboxError(f"the system that wrote {path} is no longer running (pid {status['pid']})"
+                            + (f"; its drain left work unfinished:{said}" if left else "")) from None
     return status

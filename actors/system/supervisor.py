@@ -16,7 +16,11 @@ components failing until it is back.
 
 Stopping (Ctrl-C, SIGTERM, ``--duration``) drains in order: feeds stop,
 shards finish every tick already published, relays catch up with their
-stores, workers with the topics, then everything stops, newest first.
+stores, workers with the topics, then everything stops, newest first. What
+is still unfinished then (:mod:`actors.system.stuck`: which shard and
+symbol, relay and store, group and partition, with the owner's last logged
+error) is printed and published to the status, and ``glassbox up`` exits
+with :data:`DRAIN_STUCK` instead of 0.
 """
 
 from __future__ import annotations
@@ -36,12 +40,15 @@ from actors.system.layout import ProcessLayout, ServiceUrls
 from actors.system.plan import RunPlan
 from actors.system.services import bring_up_services
 from actors.system.status import ProgressProbe, StatusBoard
+from actors.system.stuck import Stuck, backlogs_of, stuck_work
+from backbone.relay import RelayPosition
 from backbone.topics import TopicSettings
+from edge.store_layout import log_head
 from edge.system_keys import SystemKeys
 from edge.tick_stream import TickKeys
 from glassbox import GlassboxError, Settings, redact_url
 
-__all__ = ["Supervisor"]
+__all__ = ["DRAIN_STUCK", "Supervisor"]
 
 
 class Supervisor:
@@ -91,9 +98,9 @@ class Supervisor:
                 feeds_stop.set()
                 for thread in feeds:
                     thread.join()
-                self._drain(client, probe, services)
+                code = self._drain(client, probe, services)
         self.out("stopped: every component exited; services the supervisor started are stopped")
-        return 0
+        return code
 
     # -- start-up ------------------------------------------------------------
 
@@ -145,28 +152,49 @@ class Supervisor:
 
     # -- stopping --------------------------------------------------------------
 
-    def _drain(self, client: redis.Redis, probe: ProgressProbe, services: ServiceUrls) -> None:
+    def _drain(self, client: redis.Redis, probe: ProgressProbe, services: ServiceUrls) -> int:
+        """Drain stage by stage; 0 when everything published was finished, :data:`DRAIN_STUCK` and what is not."""
         by_name = {c.name: c for c in self.components}
+        owned = assign_symbols(self.plan.symbols, self.plan.shards)
         deadline = time.monotonic() + self.plan.drain_timeout
+        stuck: list[Stuck] = []
         try:
             self.out("draining: shards finish the published ticks ...")
             _wait(lambda: self._ticks_pending(client) == 0, deadline)
             for name in [n for n in by_name if n.startswith("shard-")]:
                 by_name[name].stop()
+            # A stage after one that timed out still gets its own grace, so a stuck shard
+            # is not reported as a stuck relay too.
             self.out("draining: relays catch up with the event stores ...")
-            _wait(lambda: all(probe.relay_lag(store) == 0 for store in probe.stores), deadline)
+            _wait(lambda: all(probe.relay_lag(store) == 0 for store in probe.stores), _grace(deadline))
             for name in [n for n in by_name if n.startswith("relay-")]:
                 by_name[name].stop()
             self.out("draining: projections catch up with the topics ...")
             # The broker's end offsets can trail just-acknowledged messages for a moment (seen with
             # the embedded one): "caught up" must hold on several reads a second apart.
-            caught_up = _wait(lambda: _holds(lambda: _total(probe) == 0, times=3, every=1.0), deadline)
-            if not caught_up:
-                self.out(f"warning: projections still {_total(probe)} messages behind after "
-                         f"{self.plan.drain_timeout:g} s; they resume from their stored offsets at the next start")
-            self.board.publish(services, self.layout.api_url, self.components, probe.sample())
+            _wait(lambda: _holds(lambda: _total(probe) == 0, times=3, every=1.0), _grace(deadline))
+            stuck = self._stuck(client, probe, owned)
+            for item in stuck:
+                self.out(f"stuck: {item.line()}")
+            if stuck:
+                self.out(f"error: the drain ended after {self.plan.drain_timeout:g} s with the work above unfinished; "
+                         f"it resumes at the next start (check with `glassbox doctor`)")
+            self.board.publish(services, self.layout.api_url, self.components, probe.sample(),
+                               stuck=[item.line() for item in stuck])
+        except redis.RedisError as error:
+            self.out(f"error: the drain could not read Redis ({error}); check with `glassbox doctor`")
+            return DRAIN_STUCK
         finally:
             self.history.stopped("signal or duration")
+        return DRAIN_STUCK if stuck else 0
+
+    def _stuck(self, client: redis.Redis, probe: ProgressProbe, owned: list[list[str]]) -> list[Stuck]:
+        """What is left: every symbol's tick backlog, every relay's lag, every group's partitions."""
+        relays = [(f"relay-shard-{i}", self.keys.shard_store(i),
+                   RelayPosition(client, self.keys.shard_store(i), "relay").get(),
+                   log_head(client, self.keys.shard_store(i)))
+                  for i, symbols in enumerate(owned) if symbols]
+        return stuck_work(backlogs_of(client, self.tick_keys, owned), relays, probe.partition_lags(), self.log_dir)
 
     def _ticks_pending(self, client: redis.Redis) -> int:
         pending = 0
@@ -177,6 +205,16 @@ class Supervisor:
             except redis.ResponseError:
                 continue  # no stream yet: nothing was published for this symbol
         return pending
+
+
+DRAIN_STUCK = 3
+"""``glassbox up``'s exit code when its drain ended with ticks undecided or events not relayed or projected."""
+GRACE_S = 15.0
+"""Seconds each drain stage gets at least, even after an earlier stage used up the drain's time."""
+
+
+def _grace(deadline: float) -> float:
+    return max(deadline, time.monotonic() + GRACE_S)
 
 
 def _total(probe: ProgressProbe) -> int | None:

@@ -14,7 +14,10 @@ from pathlib import Path
 
 import pytest
 
+from actors.system.doctor import doctor_services, examine
+from actors.system.ledger import Ledger
 from aggregates.registry import ModelRegistry
+from glassbox import Settings
 from tests.process_report import LoggedProcess, wait_until
 
 STATUS_TIMEOUT = 300.0
@@ -55,6 +58,12 @@ class UpRun:
         request = urllib.request.Request(self.status["api_url"] + "/metrics", headers={"Authorization": f"Bearer {token}"})
         with urllib.request.urlopen(request, timeout=10) as response:
             return response.read().decode()
+
+    def ledger(self) -> Ledger:
+        """``glassbox doctor``'s ledger of this run's system (the product's check, not the test's own)."""
+        settings = Settings.from_env(self.env)
+        with doctor_services(settings) as services:
+            return examine(settings, services)
 
     def output(self) -> str:
         """What ``glassbox up`` printed so far."""

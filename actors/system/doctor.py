@@ -1,0 +1,361 @@
+"""``glassbox doctor``: read a running or stopped system's ledger from its owners, check it, print it.
+
+Where each number lives:
+
+* ticks published: each symbol's stream (:class:`edge.tick_stream.TickKeys`);
+  pending and never read: its ``desks`` consumer group (:mod:`actors.system.stuck`);
+* ticks dead-lettered: ``ticks:dead`` (per entry: symbol, stage, entry id) and
+  ``ticks:dead:count`` (per reason);
+* ticks decided, events committed, log gaps: each shard store's log
+  (:class:`edge.store_layout.StoreKeys`, read in pages with progress);
+* events relayed: each relay's position (:class:`backbone.relay.RelayKeys`);
+* archived, decision rows, explained: ``event_archive``, ``decisions``,
+  ``forensics`` in the system's schema;
+* groups' places: ``projection_tracking`` against the topics' ends
+  (:func:`projections.lag.partition_lags`); their dead letters: the
+  ``dlq.<group>`` topics (:func:`projection_dead_letters`).
+
+For a stopped system the embedded Redis and PostgreSQL are started on their
+data directories and stopped after. The embedded broker keeps nothing across
+a stop, so for such a system the groups' places and the ``dlq.<group>``
+topics cannot be checked (the doctor says so); everything else can. The
+counting and the verdict are :mod:`actors.system.ledger`'s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import orjson
+import psycopg
+import redis
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from psycopg import sql
+
+from actors.sharding import shard_of
+from actors.system.ledger import DecisionTally, Ledger, ProjectionCounts, StoreEvents, SymbolTicks, log_gaps
+from actors.system.status import read_status
+from actors.system.stuck import tick_backlog
+from backbone.relay import RelayPosition
+from backbone.topics import TopicSettings, dead_letter_topic
+from edge.redis_server import EmbeddedRedis
+from edge.store_layout import StoreKeys, log_head
+from edge.system_keys import SystemKeys
+from edge.tick_stream import TickKeys
+from glassbox import GlassboxError, Settings
+from projections.groups import PROJECTIONS
+from projections.lag import partition_lags_at
+from projections.postgres_server import EmbeddedPostgres, reachable_data_dir
+
+__all__ = ["DoctorServices", "doctor_services", "examine", "ledger_json", "print_ledger", "projection_dead_letters",
+           "run_doctor"]
+
+DECISION_TOPIC = "Trading.Decision.Taken"
+"""The stored topic of a decision event (``aggregates.desk.SymbolDesk.DecisionTaken``)."""
+PAGE = 5_000
+"""Log entries read per round trip."""
+
+
+@dataclass(frozen=True)
+class DoctorServices:
+    """Where the system's data is; ``kafka_servers`` None when the broker's data cannot be read."""
+
+    redis_url: str
+    kafka_servers: str | None
+    database_url: str | None
+    running: bool
+    notes: tuple[str, ...] = ()
+
+
+@contextlib.contextmanager
+def doctor_services(settings: Settings) -> Iterator[DoctorServices]:
+    """The services of this home's system: given by URL, a running system's, or embedded ones on their data."""
+    try:
+        status: dict[str, Any] | None = read_status(settings.home)
+    except GlassboxError:
+        status = None
+    notes: list[str] = []
+    with contextlib.ExitStack() as stack:
+        redis_url = settings.redis_url or (status and str(status["redis_url"])) or \
+            stack.enter_context(EmbeddedRedis(settings.redis_dir)).url
+        kafka = settings.kafka_bootstrap_servers or (status and str(status["kafka_servers"])) or None
+        if kafka is None:
+            notes.append("the embedded broker keeps no data across a stop: the groups' offsets against the "
+                         "topics and the dlq.<group> topics are not checked")
+        database_url = settings.database_url or (status and str(status["database_url"])) or None
+        if database_url is None:
+            data_dir = settings.home / "postgres"
+            if data_dir.exists():
+                database_url = stack.enter_context(EmbeddedPostgres(reachable_data_dir(data_dir))).url
+            else:
+                notes.append(f"no PostgreSQL data in {data_dir}: the tables are not checked")
+        yield DoctorServices(redis_url, kafka, database_url, status is not None, tuple(notes))
+
+
+def examine(settings: Settings, services: DoctorServices, progress: Callable[[str], None] = lambda line: None) -> Ledger:
+    """Read every number of the ledger (:mod:`actors.system.ledger` says what must balance)."""
+    ledger = Ledger(running=services.running, notes=list(services.notes))
+    keys, tick_keys = SystemKeys(settings.namespace), TickKeys(settings.namespace)
+    client = redis.Redis.from_url(services.redis_url)
+    try:
+        shards = keys.recorded_shards(client)
+        if shards is None:
+            raise GlassboxError(f"no Glassbox system has run on this Redis (namespace "
+                                f"{settings.namespace or 'default'}): nothing to check")
+        tally = DecisionTally()
+        store_rows = [_read_store(client, keys.shard_store(i), f"relay-shard-{i}", tally, progress)
+                      for i in range(shards)]
+        archive = _archive_counts(services.database_url, settings.schema) if services.database_url else {}
+        ledger.stores = [StoreEvents(**{**row, **archive.get(row["store"], {"archived": 0, "archived_distinct": 0})})
+                         if services.database_url else StoreEvents(**row, archived=None, archived_distinct=None)
+                         for row in store_rows]
+        progress("reading the tick dead letters ...")
+        by_symbol, ingest, twice, entries = _tick_dead_letters(client, tick_keys)
+        ledger.tick_dead_letter_entries = entries
+        ledger.tick_dead_letters = {k.decode(): int(v) for k, v in client.hgetall(tick_keys.dead_letter_counts).items()}
+        progress("reading the tick streams ...")
+        for symbol in _symbols(client, tick_keys):
+            shard = f"shard-{shard_of(symbol, shards)}"
+            backlog = tick_backlog(client, tick_keys, symbol, shard)
+            ledger.symbols.append(SymbolTicks(
+                symbol, shard, client.xlen(tick_keys.stream(symbol)), tally.decided.get(symbol, 0),
+                by_symbol.get(symbol, 0), backlog.pending, backlog.undelivered, ingest.get(symbol, 0),
+                tuple(tally.repeated.get(symbol, ())), tuple(twice.get(symbol, ())), backlog.oldest))
+    finally:
+        client.close()
+    topics = TopicSettings.from_settings(settings, prefix=settings.topic_prefix)
+    if services.database_url:
+        progress("reading the read models ...")
+        ledger.tables = _table_counts(services.database_url, settings.schema)
+    if services.kafka_servers and services.database_url:
+        progress("reading the projection groups' offsets and dead letters ...")
+        ledger.partitions, _ = asyncio.run(partition_lags_at(services.database_url, settings.schema,
+                                                             services.kafka_servers, topics))
+        ledger.projection_dead_letters, ledger.projection_dead_lettered_twice = asyncio.run(
+            projection_dead_letters(services.kafka_servers, topics))
+    return ledger
+
+
+def _read_store(client: redis.Redis, store: str, relay: str, tally: DecisionTally,
+                progress: Callable[[str], None]) -> dict[str, Any]:
+    head = log_head(client, store)
+    positions: list[int] = []
+    decisions = 0
+    log = StoreKeys(store).log
+    after = "-"
+    while True:
+        page = client.xrange(log, after, "+", count=PAGE)
+        if not page:
+            break
+        for entry_id, fields in page:
+            positions.append(int(entry_id.split(b"-")[0]))
+            if fields.get(b"t") == DECISION_TOPIC.encode():
+                state = orjson.loads(fields[b"s"])
+                tally.add(str(state.get("symbol")), str(state.get("correlation_id")))
+                decisions += 1
+        after = "(" + page[-1][0].decode()
+        progress(f"{store}: {len(positions):,} of {head:,} log entries read")
+    gaps, beyond = log_gaps(positions, head)
+    return {"store": store, "relay": relay, "head": head, "entries": len(positions), "gaps": tuple(gaps),
+            "beyond_head": tuple(beyond), "relayed": RelayPosition(client, store, "relay").get(),
+            "decisions": decisions}
+
+
+def _tick_dead_letters(client: redis.Redis, keys: TickKeys
+                       ) -> tuple[dict[str, int], dict[str, int], dict[str, list[str]], int]:
+    """Per symbol: stream entries dead-lettered, ticks refused at ingest, entries dead-lettered twice; total."""
+    by_symbol: dict[str, int] = {}
+    ingest: dict[str, int] = {}
+    seen: set[tuple[bytes, bytes]] = set()
+    twice: dict[str, list[str]] = {}
+    entries = 0
+    after = "-"
+    while page := client.xrange(keys.dead_letters, after, "+", count=PAGE):
+        for _, fields in page:
+            entries += 1
+            symbol = fields.get(b"symbol", b"").decode(errors="replace")
+            entry_id = fields.get(b"entry_id")
+            if entry_id is None:
+                ingest[symbol] = ingest.get(symbol, 0) + 1
+            elif (fields[b"symbol"], entry_id) in seen:
+                twice.setdefault(symbol, []).append(entry_id.decode(errors="replace"))
+            else:
+                seen.add((fields[b"symbol"], entry_id))
+                by_symbol[symbol] = by_symbol.get(symbol, 0) + 1
+        after = "(" + page[-1][0].decode()
+    return by_symbol, ingest, twice, entries
+
+
+def _symbols(client: redis.Redis, keys: TickKeys) -> list[str]:
+    pattern = "".join("\\" + c if c in "*?[]\\" else c for c in keys.stream("")) + "*"
+    found = {keys.symbol_of(k) for k in client.scan_iter(match=pattern, count=1000, _type="STREAM")}
+    found.discard(keys.symbol_of(keys.dead_letters))
+    return sorted(found)
+
+
+def _archive_counts(database_url: str, schema: str) -> dict[str, dict[str, int]]:
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        rows = conn.execute(sql.SQL("SELECT store, count(*), count(DISTINCT event_id) FROM {}.event_archive "
+                                    "GROUP BY store").format(sql.Identifier(schema))).fetchall()
+    return {store: {"archived": n, "archived_distinct": d} for store, n, d in rows}
+
+
+def _table_counts(database_url: str, schema: str) -> ProjectionCounts:
+    s = sql.Identifier(schema)
+
+    def one(conn: psycopg.Connection[Any], query: str) -> Any:
+        return conn.execute(sql.SQL(query).format(s=s)).fetchone()[0]
+
+    def some(conn: psycopg.Connection[Any], query: str) -> tuple[str, ...]:
+        return tuple(str(r[0]) for r in conn.execute(sql.SQL(query).format(s=s)).fetchall())
+
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        return ProjectionCounts(
+            decision_rows=one(conn, "SELECT count(*) FROM {s}.decisions"),
+            decision_ids=one(conn, "SELECT count(DISTINCT decision_id) FROM {s}.decisions"),
+            ticks_decided_twice=some(conn, "SELECT symbol || ' ' || correlation_id FROM {s}.decisions "
+                                           "GROUP BY symbol, correlation_id HAVING count(DISTINCT decision_id) > 1 "
+                                           "LIMIT 1000"),
+            archived_decisions=one(conn, "SELECT count(*) FROM {s}.event_archive "
+                                         "WHERE event_type LIKE 'Trading.Decision.Taken.v%'"),
+            forensics_rows=one(conn, "SELECT count(*) FROM {s}.forensics"),
+            forensics_ids=one(conn, "SELECT count(DISTINCT decision_id) FROM {s}.forensics"),
+            explained=one(conn, "SELECT count(DISTINCT d.decision_id) FROM {s}.decisions d "
+                                "JOIN {s}.forensics f USING (decision_id)"),
+            unexplained=some(conn, "SELECT d.decision_id FROM {s}.decisions d WHERE NOT EXISTS "
+                                   "(SELECT 1 FROM {s}.forensics f WHERE f.decision_id = d.decision_id) LIMIT 10"),
+            explained_orphans=one(conn, "SELECT count(*) FROM {s}.forensics f WHERE NOT EXISTS "
+                                        "(SELECT 1 FROM {s}.decisions d WHERE d.decision_id = f.decision_id)"),
+        )
+
+
+async def projection_dead_letters(kafka_servers: str, topics: TopicSettings
+                                  ) -> tuple[dict[str, dict[str, int]], dict[str, list[str]]]:
+    """Each group's dead letters by reason, and the sources dead-lettered more than once.
+
+    The one place the doctor reads projection dead letters (today the ``dlq.<group>`` topics,
+    read from the start to their current end): swap this for another store of them.
+    """
+    consumer = AIOKafkaConsumer(bootstrap_servers=kafka_servers, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        reasons: dict[str, dict[str, int]] = {}
+        twice: dict[str, list[str]] = {}
+        for group in PROJECTIONS:
+            name = topics.name(dead_letter_topic(group))
+            partitions = [TopicPartition(name, p) for p in sorted(consumer.partitions_for_topic(name) or ())]
+            reasons[group] = {}
+            if not partitions:
+                continue
+            ends = await consumer.end_offsets(partitions)
+            consumer.assign(partitions)
+            await consumer.seek_to_beginning(*partitions)
+            seen: set[bytes] = set()
+            left = {tp for tp, end in ends.items() if end > 0}
+            while left:
+                batches = await consumer.getmany(*left, timeout_ms=2_000)
+                if not batches:
+                    break  # the broker gives no more: count what was read
+                for tp, messages in batches.items():
+                    for message in messages:
+                        headers = dict(message.headers or ())
+                        reason = headers.get("reason", b"?").decode(errors="replace")
+                        reasons[group][reason] = reasons[group].get(reason, 0) + 1
+                        source = headers.get("source")
+                        if source is not None and source in seen:
+                            twice.setdefault(group, []).append(source.decode(errors="replace"))
+                        elif source is not None:
+                            seen.add(source)
+                        if message.offset + 1 >= ends[tp]:
+                            left.discard(tp)
+        return reasons, twice
+    finally:
+        await consumer.stop()
+
+
+def print_ledger(ledger: Ledger, out: Callable[[str], None] = print) -> None:
+    """The ledger as tables, then every violation, then the verdict line."""
+    state = "running" if ledger.running else "stopped"
+    out(f"glassbox doctor: a {state} system" + (" (what is in flight is not a violation)" if ledger.running else ""))
+    for note in ledger.notes:
+        out(f"  note: {note}")
+    out("")
+    out("ticks, per symbol")
+    _table(out, ["symbol", "shard", "published", "decided", "dead-lettered", "undecided", "pending", "unread",
+                 "refused at ingest"],
+           [[s.symbol, s.shard, s.published, s.decided, s.dead_lettered, s.undecided, s.pending, s.undelivered,
+             s.rejected_at_ingest] for s in ledger.symbols]
+           + [["all", "", *(sum(getattr(s, f) for s in ledger.symbols)
+                            for f in ("published", "decided", "dead_lettered", "undecided", "pending", "undelivered",
+                                      "rejected_at_ingest"))]])
+    out("")
+    out("events, per store")
+    _table(out, ["store", "committed", "log entries", "gaps", "relayed", "archived", "decisions"],
+           [[e.store, e.head, e.entries, len(e.gaps) + len(e.beyond_head), e.relayed,
+             "?" if e.archived is None else e.archived, e.decisions] for e in ledger.stores])
+    if ledger.tables is not None:
+        t = ledger.tables
+        out("")
+        out("decisions")
+        _table(out, ["committed", "archived", "rows", "distinct ids", "explained", "forensics rows",
+                     "dead-lettered by forensics"],
+               [[sum(e.decisions for e in ledger.stores), t.archived_decisions, t.decision_rows, t.decision_ids,
+                 t.explained, t.forensics_rows,
+                 "?" if ledger.projection_dead_letters is None else
+                 sum(ledger.projection_dead_letters.get("forensics", {}).values())]])
+    if ledger.partitions is not None:
+        out("")
+        out("projection groups (partitions behind)")
+        groups = sorted({p.group for p in ledger.partitions})
+        _table(out, ["group", "partitions", "at end", "messages behind"],
+               [[g, sum(p.group == g for p in ledger.partitions),
+                 sum(p.group == g and not p.behind for p in ledger.partitions),
+                 sum(p.behind for p in ledger.partitions if p.group == g)] for g in groups])
+    out("")
+    out("dead letters, by reason")
+    rows: list[list[object]] = [["ticks:dead", reason, n] for reason, n in sorted(ledger.tick_dead_letters.items())]
+    for group, reasons in sorted((ledger.projection_dead_letters or {}).items()):
+        rows += [[f"dlq.{group}", reason, n] for reason, n in sorted(reasons.items())]
+    _table(out, ["where", "reason", "count"], rows or [["(none)", "", 0]])
+    findings = ledger.findings()
+    out("")
+    for finding in findings:
+        out(f"VIOLATION {finding.line()}")
+    out("verdict: the ledger balances" if not findings else
+        f"verdict: {len(findings)} violation(s): {', '.join(sorted({f.check for f in findings}))}")
+
+
+def ledger_json(ledger: Ledger) -> dict[str, Any]:
+    """The ledger for machines: every count, the findings and the verdict."""
+    findings = ledger.findings()
+    return {**asdict(ledger), "findings": [asdict(f) for f in findings], "balances": not findings}
+
+
+def run_doctor(settings: Settings, as_json: bool = False) -> int:
+    """``glassbox doctor``: 0 when the ledger balances, 1 when it does not (each violation is printed)."""
+    def progress(line: str) -> None:
+        print(f"\r{line[:110]:<110}", end="", file=sys.stderr, flush=True)
+
+    with doctor_services(settings) as services:
+        ledger = examine(settings, services, progress)
+    print("\r" + " " * 110 + "\r", end="", file=sys.stderr, flush=True)
+    if as_json:
+        print(json.dumps(ledger_json(ledger), indent=2, default=list))
+    else:
+        print_ledger(ledger)
+    return 0 if ledger.balances() else 1
+
+
+def _table(out: Callable[[str], None], header: list[str], rows: list[list[object]]) -> None:
+    cells = [header] + [[f"{c:,}" if isinstance(c, int) else str(c) for c in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+    for n, row in enumerate(cells):
+        out("  " + "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))))
+        if n == 0:
+            out("  " + "  ".join("-" * w for w in widths))
