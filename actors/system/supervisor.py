@@ -37,8 +37,10 @@ from actors.system.plan import RunPlan
 from actors.system.services import bring_up_services
 from actors.system.status import ProgressProbe, StatusBoard
 from backbone.topics import TopicSettings
+from edge.stray_streams import StraySweeper
 from edge.system_keys import SystemKeys
 from edge.tick_stream import TickKeys
+from edge.ticks import TickBounds
 from glassbox import GlassboxError, Settings, redact_url
 
 __all__ = ["Supervisor"]
@@ -82,11 +84,11 @@ class Supervisor:
             probe = ProgressProbe(client, services, stores, self.settings.schema,
                                   TopicSettings.from_settings(self.settings, prefix=self.settings.topic_prefix))
             feeds_stop = threading.Event()
-            feeds = start_feeds(client, self.tick_keys, self.plan, feeds_stop)
+            feeds = start_feeds(client, self.tick_keys, self.plan, feeds_stop, TickBounds.from_settings(self.settings))
             for line in self.started_lines(services, owned):
                 self.out(line)
             try:
-                self._watch(stop, probe, services)
+                self._watch(stop, probe, services, StraySweeper(client, self.tick_keys, self.plan.symbols))
             finally:
                 feeds_stop.set()
                 for thread in feeds:
@@ -124,10 +126,12 @@ class Supervisor:
 
     # -- running ---------------------------------------------------------------
 
-    def _watch(self, stop: threading.Event, probe: ProgressProbe, services: ServiceUrls) -> None:
+    def _watch(self, stop: threading.Event, probe: ProgressProbe, services: ServiceUrls,
+               strays: StraySweeper) -> None:
         started = time.monotonic()
         last_ticks, last_at = 0, started
         while not stop.wait(1.0):
+            strays.maybe_sweep()  # ticks:<symbol nobody trades> → dead letters (every few seconds)
             for component in self.components:
                 change = component.check()
                 if change is not None:
