@@ -210,11 +210,12 @@ def decode_tick(symbol: str, fields: Mapping[bytes, bytes]) -> Tick:
 
 
 def sent_ns_of(fields: Mapping[bytes, bytes]) -> int | None:
-    """The producer's wall-clock send time, when the tick carries one."""
+    """The producer's wall-clock send time, when the tick carries a usable one (ns, int64)."""
     raw = fields.get(b"sent")
     if raw is None:
         return None
     try:
-        return int(raw)
+        sent = int(raw)
     except ValueError:
         return None
+    return sent if 0 <= sent <= INT64_MAX else None  # latencies are int64 arithmetic
