@@ -16,7 +16,7 @@ from typing import Iterable, Iterator, Mapping, Sequence
 
 import redis
 
-from edge.ticks import BadTick, Tick, TickBounds, encode_tick, validate_tick
+from edge.ticks import BadTick, Tick, TickBounds, encode_tick, short_repr, validate_tick
 
 __all__ = [
     "DeadLetters",
@@ -75,7 +75,8 @@ class DeadLetters:
     ) -> None:
         """Queue one dead letter on ``pipe`` (the caller executes it with its other writes)."""
         entry = {
-            b"symbol": str(symbol).encode("utf-8", "backslashreplace")[:200],
+            b"symbol": (symbol if isinstance(symbol, str) else short_repr(symbol)).encode(
+                "utf-8", "backslashreplace")[:200],
             b"code": error.code.encode(),
             b"reason": error.detail.encode("utf-8", "backslashreplace")[:1000],
             b"stage": stage.encode(),
@@ -167,7 +168,7 @@ class TickPublisher:
 
     def _check(self, tick: Tick, latest_ns: int) -> None:
         if type(tick.symbol) is not str or tick.symbol not in self._symbols:
-            raise BadTick("unknown_symbol", f"symbol {tick.symbol!r:.80} is not traded here")
+            raise BadTick("unknown_symbol", f"symbol {short_repr(tick.symbol)} is not traded here")
         validate_tick(tick, self._last_ts.get(tick.symbol), self._bounds, latest_ns)
 
 
@@ -176,7 +177,8 @@ def _fields_of(tick: Tick) -> dict[bytes, bytes]:
     try:
         return encode_tick(tick)
     except (AttributeError, UnicodeError, ValueError):
-        return {b"tick": repr(tick).encode("utf-8", "backslashreplace")[:2000]}
+        names = ("symbol", "ts_ns", "price", "size", "bid", "ask")
+        return {name.encode(): short_repr(getattr(tick, name)).encode("utf-8", "backslashreplace") for name in names}
 
 
 class TickReader:

@@ -24,6 +24,7 @@ __all__ = [
     "encode_tick",
     "parse_tick_id",
     "sent_ns_of",
+    "short_repr",
     "validate_tick",
 ]
 
@@ -138,18 +139,18 @@ def validate_tick(
     price, size, bid, ask, ts = tick.price, tick.size, tick.bid, tick.ask, tick.ts_ns
     low, high = bounds.min_price, bounds.max_price
     if type(price) is not float or not low <= price <= high:
-        raise BadTick("bad_price", f"price {_shown(price)} is not a number from {low:g} to {high:g}")
+        raise BadTick("bad_price", f"price {short_repr(price)} is not a number from {low:g} to {high:g}")
     if type(size) is not float or not 0.0 <= size <= bounds.max_size:
-        raise BadTick("bad_size", f"size {_shown(size)} is not a number from 0 to {bounds.max_size:g}")
+        raise BadTick("bad_size", f"size {short_repr(size)} is not a number from 0 to {bounds.max_size:g}")
     if bid is not None and (type(bid) is not float or not low <= bid <= high):
-        raise BadTick("bad_quote", f"bid {_shown(bid)} is not a number from {low:g} to {high:g}")
+        raise BadTick("bad_quote", f"bid {short_repr(bid)} is not a number from {low:g} to {high:g}")
     if ask is not None and (type(ask) is not float or not low <= ask <= high):
-        raise BadTick("bad_quote", f"ask {_shown(ask)} is not a number from {low:g} to {high:g}")
+        raise BadTick("bad_quote", f"ask {short_repr(ask)} is not a number from {low:g} to {high:g}")
     if bid is not None and ask is not None and bid > ask:
         raise BadTick("bad_quote", f"bid {bid} is above ask {ask}")
     latest = bounds.latest_ns() if latest_ns is None else latest_ns
     if type(ts) is not int or not bounds.earliest_ns <= ts <= latest:
-        raise BadTick("bad_timestamp", f"timestamp {_shown(ts)} ns is not from {bounds.earliest_ns} to {latest} "
+        raise BadTick("bad_timestamp", f"timestamp {short_repr(ts)} ns is not from {bounds.earliest_ns} to {latest} "
                                        "(GLASSBOX_TICK_EARLIEST to the wall clock plus GLASSBOX_TICK_MAX_FUTURE_S)")
     if last_ts_ns is not None and ts < last_ts_ns:
         raise BadTick(
@@ -158,8 +159,8 @@ def validate_tick(
         )
 
 
-def _shown(value: object) -> str:
-    """A short repr for an error message, whatever the value (a huge int has no full repr)."""
+def short_repr(value: object) -> str:
+    """A short repr for an error message or a dead letter, whatever the value (a huge int has no full repr)."""
     try:
         text = repr(value)
     except ValueError:

@@ -160,13 +160,14 @@ def _new_dead_letters(hot, ledger: Ledger) -> dict[tuple[str, str], tuple[str, s
     return found
 
 
-symbols = st.one_of(st.sampled_from(["AAA", "BBB", "", "\x00", "ZZZ"]), st.text(max_size=6))
+symbols = st.one_of(st.sampled_from(["AAA", "BBB", "", "\x00", "ZZZ", "\ud800", 10**5000]), st.text(max_size=6),
+                    st.integers(), st.none())
 times = st.one_of(st.integers(), st.integers(min_value=-(2**70), max_value=2**70), st.floats(), st.booleans(),
-                  st.sampled_from([0, INT64_MAX, INT64_MAX + 1, 4_102_444_800 * 10**9]),
+                  st.sampled_from([0, INT64_MAX, INT64_MAX + 1, 4_102_444_800 * 10**9, 10**5000]),
                   st.integers(min_value=-10**12, max_value=10**12).map(lambda d: time.time_ns() + d * 1000))
 numbers = st.one_of(st.floats(), st.integers(min_value=-(2**80), max_value=2**80), st.none(),
                     st.floats(min_value=1e-12, max_value=1e12),
-                    st.sampled_from([1e-12, 1e12, 1e15, 1e16, 5e-324, 1e308]))
+                    st.sampled_from([1e-12, 1e12, 1e15, 1e16, 5e-324, 1e308, 10**5000, "1.0"]))
 ticks = st.builds(Tick, symbols, times, numbers, numbers, numbers, numbers)
 
 
