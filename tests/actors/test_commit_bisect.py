@@ -55,3 +55,30 @@ def test_only_the_tick_whose_commit_fails_is_dead_lettered(redis_url, namespace)
         decided = decisions_by_symbol(hot)
         assert sum(len(d) for d in decided.values()) == len(ticks) - 1 + len(later)
         assert len(hot.shard.reader.dead_letters.entries()) == 1
+
+
+def test_a_store_that_cannot_take_the_commit_dead_letters_nothing(redis_url, namespace):
+    """Redis refusing writes (maxmemory reached) is not a bad tick: the cycle is redone, nothing dead-lettered."""
+    ticks = list(SyntheticFeed(SYMBOLS, seed=14).ticks(10))
+    hot = make_hot_path(redis_url, namespace, PoisonsOnePrice(set()))
+    hot.shard.reader.ensure_group()
+    hot.shard.start_actors()
+    publish(hot, ticks)
+    batches = hot.shard.reader.read(count=200, block_ms=100)
+    limit = hot.client.config_get("maxmemory")["maxmemory"]
+    hot.client.config_set("maxmemory", 1)
+    try:
+        hot.shard.cycle(batches)  # the event store's append is refused: OutOfMemoryError
+    finally:
+        hot.client.config_set("maxmemory", limit)
+    assert hot.shard.reader.dead_letters.entries() == []
+    assert sum(len(d) for d in decisions_by_symbol(hot).values()) == 0
+    hot.stop()
+
+    again = make_hot_path(redis_url, namespace, PoisonsOnePrice(set()))
+    with again:  # the same consumer: it gets the unacknowledged ticks back first
+        wait_until_decided(again, len(ticks))
+        decided = decisions_by_symbol(again)
+        for symbol in SYMBOLS:
+            assert [d.correlation_id for d in decided[symbol]] == stream_ids(again, symbol)
+        assert again.shard.reader.dead_letters.entries() == []
