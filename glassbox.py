@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Mapping
 from urllib.parse import urlsplit, urlunsplit
@@ -86,6 +87,36 @@ def _name(environ: Mapping[str, str], name: str, default: str, pattern: str) -> 
     return value
 
 
+def _date_ns(environ: Mapping[str, str], name: str, default: int) -> int:
+    value = environ.get(name, "").strip()
+    if not value:
+        return default
+    try:
+        stamp = datetime.fromisoformat(value)
+    except ValueError:
+        raise SettingsError(f"{name}={value!r} must be an ISO date or time, such as 1990-01-01") from None
+    if stamp.tzinfo is None:
+        stamp = stamp.replace(tzinfo=timezone.utc)
+    if stamp < datetime(1970, 1, 1, tzinfo=timezone.utc) or stamp > datetime.now(timezone.utc):
+        raise SettingsError(f"{name}={value!r} must be from 1970-01-01 to now")
+    return int(stamp.timestamp()) * 1_000_000_000 + stamp.microsecond * 1_000
+
+
+def _tick_bounds(env: Mapping[str, str]) -> dict[str, float | int]:
+    """The GLASSBOX_TICK_* bounds; each a positive finite number, the price range not empty."""
+    bounds = {
+        "tick_earliest_ns": _date_ns(env, "GLASSBOX_TICK_EARLIEST", 0),
+        "tick_max_future_s": _positive_float(env, "GLASSBOX_TICK_MAX_FUTURE_S", 60.0),
+        "tick_min_price": _positive_float(env, "GLASSBOX_TICK_MIN_PRICE", 1e-12),
+        "tick_max_price": _positive_float(env, "GLASSBOX_TICK_MAX_PRICE", 1e12),
+        "tick_max_size": _positive_float(env, "GLASSBOX_TICK_MAX_SIZE", 1e15),
+    }
+    if bounds["tick_min_price"] >= bounds["tick_max_price"]:
+        raise SettingsError(f"GLASSBOX_TICK_MIN_PRICE ({bounds['tick_min_price']:g}) must be below "
+                            f"GLASSBOX_TICK_MAX_PRICE ({bounds['tick_max_price']:g})")
+    return bounds
+
+
 @dataclass(frozen=True)
 class Settings:
     """Where Glassbox keeps its data and which external services it uses.
@@ -116,13 +147,24 @@ class Settings:
     """Requests per second per client before the API answers 429."""
     relay_stores: tuple[str, ...] = ()
     """(The API alone) the event stores whose relays ``/metrics`` reports."""
+    tick_earliest_ns: int = 0
+    """No tick is accepted before this time (ns since 1970); ``edge.ticks.TickBounds`` holds the tick bounds."""
+    tick_max_future_s: float = 60.0
+    """Seconds a live tick may be ahead of the wall clock."""
+    tick_min_price: float = 1e-12
+    tick_max_price: float = 1e12
+    """Prices, bids and asks outside [min, max] are refused (``bad_price``, ``bad_quote``)."""
+    tick_max_size: float = 1e15
+    """Sizes above this are refused (``bad_size``)."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Read ``GLASSBOX_HOME``, ``REDIS_URL``, ``KAFKA_BOOTSTRAP_SERVERS``, ``DATABASE_URL``,
         ``KAFKA_PARTITIONS``, ``KAFKA_REPLICATION_FACTOR``, ``KAFKA_RETENTION_MS``,
         ``GLASSBOX_NAMESPACE``, ``GLASSBOX_SCHEMA``, ``GLASSBOX_TOPIC_PREFIX``, ``GLASSBOX_LOG_LEVEL``,
-        ``GLASSBOX_API_TOKENS``, ``GLASSBOX_API_RATE_PER_S`` and ``GLASSBOX_RELAY_STORES``.
+        ``GLASSBOX_API_TOKENS``, ``GLASSBOX_API_RATE_PER_S``, ``GLASSBOX_RELAY_STORES`` and the tick
+        bounds ``GLASSBOX_TICK_EARLIEST``, ``GLASSBOX_TICK_MAX_FUTURE_S``, ``GLASSBOX_TICK_MIN_PRICE``,
+        ``GLASSBOX_TICK_MAX_PRICE``, ``GLASSBOX_TICK_MAX_SIZE``.
 
         Raises:
             SettingsError: for a URL of the wrong kind or a number out of range.
@@ -144,6 +186,7 @@ class Settings:
             api_tokens=env.get("GLASSBOX_API_TOKENS", "").strip(),
             api_rate_per_s=_positive_float(env, "GLASSBOX_API_RATE_PER_S", 200.0),
             relay_stores=tuple(s for s in env.get("GLASSBOX_RELAY_STORES", "").split(",") if s.strip()),
+            **_tick_bounds(env),
         )
 
     @property

@@ -42,7 +42,7 @@ from aggregates.strategies import Strategy
 from edge.gc_settling import settle_garbage_collector
 from edge.history import History
 from edge.tick_stream import StreamEntry
-from edge.ticks import Tick, encode_tick
+from edge.ticks import Tick, TickBounds, encode_tick
 from glassbox import GlassboxError
 from aggregates.performance import Ledger
 
@@ -75,6 +75,9 @@ class BacktestSettings:
     long runs; nothing left to inspect or explain afterwards)."""
     shards: int = 1
     """Processes the symbols are split across, as live shards split them (see the module docstring)."""
+    bounds: TickBounds = field(default_factory=TickBounds)
+    """What a tick may hold; the desks drop the wall-clock bound (:meth:`TickBounds.for_history`):
+    replayed history, synthetic history included, may run past today."""
 
     def __post_init__(self) -> None:
         if not self.capital > 0:
@@ -94,7 +97,8 @@ class BacktestSettings:
         """Shard ``shard``'s hot path, its event store ``SystemKeys(namespace).shard_store(shard)`` as live."""
         return HotPathSettings(
             self.redis_url, namespace=self.namespace, capital=self.capital,
-            shard=ShardSettings(name=f"shard-{shard}", actor=ActorSettings(checkpoint_every=self.checkpoint_every)),
+            shard=ShardSettings(name=f"shard-{shard}", actor=ActorSettings(
+                checkpoint_every=self.checkpoint_every, bounds=self.bounds.for_history())),
         )
 
 

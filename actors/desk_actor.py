@@ -28,7 +28,7 @@ from actors.features import STATE_SIZE, FeatureEngine
 from aggregates.desk import SymbolDesk
 from aggregates.strategies import Strategy
 from edge.tick_stream import StreamEntry
-from edge.ticks import BadTick, decode_tick, sent_ns_of, validate_tick
+from edge.ticks import BadTick, TickBounds, decode_tick, sent_ns_of, validate_tick
 
 __all__ = ["ActorSettings", "BatchOutcome", "SymbolActor", "TickBatch"]
 
@@ -40,6 +40,8 @@ class ActorSettings:
 
     checkpoint_every: int = 1_000
     """Decisions between feature checkpoints (each followed by a snapshot)."""
+    bounds: TickBounds = field(default_factory=TickBounds)
+    """What a tick may hold; checked again here, as a raw XADD bypasses the publisher's check."""
 
 
 @dataclass(frozen=True)
@@ -128,6 +130,8 @@ class SymbolActor(pykka.ThreadingActor):
         outcome = BatchOutcome(self.symbol)
         checkpointed = False
         others = self._book.others(self.symbol)
+        bounds = self._settings.bounds
+        latest_ns = bounds.latest_ns()
         for entry_id, fields in batch.entries:
             outcome.acks.append(entry_id)
             tick_id = entry_id.decode()
@@ -136,7 +140,7 @@ class SymbolActor(pykka.ThreadingActor):
                 continue
             try:
                 tick = decode_tick(self.symbol, fields or {})
-                validate_tick(tick, self.desk.last_ts_ns if self.desk else None)
+                validate_tick(tick, self.desk.last_ts_ns if self.desk else None, bounds, latest_ns)
             except BadTick as error:
                 outcome.rejected.append(((entry_id, fields), error))
                 continue

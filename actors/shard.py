@@ -18,8 +18,13 @@ in Redis (back-pressure at the edge; pykka inboxes never grow).
 Failures: an actor whose batch raised has already reloaded its desk; its
 entries stay pending and are handed to it again next cycle, and an entry that
 fails ``max_crashes`` times in a row is dead-lettered as poison. If the commit
-itself fails, every actor of the cycle reloads from the store and the cycle's
-entries are redelivered.
+itself fails because the store is unavailable (a transient error), every actor
+of the cycle reloads from the store and the cycle's entries are redelivered.
+Any other commit failure is a tick's doing (a value no stage after the desk can
+encode): the desks reload and the cycle is redone symbol by symbol, a failing
+symbol's batch by halves in stream order (each committed prefix stays
+committed), down to the single tick whose commit fails; that tick is
+dead-lettered as ``processing_failed`` with the error, the rest commit once.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from typing import Any, Sequence
 import numpy as np
 import pykka
 import redis
+from eventsourcing.persistence import IntegrityError, OperationalError
 
 from actors.application import DeskApplication
 from actors.book import PortfolioBook
@@ -48,6 +54,11 @@ __all__ = ["Shard", "ShardSettings"]
 log = logging.getLogger(__name__)
 
 Batches = dict[str, list[StreamEntry]]
+
+_TRANSIENT = (redis.ConnectionError, redis.TimeoutError, OperationalError, IntegrityError)
+"""Commit errors that say the store cannot take the cycle now (unavailable, busy loading, a
+version conflict a reload resolves), not that a tick is bad: the cycle is redone as it was.
+(redis-py's BusyLoadingError is a ConnectionError.)"""
 
 
 @dataclass(frozen=True)
@@ -169,9 +180,43 @@ class Shard:
                 self._after_failure(symbol, batches[symbol], error)
         try:
             self._commit(outcomes)
-        except Exception:
+        except _TRANSIENT:
             log.exception("commit of a cycle failed; desks reload and the ticks are redone")
             self._reload([o.symbol for o in outcomes])
+        except Exception as error:  # noqa: BLE001 - a tick's values the store cannot take: find it
+            log.error("commit of a cycle failed (%r); redoing it symbol by symbol to find the tick", error)
+            self._bisect({o.symbol: list(batches[o.symbol]) for o in outcomes})
+
+    def _bisect(self, batches: Batches) -> None:
+        """Redo a cycle whose commit failed, a symbol at a time, until each failing tick is dead-lettered."""
+        try:
+            for symbol in batches:
+                self._alive_actor(symbol).proxy().reload().get()
+            for symbol, entries in batches.items():
+                self._settle(symbol, entries)
+        except _TRANSIENT:
+            log.exception("the store failed while redoing a cycle; desks reload and the ticks are redone")
+            self._reload(list(batches))
+
+    def _settle(self, symbol: str, entries: list[StreamEntry]) -> None:
+        """Decide and commit ``entries`` of ``symbol``; on a non-transient failure, halves in stream order."""
+        try:
+            self._commit([self._alive_actor(symbol).ask(TickBatch(entries))])
+            return
+        except _TRANSIENT:
+            raise
+        except Exception as error:  # noqa: BLE001 - narrowed down below
+            failure = error
+        self._alive_actor(symbol).proxy().reload().get()  # no half-committed batch stays in memory
+        if len(entries) > 1:
+            half = len(entries) // 2
+            self._settle(symbol, entries[:half])
+            self._settle(symbol, entries[half:])
+            return
+        reason = f"committing its decision failed: {failure!r}"
+        self.reader.reject(symbol, entries[0], BadTick("processing_failed", reason), "commit")
+        self.stats.record_batch(1, 0, 0, 1, 0, np.empty(0, dtype=np.int64))
+        log.error("tick %s of %s dead-lettered: %s", entries[0][0].decode(), symbol, reason)
 
     def _ask_all(self, batches: Batches) -> dict[str, Any]:
         """Each symbol's batch handed to its actor; they decide in parallel (futures by symbol)."""

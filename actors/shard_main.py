@@ -19,11 +19,13 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
+from actors.desk_actor import ActorSettings
 from actors.runtime import HotPath, HotPathSettings
 from actors.shard import ShardSettings
 from actors.shard_metrics import ShardMetricsPublisher
 from aggregates.registry import ModelRegistry
 from edge.logs import configure_logging
+from edge.ticks import TickBounds
 from glassbox import GlassboxError, Settings, SettingsError
 
 __all__ = ["main", "run_shard"]
@@ -61,7 +63,9 @@ def run_shard(settings: Settings, symbols: list[str], namespace: str, name: str,
     """
     if settings.redis_url is None:
         raise SettingsError("a shard needs REDIS_URL: it serves existing tick streams")
-    hot_settings = HotPathSettings(settings.redis_url, namespace=namespace, shard=ShardSettings(name=name))
+    actor = ActorSettings(bounds=TickBounds.from_settings(settings))
+    hot_settings = HotPathSettings(settings.redis_url, namespace=namespace,
+                                   shard=ShardSettings(name=name, actor=actor))
     hot = HotPath.from_registry(hot_settings, symbols, ModelRegistry(settings.model_dir))
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):

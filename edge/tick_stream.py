@@ -16,7 +16,7 @@ from typing import Iterable, Iterator, Mapping, Sequence
 
 import redis
 
-from edge.ticks import BadTick, Tick, encode_tick, validate_tick
+from edge.ticks import BadTick, Tick, TickBounds, encode_tick, short_repr, validate_tick
 
 __all__ = [
     "DeadLetters",
@@ -75,9 +75,10 @@ class DeadLetters:
     ) -> None:
         """Queue one dead letter on ``pipe`` (the caller executes it with its other writes)."""
         entry = {
-            b"symbol": symbol.encode(),
+            b"symbol": (symbol if isinstance(symbol, str) else short_repr(symbol)).encode(
+                "utf-8", "backslashreplace")[:200],
             b"code": error.code.encode(),
-            b"reason": error.detail.encode(),
+            b"reason": error.detail.encode("utf-8", "backslashreplace")[:1000],
             b"stage": stage.encode(),
             b"payload": _describe_payload(payload),
         }
@@ -117,17 +118,19 @@ class PublishReport:
 class TickPublisher:
     """Validates ticks at the edge and appends the good ones to their streams.
 
-    A tick of a symbol outside ``symbols``, with bad values, or older than the
-    last one published for its symbol goes to the dead-letter stream instead.
-    One call is one pipelined round trip however many ticks it carries.
+    A tick of a symbol outside ``symbols``, with values outside ``bounds``, or
+    older than the last one published for its symbol goes to the dead-letter
+    stream instead. One call is one pipelined round trip however many ticks it
+    carries.
     """
 
     def __init__(
-        self, client: redis.Redis, keys: TickKeys, symbols: Iterable[str]
+        self, client: redis.Redis, keys: TickKeys, symbols: Iterable[str], bounds: TickBounds = TickBounds(),
     ) -> None:
         self._client = client
         self._keys = keys
         self._symbols = frozenset(symbols)
+        self._bounds = bounds
         self._last_ts: dict[str, int] = {}
         self._dead = DeadLetters(client, keys)
 
@@ -143,11 +146,12 @@ class TickPublisher:
         pipe = self._client.pipeline(transaction=mark is not None)
         if mark is not None:
             pipe.set(*mark)
+        latest_ns = self._bounds.latest_ns()
         for tick in ticks:
             try:
-                self._check(tick)
+                self._check(tick, latest_ns)
             except BadTick as error:
-                self._dead.add(pipe, tick.symbol, error, encode_tick(tick), "ingest")
+                self._dead.add(pipe, tick.symbol, error, _fields_of(tick), "ingest")
                 report.rejected[error.code] = report.rejected.get(error.code, 0) + 1
                 continue
             self._last_ts[tick.symbol] = tick.ts_ns
@@ -162,10 +166,19 @@ class TickPublisher:
         """Append an unchecked payload (adapters that forward foreign data; tests of bad input)."""
         return self._client.xadd(self._keys.stream(symbol), dict(fields))
 
-    def _check(self, tick: Tick) -> None:
-        if tick.symbol not in self._symbols:
-            raise BadTick("unknown_symbol", f"symbol {tick.symbol!r} is not traded here")
-        validate_tick(tick, self._last_ts.get(tick.symbol))
+    def _check(self, tick: Tick, latest_ns: int) -> None:
+        if type(tick.symbol) is not str or tick.symbol not in self._symbols:
+            raise BadTick("unknown_symbol", f"symbol {short_repr(tick.symbol)} is not traded here")
+        validate_tick(tick, self._last_ts.get(tick.symbol), self._bounds, latest_ns)
+
+
+def _fields_of(tick: Tick) -> dict[bytes, bytes]:
+    """A refused tick's fields for its dead letter, whatever it holds (its wire form when it has one)."""
+    try:
+        return encode_tick(tick)
+    except (AttributeError, UnicodeError, ValueError):
+        names = ("symbol", "ts_ns", "price", "size", "bid", "ask")
+        return {name.encode(): short_repr(getattr(tick, name)).encode("utf-8", "backslashreplace") for name in names}
 
 
 class TickReader:

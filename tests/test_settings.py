@@ -41,11 +41,28 @@ def test_production_settings_are_read_and_shape_topics() -> None:
         ("KAFKA_PARTITIONS", "0", "must be at least 1"),
         ("KAFKA_REPLICATION_FACTOR", "-2", "must be at least 1"),
         ("KAFKA_RETENTION_MS", "-7", "must be at least -1"),
+        ("GLASSBOX_TICK_MAX_FUTURE_S", "-1", "must be a positive number"),
+        ("GLASSBOX_TICK_MAX_PRICE", "inf", "must be a positive number"),
+        ("GLASSBOX_TICK_MIN_PRICE", "1e13", "must be below GLASSBOX_TICK_MAX_PRICE"),
+        ("GLASSBOX_TICK_MAX_SIZE", "nan", "must be a positive number"),
+        ("GLASSBOX_TICK_EARLIEST", "last year", "must be an ISO date or time"),
+        ("GLASSBOX_TICK_EARLIEST", "1969-12-31", "must be from 1970-01-01 to now"),
+        ("GLASSBOX_TICK_EARLIEST", "2999-01-01", "must be from 1970-01-01 to now"),
     ],
 )
 def test_bad_settings_are_one_clear_error(name: str, value: str, message: str) -> None:
     with pytest.raises(SettingsError, match=message.replace("(", r"\(").replace("+", r"\+")):
         Settings.from_env({name: value})
+
+
+def test_tick_bounds_are_read_with_their_defaults() -> None:
+    defaults = Settings.from_env({})
+    assert (defaults.tick_earliest_ns, defaults.tick_max_future_s, defaults.tick_min_price,
+            defaults.tick_max_price, defaults.tick_max_size) == (0, 60.0, 1e-12, 1e12, 1e15)
+    chosen = Settings.from_env({"GLASSBOX_TICK_EARLIEST": "1980-01-01T00:00:00+00:00",
+                                "GLASSBOX_TICK_MAX_FUTURE_S": "2.5", "GLASSBOX_TICK_MAX_SIZE": "100"})
+    assert (chosen.tick_earliest_ns, chosen.tick_max_future_s, chosen.tick_max_size) == (
+        315_532_800 * 10**9, 2.5, 100.0)
 
 
 def test_redact_url_hides_only_the_password() -> None:

@@ -35,6 +35,7 @@ from aggregates.registry import ModelRegistry
 from aggregates.strategies import SmaCross, Strategy, TradingCosts
 from edge.history import History, load_history, parse_source
 from edge.system_keys import SystemKeys
+from edge.ticks import TickBounds
 from glassbox import GlassboxError, Settings
 from projections.backtest_report import build_report, write_report
 from aggregates.performance import iso_day
@@ -147,7 +148,8 @@ def backtest_command(args: argparse.Namespace, settings: Settings) -> int:
     run_id = args.run_id or new_run_id()
     with system_redis(settings) as url:
         bt_settings = BacktestSettings(url, run_id, capital=args.capital, shards=args.shards,
-                                       keep_events=args.keep_events or args.forensics)
+                                       keep_events=args.keep_events or args.forensics,
+                                       bounds=TickBounds.from_settings(settings))
         shards = sum(1 for owned in assign_symbols(history.symbols, args.shards) if owned)
         print(f"backtest {run_id}: {strategy.name} on {source.describe()}, {len(history.ticks):,} ticks of "
               f"{len(history.symbols)} symbol(s) on {shards} shard(s), {iso_day(history.start_ns)} to "

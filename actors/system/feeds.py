@@ -12,17 +12,19 @@ from actors.system.plan import RunPlan
 from edge.feeds import SyntheticFeed, bundled_ticks
 from edge.pacing import PacedFeed
 from edge.tick_stream import TickKeys, TickPublisher
+from edge.ticks import TickBounds
 
 __all__ = ["start_feeds"]
 
 
-def start_feeds(client: redis.Redis, keys: TickKeys, plan: RunPlan, stop: threading.Event) -> list[threading.Thread]:
+def start_feeds(client: redis.Redis, keys: TickKeys, plan: RunPlan, stop: threading.Event,
+                bounds: TickBounds = TickBounds()) -> list[threading.Thread]:
     """One thread per source of ``plan``, sharing its rate, publishing until ``stop`` is set.
 
     Replayed sources (the bundled bars, a user's file) resume where the last run
     stopped: their offsets live in Redis beside the streams.
     """
-    publisher = TickPublisher(client, keys, plan.symbols)
+    publisher = TickPublisher(client, keys, plan.symbols, bounds)
     sources = bool(plan.bundled) + bool(plan.synthetic) + bool(plan.user_data)
     share = plan.rate / sources
     feeds: list[PacedFeed] = []

@@ -44,8 +44,10 @@ from actors.system.stuck import Stuck, backlogs_of, stuck_work
 from backbone.relay import RelayPosition
 from backbone.topics import TopicSettings
 from edge.store_layout import log_head
+from edge.stray_streams import StraySweeper
 from edge.system_keys import SystemKeys
 from edge.tick_stream import TickKeys
+from edge.ticks import TickBounds
 from glassbox import GlassboxError, Settings, redact_url
 
 __all__ = ["DRAIN_STUCK", "Supervisor"]
@@ -89,11 +91,11 @@ class Supervisor:
             probe = ProgressProbe(client, services, stores, self.settings.schema,
                                   TopicSettings.from_settings(self.settings, prefix=self.settings.topic_prefix))
             feeds_stop = threading.Event()
-            feeds = start_feeds(client, self.tick_keys, self.plan, feeds_stop)
+            feeds = start_feeds(client, self.tick_keys, self.plan, feeds_stop, TickBounds.from_settings(self.settings))
             for line in self.started_lines(services, owned):
                 self.out(line)
             try:
-                self._watch(stop, probe, services)
+                self._watch(stop, probe, services, StraySweeper(client, self.tick_keys, self.plan.symbols))
             finally:
                 feeds_stop.set()
                 for thread in feeds:
@@ -131,10 +133,12 @@ class Supervisor:
 
     # -- running ---------------------------------------------------------------
 
-    def _watch(self, stop: threading.Event, probe: ProgressProbe, services: ServiceUrls) -> None:
+    def _watch(self, stop: threading.Event, probe: ProgressProbe, services: ServiceUrls,
+               strays: StraySweeper) -> None:
         started = time.monotonic()
         last_ticks, last_at = 0, started
         while not stop.wait(1.0):
+            strays.maybe_sweep()  # ticks:<symbol nobody trades> → dead letters (every few seconds)
             for component in self.components:
                 change = component.check()
                 if change is not None:

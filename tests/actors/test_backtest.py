@@ -369,3 +369,11 @@ def test_nothing_a_backtest_records_comes_from_the_wall_clock(redis_url, policy)
             discard_run(client, settings)
     client.close()
     assert contents[0] == contents[1]
+
+
+def test_backtest_desks_keep_every_tick_bound_but_the_wall_clock():
+    from edge.ticks import TickBounds
+
+    bounds = TickBounds(max_future_s=5.0, max_price=1e6)
+    settings = BacktestSettings("redis://unused", "run-1", bounds=bounds)
+    assert settings.hot_path().shard.actor.bounds == TickBounds(max_future_s=None, max_price=1e6)

@@ -37,7 +37,7 @@ def test_round_trip_without_quotes():
         (Tick("GOOG", 1, 1.0, math.inf), "bad_size"),
         (Tick("GOOG", 1, 1.0, 1.0, bid=math.nan), "bad_quote"),
         (Tick("GOOG", 1, 1.0, 1.0, bid=1.2, ask=1.1), "bad_quote"),
-        (Tick("GOOG", -1, 1.0, 1.0), "malformed"),
+        (Tick("GOOG", -1, 1.0, 1.0), "bad_timestamp"),
     ],
 )
 def test_bad_values_are_named(tick, code):
