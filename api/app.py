@@ -41,6 +41,9 @@ __all__ = ["ApiConfig", "app_from_env", "create_app"]
 
 MAX_PAGE = 1_000
 
+_RECONNECT_GIVE_UP_S = 10.0
+"""How long the pool retries one connection attempt (backoff 1, 2, 4 s …) before a new request starts afresh."""
+
 DECISIONS_READS = {"symbol": 64, "from": 64, "to": 64, "limit": 64, "cursor": 256}
 """The parameters ``/api/v1/decisions`` reads and the longest value of each (characters)."""
 
@@ -74,10 +77,14 @@ def create_app(config: ApiConfig) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
         # A bounded wait and a checked connection: during an outage a request is answered 503 within
-        # pool_wait_s (not psycopg_pool's 30 s), and after it the first request gets a live connection.
+        # pool_wait_s (not psycopg_pool's 30 s), and after it requests get live connections, not dead ones.
+        # The pool's reconnect backoff doubles without bound until it gives up (5 min by default), so a
+        # long outage would keep the API answering 503 for minutes after PostgreSQL is back; giving up
+        # after _RECONNECT_GIVE_UP_S lets the next request start a fresh attempt at once instead.
         pool = AsyncConnectionPool(
             config.database_url, min_size=1, max_size=config.pool_size, open=False, configure=_configure,
             timeout=config.pool_wait_s, check=AsyncConnectionPool.check_connection,
+            reconnect_timeout=_RECONNECT_GIVE_UP_S,
         )
         await pool.open(wait=True, timeout=10)
         client = aioredis.Redis.from_url(config.redis_url) if config.redis_url else None

@@ -51,24 +51,27 @@ def test_503_with_retry_after_while_postgresql_is_down_then_served_again():
         postgres = EmbeddedPostgres(root / "postgres", port=free_port())
         with postgres:
             apply_migrations(postgres.url, schema)
-            app = create_app(ApiConfig(postgres.url, TOKENS, schema=schema, pool_wait_s=2.0))
+            app = create_app(ApiConfig(postgres.url, TOKENS, schema=schema))  # the default 5 s pool wait
             with served(app) as base, httpx.Client(base_url=base, headers=AUTH, timeout=CLIENT_TIMEOUT_S) as client:
                 for path in DATABASE_ROUTES:  # every pooled connection gets used before the outage
                     assert client.get(path).status_code in (200, 404), path
 
                 postgres.stop()
-                for path in DATABASE_ROUTES:
-                    for _ in range(2):  # the first finds the pool's dead connections, the second an empty pool
-                        down = client.get(path)
-                        assert down.status_code == 503, (path, down.text)
-                        assert down.json()["error"] == "database_unavailable"
-                        assert int(down.headers["Retry-After"]) >= 1
+                for path in DATABASE_ROUTES:  # the first finds the pool's dead connections, the others an empty pool
+                    down = client.get(path)
+                    assert down.status_code == 503, (path, down.text)
+                    assert down.json()["error"] == "database_unavailable"
+                    assert down.headers["Retry-After"] == "5"
                 assert client.get("/health").status_code == 200
                 ready = client.get("/ready")
                 assert ready.status_code == 503 and ready.json()["checks"]["postgresql"] is False
 
                 postgres.start()  # same data dir, same port: the API's pool reconnects by itself
-                assert client.get("/api/v1/decisions").json() == {"decisions": [], "next_cursor": None}
+                answers = [client.get("/api/v1/decisions")]
+                while answers[-1].status_code == 503 and len(answers) < 10:  # an attempt may still be backing off
+                    assert answers[-1].headers["Retry-After"] == "5"
+                    answers.append(client.get("/api/v1/decisions"))
+                assert answers[-1].json() == {"decisions": [], "next_cursor": None}, [a.status_code for a in answers]
                 assert client.get("/api/v1/portfolio").status_code == 200
                 assert client.get(DATABASE_ROUTES[2]).status_code == 404
                 assert client.get("/ready").json()["checks"]["postgresql"] is True
