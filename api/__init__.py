@@ -1,7 +1,8 @@
 """The HTTP API: a Starlette app that serves the read models, and holds no business logic.
 
 Owns the app factory (``api.app:app_from_env`` for uvicorn), its routes
-(forensics, decisions, portfolio, health, ready, metrics), the read-model
+(forensics, decisions, portfolio, health, ready, metrics), the strict
+reading of query strings and the one error body shape, the read-model
 queries, bearer tokens with scopes, the per-client rate limit and the
 Prometheus metrics gathered at scrape time.
 

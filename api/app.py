@@ -17,17 +17,18 @@ from datetime import datetime
 from typing import Any, AsyncIterator, Sequence
 from uuid import UUID
 
-import orjson
 import redis.asyncio as aioredis
 from psycopg_pool import AsyncConnectionPool
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
 from api.auth import ApiTokens, BearerAuthMiddleware
+from api.errors import ORJSONResponse, error_response, exception_handlers
 from api.metrics import MetricsSources, render_metrics
+from api.params import BadRequest, read_query, shown
 from api.queries import BadCursor, decision_page, forensics_record, portfolio
 from api.rate_limit import RateLimit, RateLimitMiddleware
 from backbone.broker import broker_answers
@@ -39,6 +40,12 @@ from projections.pg_json import use_orjson
 __all__ = ["ApiConfig", "app_from_env", "create_app"]
 
 MAX_PAGE = 1_000
+
+_RECONNECT_GIVE_UP_S = 10.0
+"""How long the pool retries one connection attempt (backoff 1, 2, 4 s …) before a new request starts afresh."""
+
+DECISIONS_READS = {"symbol": 64, "from": 64, "to": 64, "limit": 64, "cursor": 256}
+"""The parameters ``/api/v1/decisions`` reads and the longest value of each (characters)."""
 
 
 @dataclass(frozen=True)
@@ -58,11 +65,10 @@ class ApiConfig:
     retry_after_s: int = 1
     """What a 202 (forensics not computed yet) tells the client to wait."""
     pool_size: int = 16
-
-
-class ORJSONResponse(JSONResponse):
-    def render(self, content: Any) -> bytes:
-        return orjson.dumps(content, default=str)
+    pool_wait_s: float = 5.0
+    """How long a request waits for a PostgreSQL connection before it is answered 503."""
+    database_retry_after_s: int = 5
+    """What a 503 (PostgreSQL not answering) tells the client to wait."""
 
 
 def create_app(config: ApiConfig) -> Starlette:
@@ -70,8 +76,15 @@ def create_app(config: ApiConfig) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
+        # A bounded wait and a checked connection: during an outage a request is answered 503 within
+        # pool_wait_s (not psycopg_pool's 30 s), and after it requests get live connections, not dead ones.
+        # The pool's reconnect backoff doubles without bound until it gives up (5 min by default), so a
+        # long outage would keep the API answering 503 for minutes after PostgreSQL is back; giving up
+        # after _RECONNECT_GIVE_UP_S lets the next request start a fresh attempt at once instead.
         pool = AsyncConnectionPool(
-            config.database_url, min_size=1, max_size=config.pool_size, open=False, configure=_configure
+            config.database_url, min_size=1, max_size=config.pool_size, open=False, configure=_configure,
+            timeout=config.pool_wait_s, check=AsyncConnectionPool.check_connection,
+            reconnect_timeout=_RECONNECT_GIVE_UP_S,
         )
         await pool.open(wait=True, timeout=10)
         client = aioredis.Redis.from_url(config.redis_url) if config.redis_url else None
@@ -94,7 +107,10 @@ def create_app(config: ApiConfig) -> Starlette:
         Middleware(BearerAuthMiddleware, tokens=config.tokens),
         Middleware(RateLimitMiddleware, limit=config.rate_limit),
     ]
-    return Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
+    return Starlette(
+        routes=routes, middleware=middleware, lifespan=lifespan,
+        exception_handlers=exception_handlers(config.database_retry_after_s),
+    )
 
 
 async def _configure(conn: Any) -> None:
@@ -129,24 +145,21 @@ def app_from_env() -> Starlette:
     ))
 
 
-def _error(status: int, code: str, detail: str, headers: dict[str, str] | None = None) -> Response:
-    return ORJSONResponse({"error": code, "detail": detail}, status_code=status, headers=headers)
-
-
 async def forensics(request: Request) -> Response:
     """GET /api/v1/forensics/{decision_id}: why a decision was taken."""
+    read_query(request.scope["query_string"], {})
     raw = request.path_params["decision_id"]
     try:
         decision_id = UUID(raw)
     except ValueError:
-        return _error(422, "invalid_decision_id", f"{raw[:64]!r} is not a UUID")
+        return error_response(422, "invalid_decision_id", f"{shown(raw, 64)} is not a UUID")
     config: ApiConfig = request.state.config
     async with request.state.pool.connection() as conn:
         decision, record = await forensics_record(conn, config.schema, decision_id)
     if decision is None:
-        return _error(404, "not_found", f"no decision {decision_id} (unknown, or not projected yet)")
+        return error_response(404, "not_found", f"no decision {decision_id} (unknown, or not projected yet)")
     if record is None:
-        return _error(
+        return error_response(
             202, "pending", "the decision is recorded; its forensics is being computed",
             headers={"Retry-After": str(config.retry_after_s)},
         )
@@ -198,22 +211,9 @@ def forensics_body(decision: dict[str, Any], record: dict[str, Any]) -> dict[str
 
 async def decisions(request: Request) -> Response:
     """GET /api/v1/decisions?symbol=&from=&to=&limit=&cursor=: decisions in time order, paged."""
-    q = request.query_params
-    try:
-        limit = int(q.get("limit", "100"))
-        if not 1 <= limit <= MAX_PAGE:
-            raise ValueError
-    except ValueError:
-        return _error(422, "invalid_limit", f"limit must be a whole number from 1 to {MAX_PAGE}")
-    bounds: dict[str, datetime | None] = {}
-    for name in ("from", "to"):
-        text = q.get(name)
-        try:
-            bounds[name] = datetime.fromisoformat(text) if text else None
-        except ValueError:
-            return _error(422, f"invalid_{name}", f"{name}={text[:40]!r} is not an ISO 8601 time")
-        if bounds[name] is not None and bounds[name].tzinfo is None:
-            return _error(422, f"invalid_{name}", f"{name} needs a timezone, e.g. 2026-01-02T00:00:00Z")
+    q = read_query(request.scope["query_string"], DECISIONS_READS)
+    limit = _page_limit(q.get("limit", "100"))
+    bounds = {name: _aware_time(name, q.get(name)) for name in ("from", "to")}
     config: ApiConfig = request.state.config
     try:
         async with request.state.pool.connection() as conn:
@@ -222,12 +222,33 @@ async def decisions(request: Request) -> Response:
                 limit=limit, cursor=q.get("cursor"),
             )
     except BadCursor as error:
-        return _error(422, "invalid_cursor", str(error))
+        return error_response(422, "invalid_cursor", str(error))
     return ORJSONResponse({"decisions": page.rows, "next_cursor": page.next_cursor})
+
+
+def _page_limit(text: str) -> int:
+    """``limit`` as an int in 1..MAX_PAGE: ASCII digits only (``int`` would also take ``1_0``, `` 7`` or ``٣``)."""
+    if not (text.isascii() and text.isdigit() and 1 <= int(text) <= MAX_PAGE):
+        raise BadRequest(422, "invalid_limit", f"limit must be a whole number from 1 to {MAX_PAGE}, not {shown(text)}")
+    return int(text)
+
+
+def _aware_time(name: str, text: str | None) -> datetime | None:
+    """An ISO 8601 time with its timezone, or None when not given."""
+    if not text:
+        return None
+    try:
+        at = datetime.fromisoformat(text)
+    except ValueError:
+        raise BadRequest(422, f"invalid_{name}", f"{name}={shown(text)} is not an ISO 8601 time") from None
+    if at.tzinfo is None:
+        raise BadRequest(422, f"invalid_{name}", f"{name} needs a timezone, e.g. 2026-01-02T00:00:00Z")
+    return at
 
 
 async def portfolio_view(request: Request) -> Response:
     """GET /api/v1/portfolio: positions per symbol and their totals, as projected."""
+    read_query(request.scope["query_string"], {})
     config: ApiConfig = request.state.config
     async with request.state.pool.connection() as conn:
         rows = await portfolio(conn, config.schema)

@@ -6,8 +6,8 @@ Tokens come from the ``GLASSBOX_API_TOKENS`` setting, parsed once at start::
 
 i.e. ``token:scope,scope`` entries separated by ``;`` (a scope may itself
 hold a colon). A request without a valid token gets 401; one whose token
-lacks the route's scope gets 403. Tokens are compared in constant time and
-never logged.
+lacks the route's scope gets 403, one with several ``Authorization`` headers
+gets 400. Tokens are compared in constant time and never logged.
 """
 
 from __future__ import annotations
@@ -22,9 +22,12 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from glassbox import SettingsError
 
-__all__ = ["SCOPES", "ApiTokens", "BearerAuthMiddleware", "required_scope"]
+__all__ = ["MAX_TOKEN_BYTES", "SCOPES", "ApiTokens", "BearerAuthMiddleware", "required_scope"]
 
 SCOPES = ("forensics:read", "portfolio:read", "metrics:read")
+
+MAX_TOKEN_BYTES = 1_024
+"""A longer bearer value is no token of ours: refused (401) before it is compared."""
 
 
 @dataclass(frozen=True)
@@ -53,11 +56,16 @@ class ApiTokens:
             tokens[token] = scopes
         return cls(tokens)
 
-    def scopes_of(self, token: str) -> frozenset[str] | None:
-        """The token's scopes, or None for an unknown token (constant-time per candidate)."""
+    def scopes_of(self, token: str | bytes) -> frozenset[str] | None:
+        """The token's scopes, or None for an unknown token (constant-time per candidate).
+
+        ``bytes`` is the token as the header carried it: any byte, never decoded, so
+        no header can fail here.
+        """
+        given = token.encode() if isinstance(token, str) else token
         found = None
         for known, scopes in self.scopes_by_token.items():
-            if hmac.compare_digest(known.encode(), token.encode()):
+            if hmac.compare_digest(known.encode(), given):
                 found = scopes
         return found
 
@@ -94,10 +102,17 @@ class BearerAuthMiddleware:
         if needed is None:
             await self.app(scope, receive, send)
             return
-        header = dict(scope.get("headers") or {}).get(b"authorization", b"").decode("latin-1")
-        kind, _, token = header.partition(" ")
-        scopes = self.tokens.scopes_of(token.strip()) if kind.lower() == "bearer" else None
-        if scopes is None:
+        given = [value for name, value in scope.get("headers") or () if name.lower() == b"authorization"]
+        kind, _, token = (given[0] if given else b"").partition(b" ")
+        token = token.strip(b" \t")
+        fits = kind.lower() == b"bearer" and len(token) <= MAX_TOKEN_BYTES
+        scopes = self.tokens.scopes_of(token) if fits else None
+        if len(given) > 1:
+            response = JSONResponse(
+                {"error": "invalid_request", "detail": "send one Authorization header, not several"},
+                status_code=400, headers={"WWW-Authenticate": 'Bearer realm="glassbox", error="invalid_request"'},
+            )
+        elif scopes is None:
             response = JSONResponse(
                 {"error": "unauthorized", "detail": "send an API token as `Authorization: Bearer <token>`"},
                 status_code=401, headers={"WWW-Authenticate": 'Bearer realm="glassbox"'},
@@ -108,7 +123,7 @@ class BearerAuthMiddleware:
                 headers={"WWW-Authenticate": f'Bearer error="insufficient_scope", scope="{needed}"'},
             )
         else:
-            scope.setdefault("state", {})["client"] = "token:" + hashlib.sha256(token.encode()).hexdigest()[:16]
+            scope.setdefault("state", {})["client"] = "token:" + hashlib.sha256(token).hexdigest()[:16]
             await self.app(scope, receive, send)
             return
         await response(scope, receive, send)

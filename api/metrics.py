@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Iterable, Sequence
 
 import orjson
+import psycopg
 import redis.asyncio as aioredis
 from aiokafka.errors import KafkaError
 from prometheus_client import CollectorRegistry, generate_latest
@@ -51,7 +52,7 @@ async def render_metrics(sources: MetricsSources, timeout: float = 2.0) -> bytes
         try:
             families += await asyncio.wait_for(gather(sources), timeout)
             up.add_metric([name], 1)
-        except (OSError, KafkaError, aioredis.RedisError, asyncio.TimeoutError, RuntimeError):
+        except (OSError, KafkaError, aioredis.RedisError, psycopg.Error, asyncio.TimeoutError, RuntimeError):
             up.add_metric([name], 0)
     families.append(up)
     registry = CollectorRegistry()

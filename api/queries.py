@@ -127,6 +127,9 @@ def _encode_cursor(at: datetime, decision_id: UUID) -> str:
 def _decode_cursor(cursor: str) -> tuple[datetime, UUID]:
     try:
         at, _, decision_id = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
-        return datetime.fromisoformat(at), UUID(decision_id)
+        after = datetime.fromisoformat(at), UUID(decision_id)
     except (ValueError, binascii.Error, UnicodeDecodeError):
         raise BadCursor(f"cursor {cursor[:40]!r} is not one this API handed out") from None
+    if after[0].tzinfo is None:  # ours always carry the zone: compared with timestamptz, a naive one would shift
+        raise BadCursor(f"cursor {cursor[:40]!r} is not one this API handed out")
+    return after

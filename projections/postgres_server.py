@@ -131,6 +131,9 @@ class EmbeddedPostgres(EmbeddedServer):
     stop -m fast``): open sessions are disconnected and a checkpoint is
     written. It escalates to an immediate shutdown (SIGQUIT), then SIGKILL,
     if the server does not exit.
+
+    A ``port`` pins where it listens (else a free port each start), so a
+    server stopped and started again is back where its clients reconnect.
     """
 
     server_name: ClassVar[str] = "postgres"
@@ -142,7 +145,7 @@ class EmbeddedPostgres(EmbeddedServer):
     stop_timeout: ClassVar[float] = 60.0  # a fast shutdown still writes a checkpoint
 
     def __init__(
-        self, data_dir: Path, settings: PostgresServerSettings | None = None, port: int | None = None
+        self, data_dir: Path, settings: PostgresServerSettings | None = None, *, port: int | None = None
     ) -> None:
         """``port``: listen there (tried once, as clients expect it there) instead of on a free port."""
         self._settings = settings or PostgresServerSettings()

@@ -1,4 +1,4 @@
-"""A read-model schema filled by the real pipeline (hot path → relay → broker → workers), once per module."""
+"""A read-model schema filled by the real pipeline (hot path → relay → broker → workers), once per session."""
 
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ class Projected:
     topics: TopicSettings
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def projected(redis_url, kafka_servers, database_url, policy, model_registry) -> Projected:
     namespace = f"api-{uuid.uuid4().hex[:8]}:"
     schema = f"api_{uuid.uuid4().hex[:12]}"
