@@ -50,7 +50,8 @@ def _pid_with(*needles: str) -> int:
 
 def _service_pid(service: str, run) -> int:
     if service == "redis":
-        return _pid_with("redis-server", str((run.home / "redis").resolve()))
+        port = run.status["redis_url"].rsplit(":", 1)[1].split("/")[0]
+        return _pid_with("redis-server", f"127.0.0.1:{port}")  # redis-server sets its own process title
     if service == "broker":
         return _pid_with("broker", f"tcp://{run.status['kafka_servers']}")
     pid_file = reachable_data_dir(run.home / "postgres") / "postmaster.pid"
