@@ -16,7 +16,7 @@ whose exits an outage explains: those are not restarted until it is back.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from edge.embedded_server import EmbeddedServer
@@ -124,13 +124,23 @@ class ServiceWatch:
         self.services = services
         self._clock = clock
         self._max_delay = max_restart_delay
+        self._back_at: dict[str, float] = {}
 
     @property
     def down(self) -> list[str]:
         """Names of the services down now."""
         return [s.name for s in self.services if s.down_since is not None]
 
-    def check(self, components: list[str] = ()) -> list[ServiceChange]:  # type: ignore[assignment]
+    def back_within(self, seconds: float) -> list[str]:
+        """Names of the services that came back less than ``seconds`` ago.
+
+        A component may notice an outage only after a quick restart (Redis is back
+        in a fraction of a second): an exit then is still that outage's.
+        """
+        now = self._clock()
+        return [name for name, at in self._back_at.items() if now - at < seconds]
+
+    def check(self, components: Sequence[str] = ()) -> list[ServiceChange]:
         """What changed since the last call; restarts what is due. ``components``: names, for the down line."""
         changes: list[ServiceChange] = []
         for service in self.services:
@@ -138,7 +148,7 @@ class ServiceWatch:
                 else self._check_given(service, components)
         return changes
 
-    def _check_embedded(self, service: WatchedService, components: list[str]) -> list[ServiceChange]:
+    def _check_embedded(self, service: WatchedService, components: Sequence[str]) -> list[ServiceChange]:
         server = service.server
         assert server is not None
         now = self._clock()
@@ -166,9 +176,10 @@ class ServiceWatch:
         service._after_restart_due = False
         changes.append(ServiceBack(service.name, self._clock() - service.down_since, True))
         service.down_since = None
+        self._back_at[service.name] = self._clock()
         return changes
 
-    def _check_given(self, service: WatchedService, components: list[str]) -> list[ServiceChange]:
+    def _check_given(self, service: WatchedService, components: Sequence[str]) -> list[ServiceChange]:
         now = self._clock()
         if now < service._next_probe:
             return []
@@ -182,6 +193,7 @@ class ServiceWatch:
             if service.down_since is None:
                 return []
             down_for, service.down_since = now - service.down_since, None
+            self._back_at[service.name] = now
             return [ServiceBack(service.name, down_for, False)]
         service._misses += 1
         if service.down_since is not None or service._misses < service.misses_before_down:
@@ -191,5 +203,5 @@ class ServiceWatch:
                             _waiting(service.name, components))]
 
 
-def _waiting(service: str, components: list[str]) -> tuple[str, ...]:
+def _waiting(service: str, components: Sequence[str]) -> tuple[str, ...]:
     return tuple(c for c in components if needs(c, service))

@@ -46,7 +46,11 @@ from edge.system_keys import SystemKeys
 from edge.tick_stream import TickKeys
 from glassbox import GlassboxError, Settings, redact_url
 
-__all__ = ["Supervisor"]
+__all__ = ["OUTAGE_AFTERMATH_S", "Supervisor"]
+
+OUTAGE_AFTERMATH_S = 10.0
+"""Seconds after a service is back in which an exit of a component needing it is still that outage's
+(noticed late): restarted as usual, but not printed as a crash of its own."""
 
 
 class Supervisor:
@@ -170,13 +174,13 @@ class Supervisor:
                         self._quiet.add(component.name)
 
     def _check_components(self) -> None:
-        down = self.watch.down
+        down, just_back = self.watch.down, self.watch.back_within(OUTAGE_AFTERMATH_S)
         for component in self.components:
             waits = any(needs(component.name, service) for service in down)
             change = component.check(hold=waits)
             if change is None:
                 continue
-            quiet = waits or component.name in self._quiet
+            quiet = waits or component.name in self._quiet or any(needs(component.name, s) for s in just_back)
             if isinstance(change, ComponentRestarted):
                 self._quiet.discard(component.name)
                 self.history.component_restarted(change.name, change.restarts)
