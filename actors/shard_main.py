@@ -19,6 +19,8 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
+import redis
+
 from actors.desk_actor import ActorSettings
 from actors.runtime import HotPath, HotPathSettings
 from actors.shard import ShardSettings
@@ -34,7 +36,7 @@ log = logging.getLogger("glassbox")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run one shard process; its exit code (0 after a clean stop, 2 on a usage error or a failure)."""
+    """Run one shard process; its exit code (0 after a clean stop, 2 on a usage error or a failure, 3 when Redis is lost)."""
     parser = argparse.ArgumentParser(prog="python -m actors.shard_main", description=__doc__)
     parser.add_argument("--symbols", required=True, type=_symbols, help="comma-separated symbols")
     parser.add_argument("--namespace", default="", help="key prefix of streams and event store")
@@ -49,6 +51,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except GlassboxError as error:
         print(f"shard: {error}", file=sys.stderr)
         return 2
+    except redis.RedisError as error:  # Redis went away: nothing to decide on; the supervisor waits for it
+        print(f"shard: lost Redis ({error}); exiting: the supervisor starts the shard again once Redis answers, "
+              "and it redoes its unacknowledged ticks", file=sys.stderr)
+        return 3
     except KeyboardInterrupt:
         return 130
     return 0

@@ -1,7 +1,8 @@
 """What the supervisor did: one ``SystemRun`` aggregate per ``glassbox up``.
 
 Its events say when a run started and with what, which component failed to
-start (``System.Startup.Failed.v1``) or was restarted, and how the run
+start (``System.Startup.Failed.v1``) or was restarted, which service went
+down and came back (``System.Service.Down.v1``, ``System.Service.Back.v1``), and how the run
 ended. They go to the system's own event store, so an operator can read a
 run's history the same way as a desk's.
 """
@@ -43,6 +44,22 @@ class SystemRun(Aggregate):
         def apply(self, run: SystemRun) -> None:
             run.restarts[self.component] = self.restarts
 
+    class ServiceDown(Aggregate.Event):
+        TOPIC = "System.Service.Down"
+        service: str
+        reason: str
+
+        def apply(self, run: SystemRun) -> None:
+            run.down.add(self.service)
+
+    class ServiceBack(Aggregate.Event):
+        TOPIC = "System.Service.Back"
+        service: str
+        down_for_s: float
+
+        def apply(self, run: SystemRun) -> None:
+            run.down.discard(self.service)
+
     class Stopped(Aggregate.Event):
         TOPIC = "System.Run.Stopped"
         reason: str
@@ -61,12 +78,19 @@ class SystemRun(Aggregate):
         self.options = options
         self.state = "running"
         self.restarts: dict[str, int] = {}
+        self.down: set[str] = set()
 
     def startup_failed(self, component: str, reason: str) -> None:
         self.trigger_event(self.StartupFailed, component=component, reason=reason[:2_000])
 
     def component_restarted(self, component: str, exit_code: int | None, restarts: int) -> None:
         self.trigger_event(self.ComponentRestarted, component=component, exit_code=exit_code, restarts=restarts)
+
+    def service_down(self, service: str, reason: str) -> None:
+        self.trigger_event(self.ServiceDown, service=service, reason=reason[:2_000])
+
+    def service_back(self, service: str, down_for_s: float) -> None:
+        self.trigger_event(self.ServiceBack, service=service, down_for_s=round(down_for_s, 3))
 
     def stopped(self, reason: str) -> None:
         self.trigger_event(self.Stopped, reason=reason)

@@ -15,6 +15,8 @@ import sys
 from pathlib import Path
 from typing import Callable, Sequence
 
+import redis
+
 from aggregates.errors import ModelNotFound
 from aggregates.registry import ModelRegistry
 from backbone.circuit import BreakerSettings
@@ -42,7 +44,7 @@ def registry_feature_names(registry: ModelRegistry):  # noqa: ANN201 - a cached 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the relay process; returns its exit code (0 after a clean stop, 2 on a usage error)."""
+    """Run the relay process; returns its exit code (0 after a clean stop, 2 on a usage error, 3 when Redis is lost)."""
     parser = argparse.ArgumentParser(prog="python -m backbone.relay_main", description=__doc__)
     parser.add_argument("--store", required=True, help="event store name, e.g. glassbox:shard-0")
     parser.add_argument("--name", default="relay", help="relay name (its stored position)")
@@ -78,6 +80,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (GlassboxError, ValueError) as error:
         print(f"relay: {error}", file=sys.stderr)
         return 2
+    except redis.RedisError as error:  # its event store went away: the supervisor starts it again once Redis answers
+        print(f"relay: lost Redis ({error}); exiting: restarted once Redis answers, it resumes from its stored "
+              "position", file=sys.stderr)
+        return 3
     return 0
 
 

@@ -207,6 +207,23 @@ class EmbeddedServer(ABC):
             self.stop()
             raise
 
+    @property
+    def exit_code(self) -> int | None:
+        """The server's exit code when it died by itself (killed, crashed); None while it runs or before start()."""
+        return None if self._process is None else self._process.poll()
+
+    def restart(self) -> None:
+        """Start the server again on the port it had, after it died: its clients reconnect there.
+
+        The one place a watcher restarts a server (``actors.system.service_watch``), so a
+        launcher's own start-up (its checks, its waits) applies to restarts as well. Raises what
+        :meth:`start` raises; a failed restart can be tried again.
+        """
+        port = self._fixed_port or self._port
+        self.stop()
+        self._fixed_port = port
+        self.start()
+
     def stop(self) -> None:
         """Stop the server, sending :attr:`stop_signals` in turn until it exits.
 

@@ -41,6 +41,7 @@ __all__ = [
     "PostgresServerStartError",
     "find_postgres_binaries",
     "reachable_data_dir",
+    "remove_stale_pid_file",
 ]
 
 _DEBIAN_ROOT = Path("/usr/lib/postgresql")
@@ -179,6 +180,7 @@ class EmbeddedPostgres(EmbeddedServer):
         self._prepare_data_dir(self._account)
         if not (self._data_dir / "PG_VERSION").is_file():
             self._initdb(binary, self._account)
+        remove_stale_pid_file(self._data_dir)
         if self._account is not None:
             # The server appends to the log we create: created after initdb, which wants an empty dir.
             self.logfile.touch()
@@ -270,6 +272,44 @@ class EmbeddedPostgres(EmbeddedServer):
             ).fetchone()
             if found is None:
                 conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+
+
+def remove_stale_pid_file(data_dir: Path) -> bool:
+    """Remove ``data_dir/postmaster.pid`` when no live postgres process works in ``data_dir``; whether it did.
+
+    A postmaster that was killed leaves its pid file behind. PostgreSQL itself
+    ignores one whose pid is gone, but refuses to start when that pid was
+    meanwhile reused by another process of its user. The file also guards the
+    cluster against the killed postmaster's orphaned backends (PostgreSQL
+    checks the shared memory it names), so it is removed only when no live
+    ``postgres`` process (postmaster or backend: each runs in its data dir)
+    has ``data_dir`` as its working directory. When that cannot be told (a
+    process we may not inspect), the file stays and PostgreSQL decides.
+    """
+    pid_file = data_dir / "postmaster.pid"
+    if not pid_file.exists() or _postgres_works_in(data_dir.resolve()):
+        return False
+    pid_file.unlink(missing_ok=True)
+    return True
+
+
+def _postgres_works_in(data_dir: Path) -> bool:
+    """Whether a live postgres process may have ``data_dir`` as its working directory."""
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            if (proc / "comm").read_text().strip() not in ("postgres", "postmaster"):
+                continue
+            if (proc / "stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+                continue  # exited, only not yet reaped
+            if Path(os.readlink(proc / "cwd")) == data_dir:
+                return True
+        except PermissionError:
+            return True  # cannot tell: leave the decision to PostgreSQL
+        except (OSError, IndexError):
+            continue  # it exited meanwhile
+    return False
 
 
 def reachable_data_dir(preferred: Path, settings: PostgresServerSettings | None = None) -> Path:

@@ -143,12 +143,16 @@ class Component:
                 )
             time.sleep(0.1)
 
-    def check(self) -> ComponentChange | None:
-        """Restart the process if it crashed and its backoff has passed; what happened, if anything."""
+    def check(self, hold: bool = False) -> ComponentChange | None:
+        """Restart the process if it crashed and its backoff has passed; what happened, if anything.
+
+        ``hold``: a service it needs is down, so an exit is noted but the restart waits
+        (for :meth:`resume`) instead of crash-looping against the missing service.
+        """
         process = self._process
         now = self._clock()
         if self._restart_at is not None:
-            if now < self._restart_at:
+            if hold or now < self._restart_at:
                 return None
             self._restart_at = None
             self.restarts += 1
@@ -162,6 +166,23 @@ class Component:
         delay = self.spec.restart.delay(self._consecutive_crashes)
         self._restart_at = now + delay
         return ComponentExited(self.name, process.returncode, delay, self.log_path)
+
+    def resume(self) -> bool:
+        """Restart at the next :meth:`check` a crashed one that waited, its backoff started again; whether it waited."""
+        if self._restart_at is None:
+            return False
+        self._restart_at = self._clock()
+        self._consecutive_crashes = 0
+        return True
+
+    def respawn(self) -> None:
+        """Stop it (SIGTERM) and start it again at once, not counted as a crash nor a restart.
+
+        For a planned restart (after the broker lost its data); does not wait for health.
+        """
+        self.stop()
+        self._consecutive_crashes = 0
+        self._spawn()
 
     def stop(self, timeout: float | None = None) -> int | None:
         """SIGTERM, then SIGKILL after ``timeout`` (default: the spec's); the exit code."""

@@ -18,13 +18,17 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 
+import psycopg
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from actors.system.components import ComponentFailed
 from actors.system.layout import BACKBONE_NICENESS, ServiceUrls
 from actors.system.status import read_status
 from aggregates.registry import ModelRegistry
-from backbone.broker import BrokerSettings, EmbeddedBroker
+from actors.system.service_watch import WatchedService
+from backbone.broker import BrokerSettings, EmbeddedBroker, broker_answers
 from backbone.relay import RelayPosition
 from edge.embedded_server import given_or_embedded
 from edge.redis_server import EmbeddedRedis
@@ -32,45 +36,73 @@ from edge.system_keys import SystemKeys
 from glassbox import GlassboxError, Settings
 from projections.postgres_server import EmbeddedPostgres, PostgresServerSettings, reachable_data_dir
 
-__all__ = ["bring_up_services", "system_backbone", "system_redis"]
+__all__ = ["bring_up_services", "republish_into_fresh_broker", "system_backbone", "system_redis"]
 
 
 def bring_up_services(stack: ExitStack, settings: Settings, shards: int, seed: int, out: Callable[[str], None],
-                      on_redis: Callable[[str], None] = lambda url: None) -> ServiceUrls:
+                      on_redis: Callable[[str], None] = lambda url: None) -> tuple[ServiceUrls, list[WatchedService]]:
     """Start (or attach to) Redis, the broker and PostgreSQL; stopped when ``stack`` closes.
 
     ``on_redis(url)`` runs as soon as Redis answers, so whatever fails after
     can be recorded there. The layout check refuses a shard count other than
-    the one this system's desks were built with.
+    the one this system's desks were built with. Returns where they answer and
+    each as a :class:`WatchedService` (embedded ones with their server, to be
+    restarted; given ones with a probe).
 
     Raises:
         ComponentFailed: a service did not start, or the system cannot run as asked; names which.
     """
     keys = SystemKeys(settings.namespace)
     out("starting redis ...")
-    redis_url = stack.enter_context(_named("redis", given_or_embedded(settings.redis_url,
-                                                                      EmbeddedRedis(settings.redis_dir))))
+    redis_server = EmbeddedRedis(settings.redis_dir)
+    redis_url = stack.enter_context(_named("redis", given_or_embedded(settings.redis_url, redis_server)))
     _check_layout(redis_url, keys, shards)
     on_redis(redis_url)
     out("starting the kafka-protocol broker ...")
-    kafka_servers = stack.enter_context(_named("broker", given_or_embedded(
-        settings.kafka_bootstrap_servers, EmbeddedBroker(settings.home / "broker",
-                                                         BrokerSettings(niceness=BACKBONE_NICENESS)))))
+    broker = EmbeddedBroker(settings.home / "broker", BrokerSettings(niceness=BACKBONE_NICENESS))
+    kafka_servers = stack.enter_context(_named("broker", given_or_embedded(settings.kafka_bootstrap_servers, broker)))
     out("starting postgresql ...")
-    database_url = stack.enter_context(_named("postgresql", given_or_embedded(
-        settings.database_url, EmbeddedPostgres(reachable_data_dir(settings.home / "postgres"),
-                                                PostgresServerSettings(niceness=BACKBONE_NICENESS)))))
+    postgres = EmbeddedPostgres(reachable_data_dir(settings.home / "postgres"),
+                                PostgresServerSettings(niceness=BACKBONE_NICENESS))
+    database_url = stack.enter_context(_named("postgresql", given_or_embedded(settings.database_url, postgres)))
     services = ServiceUrls(redis_url, kafka_servers, database_url)
     out("applying migrations ...")
     _run_child("migrations", ["projections.migrate", "--schema", settings.schema], database_url)
     if not settings.kafka_bootstrap_servers:
-        _republish_into_fresh_broker(services, keys, shards, settings)
+        republish_into_fresh_broker(services, keys, shards, settings)
     if ModelRegistry(settings.model_dir).latest() is None:
         from actors.system.training import train_specialists
 
         out("training the regime specialists on the bundled bars (first run only) ...")
         train_specialists(ModelRegistry(settings.model_dir), seed=seed)
-    return services
+    watched = [
+        WatchedService("redis", redis_url, None if settings.redis_url else redis_server,
+                       answers=lambda: _redis_answers(redis_url)),
+        WatchedService("broker", kafka_servers, None if settings.kafka_bootstrap_servers else broker,
+                       answers=lambda: broker_answers(kafka_servers, timeout=2.0), probe_every=5.0),
+        WatchedService("postgresql", database_url, None if settings.database_url else postgres,
+                       answers=lambda: _postgres_answers(database_url)),
+    ]
+    return services, watched
+
+
+def _redis_answers(url: str) -> bool:
+    client = redis.Redis.from_url(url, socket_timeout=2.0, socket_connect_timeout=2.0, retry=Retry(NoBackoff(), 0))
+    try:
+        return bool(client.ping())
+    except redis.RedisError:
+        return False
+    finally:
+        client.close()
+
+
+def _postgres_answers(url: str) -> bool:
+    try:
+        with psycopg.connect(url, connect_timeout=2) as conn:
+            conn.execute("SELECT 1")
+    except psycopg.Error:
+        return False
+    return True
 
 
 def _check_layout(redis_url: str, keys: SystemKeys, shards: int) -> None:
@@ -87,8 +119,11 @@ def _check_layout(redis_url: str, keys: SystemKeys, shards: int) -> None:
         client.close()
 
 
-def _republish_into_fresh_broker(services: ServiceUrls, keys: SystemKeys, shards: int, settings: Settings) -> None:
+def republish_into_fresh_broker(services: ServiceUrls, keys: SystemKeys, shards: int, settings: Settings) -> None:
     """The embedded broker starts empty: relay every store from the start, projections from offset 0.
+
+    Run at start-up and after the supervisor restarted a broker that died (with the relays and
+    workers stopped meanwhile, so none writes a position of the old broker after it).
 
     Without this, a second ``glassbox up`` would have its relays continue where they stopped
     (the events before are in no topic any more) and its workers seek to offsets of topics

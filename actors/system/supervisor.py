@@ -11,8 +11,12 @@ While running, a component process that exits is restarted with
 exponential backoff (a shard rebuilds its desks from the event store and
 redoes its unacknowledged ticks; a worker seeks to its stored offsets), and
 every restart is logged, counted and recorded as an event. The services
-themselves are not watched: a dead Redis, broker or PostgreSQL shows as
-components failing until it is back.
+are watched too (:mod:`actors.system.service_watch`): one line when one is
+down and one when it is back (and their events); an embedded one that died
+is restarted on its port and data dir. While a service is down, the
+components that need it are not restarted (their exits are its outage, not
+a crash loop): they wait, and start again as soon as it is back. The feeds
+wait out a Redis outage and resume from their stored offsets.
 
 Stopping (Ctrl-C, SIGTERM, ``--duration``) drains in order: feeds stop,
 shards finish every tick already published, relays catch up with their
@@ -38,8 +42,9 @@ from actors.system.feeds import start_feeds
 from actors.system.history import SystemHistory
 from actors.system.layout import ProcessLayout, ServiceUrls
 from actors.system.plan import RunPlan
-from actors.system.services import bring_up_services
-from actors.system.status import ProgressProbe, StatusBoard
+from actors.system.service_watch import ServiceBack, ServiceDown, ServiceWatch, needs
+from actors.system.services import bring_up_services, republish_into_fresh_broker
+from actors.system.status import Progress, ProgressProbe, StatusBoard
 from actors.system.stuck import Stuck, backlogs_of, stuck_work
 from backbone.relay import RelayPosition
 from backbone.topics import TopicSettings
@@ -50,7 +55,11 @@ from edge.tick_stream import TickKeys
 from edge.ticks import TickBounds
 from glassbox import GlassboxError, Settings, redact_url
 
-__all__ = ["DRAIN_STUCK", "Supervisor"]
+__all__ = ["DRAIN_STUCK", "OUTAGE_AFTERMATH_S", "Supervisor"]
+
+OUTAGE_AFTERMATH_S = 10.0
+"""Seconds after a service is back in which an exit of a component needing it is still that outage's
+(noticed late): restarted as usual, but not printed as a crash of its own."""
 
 
 class Supervisor:
@@ -68,6 +77,9 @@ class Supervisor:
         self.history = SystemHistory(self.keys, out)
         self.board = StatusBoard(self.run_dir, self.keys)
         self.components: list[Component] = []
+        self.watch = ServiceWatch([])
+        self._quiet: set[str] = set()
+        """Components whose exit an outage explained: their restart after it is not news either."""
 
     def run(self, stop: threading.Event) -> int:
         """Start everything, run until ``stop`` is set (or the duration passes), drain, stop."""
@@ -77,8 +89,12 @@ class Supervisor:
             stack.callback(self.history.close)
             stack.callback(self.board.close)
             try:
-                services = bring_up_services(stack, self.settings, self.plan.shards, self.plan.seed, self.out,
-                                             on_redis=self._on_redis)
+                services, watched = bring_up_services(stack, self.settings, self.plan.shards, self.plan.seed,
+                                                      self.out, on_redis=self._on_redis)
+                self.watch = ServiceWatch(watched)
+                for service in watched:
+                    if service.name == "broker" and service.server is not None:
+                        service.after_restart = lambda: self._after_broker_restart(services, owned)
                 self._start_components(stack, services, owned)
             except GlassboxError as error:
                 self.history.startup_failed(error.component if isinstance(error, ComponentFailed) else "supervisor",
@@ -91,7 +107,8 @@ class Supervisor:
             probe = ProgressProbe(client, services, stores, self.settings.schema,
                                   TopicSettings.from_settings(self.settings, prefix=self.settings.topic_prefix))
             feeds_stop = threading.Event()
-            feeds = start_feeds(client, self.tick_keys, self.plan, feeds_stop, TickBounds.from_settings(self.settings))
+            feeds = start_feeds(services.redis_url, self.tick_keys, self.plan, feeds_stop,
+                                TickBounds.from_settings(self.settings))
             for line in self.started_lines(services, owned):
                 self.out(line)
             try:
@@ -100,6 +117,7 @@ class Supervisor:
                 feeds_stop.set()
                 for thread in feeds:
                     thread.join()
+                self._wait_for_services(time.monotonic() + self.plan.drain_timeout)
                 code = self._drain(client, probe, services)
         self.out("stopped: every component exited; services the supervisor started are stopped")
         return code
@@ -137,22 +155,78 @@ class Supervisor:
                strays: StraySweeper) -> None:
         started = time.monotonic()
         last_ticks, last_at = 0, started
+        progress = Progress()
         while not stop.wait(1.0):
-            strays.maybe_sweep()  # ticks:<symbol nobody trades> → dead letters (every few seconds)
-            for component in self.components:
-                change = component.check()
-                if change is not None:
-                    self.out(str(change))
-                    if isinstance(change, ComponentRestarted):
-                        self.history.component_restarted(change.name, change.restarts)
+            self._check_services()
+            self._check_components()
+            if not self.watch.down:
+                try:
+                    strays.maybe_sweep()  # ticks:<symbol nobody trades> → dead letters (every few seconds)
+                except redis.RedisError:
+                    pass  # Redis just went away: the watch says so once; the sweep resumes with it
             now = time.monotonic()
-            progress = probe.sample()
-            progress.ticks_per_s = max(progress.ticks - last_ticks, 0) / (now - last_at)
-            last_ticks, last_at = progress.ticks, now
-            self.out(progress.line(now - started))
+            try:
+                progress = probe.sample()
+            except redis.RedisError:
+                pass  # Redis is down: its outage was said once; the figures resume with it
+            else:
+                progress.ticks_per_s = max(progress.ticks - last_ticks, 0) / (now - last_at)
+                last_ticks, last_at = progress.ticks, now
+                self.out(progress.line(now - started))
             self.board.publish(services, self.layout.api_url, self.components, progress)
             if self.plan.duration is not None and now - started >= self.plan.duration:
                 return
+
+    def _check_services(self) -> None:
+        """Print and record each service going down or coming back; restart the components that waited."""
+        for change in self.watch.check([c.name for c in self.components]):
+            self.out(str(change))
+            if isinstance(change, ServiceDown):
+                self.history.service_down(change.name, change.reason)
+            elif isinstance(change, ServiceBack):
+                self.history.service_back(change.name, change.down_for)
+                for component in self.components:
+                    if component.resume():
+                        self._quiet.add(component.name)
+
+    def _check_components(self) -> None:
+        down, just_back = self.watch.down, self.watch.back_within(OUTAGE_AFTERMATH_S)
+        for component in self.components:
+            waits = any(needs(component.name, service) for service in down)
+            change = component.check(hold=waits)
+            if change is None:
+                continue
+            quiet = waits or component.name in self._quiet or any(needs(component.name, s) for s in just_back)
+            if isinstance(change, ComponentRestarted):
+                self._quiet.discard(component.name)
+                self.history.component_restarted(change.name, change.restarts)
+            elif quiet:
+                self._quiet.add(component.name)  # its outage explains it; said once, with the outage
+            if not quiet:
+                self.out(str(change))
+
+    def _after_broker_restart(self, services: ServiceUrls, owned: list[list[str]]) -> None:
+        """The embedded broker came back empty: re-publish every store into it, as at a fresh start.
+
+        Relays and workers are stopped first, so none stores a position of the lost broker after
+        the reset, then started again; projections are idempotent, so re-sending costs time only.
+        """
+        movers = [c for c in self.components if c.name.startswith(("relay-", "worker-"))]
+        for component in movers:
+            component.stop()
+        republish_into_fresh_broker(services, self.keys, self.plan.shards, self.settings)
+        for component in movers:
+            component.respawn()
+
+    def _wait_for_services(self, deadline: float) -> None:
+        """Before the drain: let a service that is down come back (restarted, or by itself), up to ``deadline``."""
+        while self.watch.down and time.monotonic() < deadline:
+            self._check_services()
+            self._check_components()
+            if self.watch.down:
+                time.sleep(0.5)
+        for name in self.watch.down:
+            self.out(f"warning: {name} is still down; the drain waits for it no longer")
 
     # -- stopping --------------------------------------------------------------
 

@@ -80,7 +80,9 @@ def glassbox_up(redis_url: str, kafka_servers: str, database_url: str, model_reg
     """Start ``glassbox up ARGS`` in its own namespace, schema and topics; stopped at the end."""
     runs: list[UpRun] = []
 
-    def start(*args: str, run_id: str | None = None, embedded_broker: bool = False, api_port: int = 0) -> UpRun:
+    def start(*args: str, run_id: str | None = None, embedded_broker: bool = False, api_port: int = 0,
+              embedded: tuple[str, ...] = ()) -> UpRun:
+        """``embedded``: services the supervisor starts itself ("redis", "broker", "postgresql")."""
         run_id = run_id or uuid.uuid4().hex[:8]
         home = tmp_path / f"home-{run_id}"
         if not (home / "models").exists():
@@ -90,6 +92,8 @@ def glassbox_up(redis_url: str, kafka_servers: str, database_url: str, model_reg
                "GLASSBOX_SCHEMA": f"e2e_{run_id}", "GLASSBOX_TOPIC_PREFIX": f"e2e-{run_id}."}
         if embedded_broker:  # the supervisor starts its own, empty at every start
             env.pop("KAFKA_BOOTSTRAP_SERVERS")
+        for service in embedded:
+            env.pop({"redis": "REDIS_URL", "broker": "KAFKA_BOOTSTRAP_SERVERS", "postgresql": "DATABASE_URL"}[service])
         process = LoggedProcess([sys.executable, "-m", "actors.system.cli", "up", "--api-port", str(api_port), *args],
                                 tmp_path / f"up-{run_id}-{len(runs)}.out", home / "run" / "logs", env=env,
                                 start_new_session=True)  # its own process group, as a terminal gives it

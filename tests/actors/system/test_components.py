@@ -28,3 +28,22 @@ def test_an_exit_then_a_restart_after_the_backoff(tmp_path: Path) -> None:
     assert component.check() == ComponentRestarted("quitter", 1)
     assert component.restarts == 1
     component.stop()
+
+
+def test_a_held_exit_waits_for_resume_and_then_restarts_at_once(tmp_path: Path) -> None:
+    now = [0.0]
+    spec = ComponentSpec("waiter", [sys.executable, "-c", "import sys; sys.exit(3)"], {}, healthy=lambda: True,
+                         restart=RestartPolicy(first_delay=2.0))
+    component = Component(spec, tmp_path, clock=lambda: now[0])
+    component.start()
+    deadline = time.monotonic() + 60
+    while (change := component.check(hold=True)) is None:
+        assert time.monotonic() < deadline, "the process never exited"
+        time.sleep(0.05)
+    assert isinstance(change, ComponentExited)
+    now[0] = 100.0
+    assert component.check(hold=True) is None  # its service is still down: no restart, whatever the backoff
+    assert component.resume() is True
+    assert component.check() == ComponentRestarted("waiter", 1)  # at once, not after a backoff
+    assert component.resume() is False  # nothing waits any more
+    component.stop()
