@@ -84,12 +84,24 @@ def run_shard(settings: Settings, symbols: list[str], namespace: str, name: str,
     log.info("shard %s serving %d symbols", name, len(symbols), extra={"symbols": symbols})
     try:
         while not stop.wait(1.0):
-            if hot.shard.failure is not None:
-                raise GlassboxError(f"shard {name} stopped deciding: {hot.shard.failure!r}")
+            failure = hot.shard.failure
+            if failure is not None:
+                if _lost_redis(failure):
+                    raise redis.ConnectionError(str(failure)) from failure
+                raise GlassboxError(f"shard {name} stopped deciding: {failure!r}")
             metrics.publish()
     finally:
         hot.stop()
         metrics.publish()
+
+
+def _lost_redis(error: BaseException | None) -> bool:
+    """Whether ``error`` is Redis gone: redis-py's own error, or the event store's wrapping one."""
+    while error is not None:
+        if isinstance(error, (redis.ConnectionError, redis.TimeoutError)):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
 
 
 def _symbols(text: str) -> list[str]:

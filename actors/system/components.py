@@ -102,6 +102,8 @@ class Component:
         self._started_at = 0.0
         self._consecutive_crashes = 0
         self._restart_at: float | None = None
+        self._stopped = False
+        """Stopped on purpose (:meth:`stop`): its exit is not a crash, :meth:`check` leaves it down."""
 
     @property
     def name(self) -> str:
@@ -151,6 +153,8 @@ class Component:
         """
         process = self._process
         now = self._clock()
+        if self._stopped:
+            return None
         if self._restart_at is not None:
             if hold or now < self._restart_at:
                 return None
@@ -187,6 +191,7 @@ class Component:
     def stop(self, timeout: float | None = None) -> int | None:
         """SIGTERM, then SIGKILL after ``timeout`` (default: the spec's); the exit code."""
         self._restart_at = None
+        self._stopped = True
         process = self._process
         if process is None:
             return None
@@ -224,3 +229,4 @@ class Component:
                 preexec_fn=child_setup(nice),
             )
         self._started_at = self._clock()
+        self._stopped = False

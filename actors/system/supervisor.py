@@ -218,6 +218,11 @@ class Supervisor:
         for component in movers:
             component.respawn()
 
+    def _keep_watching(self) -> None:
+        """The watch's checks, for the waits of the drain: services restarted, crashed components too."""
+        self._check_services()
+        self._check_components()
+
     def _wait_for_services(self, deadline: float) -> None:
         """Before the drain: let a service that is down come back (restarted, or by itself), up to ``deadline``."""
         while self.watch.down and time.monotonic() < deadline:
@@ -238,19 +243,23 @@ class Supervisor:
         stuck: list[Stuck] = []
         try:
             self.out("draining: shards finish the published ticks ...")
-            _wait(lambda: self._ticks_pending(client) == 0, deadline)
+            # Components are still watched while draining: a shard that crashed just before the
+            # signal must be restarted to finish its ticks (one stopped on purpose stays down).
+            _wait(lambda: self._ticks_pending(client) == 0, deadline, self._keep_watching)
             for name in [n for n in by_name if n.startswith("shard-")]:
                 by_name[name].stop()
             # A stage after one that timed out still gets its own grace, so a stuck shard
             # is not reported as a stuck relay too.
             self.out("draining: relays catch up with the event stores ...")
-            _wait(lambda: all(probe.relay_lag(store) == 0 for store in probe.stores), _grace(deadline))
+            _wait(lambda: all(probe.relay_lag(store) == 0 for store in probe.stores), _grace(deadline),
+                  self._keep_watching)
             for name in [n for n in by_name if n.startswith("relay-")]:
                 by_name[name].stop()
             self.out("draining: projections catch up with the topics ...")
             # The broker's end offsets can trail just-acknowledged messages for a moment (seen with
             # the embedded one): "caught up" must hold on several reads a second apart.
-            _wait(lambda: _holds(lambda: _total(probe) == 0, times=3, every=1.0), _grace(deadline))
+            _wait(lambda: _holds(lambda: _total(probe) == 0, times=3, every=1.0), _grace(deadline),
+                  self._keep_watching)
             stuck = self._stuck(client, probe, owned)
             for item in stuck:
                 self.out(f"stuck: {item.line()}")
@@ -310,12 +319,14 @@ def _holds(check: Callable[[], bool], times: int, every: float) -> bool:
     return True
 
 
-def _wait(done: Callable[[], bool], deadline: float) -> bool:
+def _wait(done: Callable[[], bool], deadline: float, between: Callable[[], None] = lambda: None) -> bool:
+    """Until ``done()`` or ``deadline``; ``between()`` runs between the questions."""
     while time.monotonic() < deadline:
         try:
             if done():
                 return True
         except Exception:  # noqa: BLE001 - a source that cannot answer yet: ask again
             pass
+        between()
         time.sleep(0.2)
     return False
