@@ -13,12 +13,15 @@ Where each number lives:
   ``forensics`` in the system's schema;
 * groups' places: ``projection_tracking`` against the topics' ends
   (:func:`projections.lag.partition_lags`); their dead letters: the
-  ``dlq.<group>`` topics (:func:`projection_dead_letters`).
+  ``dead_letters`` table, written with the batch's offsets, by reason, and the
+  ``dlq.<group>`` topics published from it, for a record sent twice
+  (:func:`projection_dead_letters`, :func:`dead_lettered_twice_in_topics`).
 
 For a stopped system the embedded Redis and PostgreSQL are started on their
 data directories and stopped after. The embedded broker keeps nothing across
 a stop, so for such a system the groups' places and the ``dlq.<group>``
-topics cannot be checked (the doctor says so); everything else can. The
+topics cannot be checked (the doctor says so); everything else can, the
+projections' dead letters included (they are rows in PostgreSQL). The
 counting and the verdict are :mod:`actors.system.ledger`'s.
 """
 
@@ -131,14 +134,16 @@ def examine(settings: Settings, services: DoctorServices, progress: Callable[[st
         client.close()
     topics = TopicSettings.from_settings(settings, prefix=settings.topic_prefix)
     if services.database_url:
-        progress("reading the read models ...")
+        progress("reading the read models and the projections' dead letters ...")
         ledger.tables = _table_counts(services.database_url, settings.schema)
+        ledger.projection_dead_letters, ledger.projection_dead_letters_unpublished = projection_dead_letters(
+            services.database_url, settings.schema, topics)
     if services.kafka_servers and services.database_url:
-        progress("reading the projection groups' offsets and dead letters ...")
+        progress("reading the projection groups' offsets and dead-letter topics ...")
         ledger.partitions, _ = asyncio.run(partition_lags_at(services.database_url, settings.schema,
                                                              services.kafka_servers, topics))
-        ledger.projection_dead_letters, ledger.projection_dead_lettered_twice = asyncio.run(
-            projection_dead_letters(services.kafka_servers, topics))
+        ledger.projection_dead_lettered_twice = asyncio.run(
+            dead_lettered_twice_in_topics(services.kafka_servers, topics))
     return ledger
 
 
@@ -235,22 +240,39 @@ def _table_counts(database_url: str, schema: str) -> ProjectionCounts:
         )
 
 
-async def projection_dead_letters(kafka_servers: str, topics: TopicSettings
-                                  ) -> tuple[dict[str, dict[str, int]], dict[str, list[str]]]:
-    """Each group's dead letters by reason, and the sources dead-lettered more than once.
+def projection_dead_letters(database_url: str, schema: str, topics: TopicSettings
+                            ) -> tuple[dict[str, dict[str, int]], dict[str, int]]:
+    """Each group's dead letters by reason, and how many are not yet published to ``dlq.<group>``.
 
-    The one place the doctor reads projection dead letters (today the ``dlq.<group>`` topics,
-    read from the start to their current end): swap this for another store of them.
+    Read from the ``dead_letters`` table (:mod:`projections.dead_letters`): a worker writes a
+    record's row in the transaction of its batch, so the table is the record of truth, readable
+    for a stopped system too; the topic is published from it (an outbox) and may trail it.
     """
+    by_group = {topics.name(group): group for group in PROJECTIONS}
+    query = sql.SQL("SELECT consumer_group, reason, count(*), count(*) FILTER (WHERE published_at IS NULL) "
+                    "FROM {}.dead_letters GROUP BY consumer_group, reason").format(sql.Identifier(schema))
+    reasons: dict[str, dict[str, int]] = {group: {} for group in PROJECTIONS}
+    unpublished: dict[str, int] = {}
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        for consumer_group, reason, count, waiting in conn.execute(query).fetchall():
+            group = by_group.get(consumer_group)
+            if group is None:
+                continue  # another system's prefix in the same schema
+            reasons[group][reason] = count
+            if waiting:
+                unpublished[group] = unpublished.get(group, 0) + waiting
+    return reasons, unpublished
+
+
+async def dead_lettered_twice_in_topics(kafka_servers: str, topics: TopicSettings) -> dict[str, list[str]]:
+    """The sources each group's ``dlq.<group>`` topic holds more than once (read from start to end)."""
     consumer = AIOKafkaConsumer(bootstrap_servers=kafka_servers, enable_auto_commit=False)
     await consumer.start()
     try:
-        reasons: dict[str, dict[str, int]] = {}
         twice: dict[str, list[str]] = {}
         for group in PROJECTIONS:
             name = topics.name(dead_letter_topic(group))
             partitions = [TopicPartition(name, p) for p in sorted(consumer.partitions_for_topic(name) or ())]
-            reasons[group] = {}
             if not partitions:
                 continue
             ends = await consumer.end_offsets(partitions)
@@ -265,8 +287,6 @@ async def projection_dead_letters(kafka_servers: str, topics: TopicSettings
                 for tp, messages in batches.items():
                     for message in messages:
                         headers = dict(message.headers or ())
-                        reason = headers.get("reason", b"?").decode(errors="replace")
-                        reasons[group][reason] = reasons[group].get(reason, 0) + 1
                         source = headers.get("source")
                         if source is not None and source in seen:
                             twice.setdefault(group, []).append(source.decode(errors="replace"))
@@ -274,7 +294,7 @@ async def projection_dead_letters(kafka_servers: str, topics: TopicSettings
                             seen.add(source)
                         if message.offset + 1 >= ends[tp]:
                             left.discard(tp)
-        return reasons, twice
+        return twice
     finally:
         await consumer.stop()
 
@@ -321,8 +341,10 @@ def print_ledger(ledger: Ledger, out: Callable[[str], None] = print) -> None:
     out("dead letters, by reason")
     rows: list[list[object]] = [["ticks:dead", reason, n] for reason, n in sorted(ledger.tick_dead_letters.items())]
     for group, reasons in sorted((ledger.projection_dead_letters or {}).items()):
-        rows += [[f"dlq.{group}", reason, n] for reason, n in sorted(reasons.items())]
+        rows += [[f"dead_letters {group}", reason, n] for reason, n in sorted(reasons.items())]
     _table(out, ["where", "reason", "count"], rows or [["(none)", "", 0]])
+    for group, waiting in sorted(ledger.projection_dead_letters_unpublished.items()):
+        out(f"  {waiting:,} of {group}'s dead letters are not yet in dlq.{group} (its worker publishes them next)")
     findings = ledger.findings()
     out("")
     for finding in findings:

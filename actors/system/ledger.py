@@ -189,7 +189,10 @@ class Ledger:
     """Entries of ``ticks:dead``."""
     projection_dead_letters: dict[str, dict[str, int]] | None = None
     """group -> reason -> dead letters (None: not readable)."""
+    projection_dead_letters_unpublished: dict[str, int] = field(default_factory=dict)
+    """group -> dead letters recorded but not yet published to ``dlq.<group>`` (not lost: an outbox)."""
     projection_dead_lettered_twice: dict[str, list[str]] = field(default_factory=dict)
+    """group -> sources its ``dlq.<group>`` topic holds more than once."""
     notes: list[str] = field(default_factory=list)
 
     def findings(self) -> list[Finding]:
