@@ -27,7 +27,7 @@ from aggregates.registry import ModelRegistry
 from backbone.broker import BrokerSettings, EmbeddedBroker
 from backbone.relay import RelayPosition
 from edge.embedded_server import given_or_embedded
-from edge.redis_server import EmbeddedRedis
+from edge.redis_server import EmbeddedRedis, wait_until_loaded
 from edge.system_keys import SystemKeys
 from glassbox import GlassboxError, Settings
 from projections.postgres_server import EmbeddedPostgres, PostgresServerSettings, reachable_data_dir
@@ -48,8 +48,7 @@ def bring_up_services(stack: ExitStack, settings: Settings, shards: int, seed: i
     """
     keys = SystemKeys(settings.namespace)
     out("starting redis ...")
-    redis_url = stack.enter_context(_named("redis", given_or_embedded(settings.redis_url,
-                                                                      EmbeddedRedis(settings.redis_dir))))
+    redis_url = stack.enter_context(_named("redis", _redis(settings, out)))
     _check_layout(redis_url, keys, shards)
     on_redis(redis_url)
     out("starting the kafka-protocol broker ...")
@@ -71,6 +70,18 @@ def bring_up_services(stack: ExitStack, settings: Settings, shards: int, seed: i
         out("training the regime specialists on the bundled bars (first run only) ...")
         train_specialists(ModelRegistry(settings.model_dir), seed=seed)
     return services
+
+
+@contextlib.contextmanager
+def _redis(settings: Settings, out: Callable[[str], None]) -> Iterator[str]:
+    """REDIS_URL once it has loaded its data set, else the embedded Redis; a loading one is waited for with progress."""
+    def progress(line: str) -> None:
+        out(f"redis: {line}")
+
+    if settings.redis_url:
+        wait_until_loaded(settings.redis_url, progress=progress)
+    with given_or_embedded(settings.redis_url, EmbeddedRedis(settings.redis_dir, progress=progress)) as url:
+        yield url
 
 
 def _check_layout(redis_url: str, keys: SystemKeys, shards: int) -> None:

@@ -1,0 +1,193 @@
+"""What an AOF costs: its rewrite, felt by the hot path, and its replay when Redis restarts.
+
+    python -m perf.aof --sizes-mb 64 256 1024 --rate 5000 --json out.json
+
+For each size a fresh embedded Redis (automatic rewrites off) is filled with
+what the hot path writes — tick XADDs through the ``TickPublisher`` and
+decision-sized events through the event store's Lua append — until its AOF
+holds that many MB. Then:
+
+1. it is restarted and the replay of the never-rewritten AOF is timed
+   (``load_s_raw``: the case of issue 12, a Redis that died and restarts);
+2. the floor's steady load of ``perf.hotpath`` (XADD → blocked XREADGROUP →
+   one Lua append per batch, at ``--rate`` ticks/s) runs while a
+   ``BGREWRITEAOF`` is started in the middle of it: tick latencies and the
+   Redis process's CPU are split into "during the rewrite" and "outside",
+   and the forked child's CPU is read from the parent's reaped-children time;
+3. it is restarted again and the replay of the rewritten AOF (an RDB
+   preamble plus what came after) is timed (``load_s_rewritten``).
+
+The Redis settings chosen from these figures are justified in
+``edge.redis_server.RedisServerSettings``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import tempfile
+import threading
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import redis
+from eventsourcing.persistence import StoredEvent
+
+from actors.stats import percentiles_us
+from aggregates.desk import desk_id
+from edge.eventstore import RedisFactory
+from edge.feeds import SyntheticFeed
+from edge.redis_server import EmbeddedRedis, RedisServerSettings, aof_bytes
+from edge.tick_stream import TickKeys, TickPublisher
+from perf.hotpath import floor_cycles
+from perf.report import write_result
+
+_MB = 1024 * 1024
+_TICKS = os.sysconf("SC_CLK_TCK")
+LEAD_S = 4.0
+"""Seconds of steady load before the rewrite starts (and at least as many after it ends)."""
+
+
+def fill(url: str, target_bytes: int, data_dir: Path, event_bytes: int, symbols: list[str]) -> float:
+    """Write ticks and events until the AOF in ``data_dir`` holds ``target_bytes``; seconds it took."""
+    started = time.perf_counter()
+    client = redis.Redis.from_url(url)
+    publisher = TickPublisher(client, TickKeys("fill:"), symbols)
+    factory = RedisFactory({"REDIS_URL": url, "REDIS_KEY_PREFIX": "fill:store"})
+    recorder = factory.application_recorder()
+    feed = SyntheticFeed(symbols, seed=3)
+    versions = dict.fromkeys(symbols, 0)
+    state = b"e" * event_bytes
+    rounds = 0
+    while aof_bytes(data_dir) < target_bytes:
+        for _ in range(20):
+            ticks = feed.next_round()
+            publisher.publish(ticks, stamp=True)
+            events = []
+            for tick in ticks:
+                versions[tick.symbol] += 1
+                events.append(StoredEvent(desk_id(tick.symbol), versions[tick.symbol], "fill", state))
+            recorder.insert_events(events)
+            rounds += 1
+    factory.close()
+    client.close()
+    return time.perf_counter() - started
+
+
+def timed_restart(server: EmbeddedRedis) -> float:
+    """Seconds from spawning Redis again on its data until it answers PING (the AOF replayed)."""
+    server.stop()
+    started = time.perf_counter()
+    server.restart()
+    return time.perf_counter() - started
+
+
+def _cpu_s(pid: int) -> tuple[float, float]:
+    """(the process's own CPU seconds, its reaped children's) from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    own = (int(fields[11]) + int(fields[12])) / _TICKS
+    children = (int(fields[13]) + int(fields[14])) / _TICKS
+    return own, children
+
+
+def rewrite_under_load(server: EmbeddedRedis, symbols: list[str], rate: float, event_bytes: int,
+                       size_mb: float) -> dict[str, float]:
+    """Run the floor's load, BGREWRITEAOF in its middle; latencies and CPU during vs outside the rewrite."""
+    seconds = 2 * LEAD_S + max(4.0, size_mb / 20)  # room for a rewrite at 20 MB/s, a busy machine's pace
+    result: dict[str, np.ndarray] = {}
+    load = threading.Thread(target=lambda: result.update(
+        zip(("done", "latency"), floor_cycles(server.url, symbols, rate, seconds, event_bytes), strict=True)))
+    client = redis.Redis.from_url(server.url)
+    load.start()
+    time.sleep(1.0)  # the producer process is up
+    cpu_a, wall_a = _cpu_s(server.pid), time.perf_counter()
+    time.sleep(LEAD_S - 1.0)
+    cpu_b, wall_b = _cpu_s(server.pid), time.perf_counter()
+    start_ns = time.time_ns()
+    client.bgrewriteaof()
+    while True:
+        info = client.info("persistence")
+        if not int(info["aof_rewrite_in_progress"]) and not int(info["aof_rewrite_scheduled"]):
+            break
+        time.sleep(0.05)
+    end_ns = time.time_ns()
+    cpu_c, wall_c = _cpu_s(server.pid), time.perf_counter()
+    outlasted = not load.is_alive()  # then "during" misses the rewrite's end: a longer load is needed
+    load.join()
+    cpu_d, wall_d = _cpu_s(server.pid), time.perf_counter()
+    client.close()
+    done, latency = result["done"], result["latency"]
+    during = latency[(done >= start_ns) & (done <= end_ns)]
+    outside = latency[(done < start_ns) | (done > end_ns + 500_000_000)]
+    o50, o99 = percentiles_us(outside, (50, 99))
+    d50, d99 = percentiles_us(during, (50, 99)) if len(during) else (float("nan"), float("nan"))
+    outside_cpu = (cpu_b[0] - cpu_a[0]) + (cpu_d[0] - cpu_c[0])
+    outside_wall = (wall_b - wall_a) + (wall_d - wall_c)
+    return {
+        "rewrite_s": (end_ns - start_ns) / 1e9,
+        "rewrite_outlasted_load": float(outlasted),
+        "latency_us_p50_outside": o50, "latency_us_p99_outside": o99,
+        "latency_us_p50_during": d50, "latency_us_p99_during": d99,
+        "p99_ratio_during_outside": d99 / o99,
+        "ticks_during": float(len(during)), "ticks_outside": float(len(outside)),
+        "redis_cpu_pct_outside": 100 * outside_cpu / outside_wall,
+        "redis_cpu_pct_during": 100 * (cpu_c[0] - cpu_b[0]) / (wall_c - wall_b),
+        "rewrite_child_cpu_s": cpu_c[1] - cpu_b[1] + (cpu_d[1] - cpu_c[1]),
+    }
+
+
+def measure_size(size_mb: int, rate: float, event_bytes: int, symbols: list[str]) -> dict[str, float]:
+    """Fill a fresh Redis to ``size_mb`` of AOF, then time its replay, a rewrite under load, and the replay after."""
+    work = Path(tempfile.mkdtemp(prefix="glassbox-perf-aof-"))
+    # Automatic rewrites off: this benchmark starts the one it measures. A generous
+    # start-up timeout: the replay is what is measured here, not waited out.
+    settings = RedisServerSettings(aof_rewrite_percentage=0, startup_timeout=600.0)
+    server = EmbeddedRedis(work / "redis", settings)
+    try:
+        server.start()
+        fill_s = fill(server.url, size_mb * _MB, server.data_dir, event_bytes, symbols)
+        raw_bytes = aof_bytes(server.data_dir)
+        with redis.Redis.from_url(server.url) as client:
+            used_memory = int(client.info("memory")["used_memory"])
+        load_raw = timed_restart(server)
+        rewrite = rewrite_under_load(server, symbols, rate, event_bytes, size_mb)
+        rewritten_bytes = aof_bytes(server.data_dir)
+        load_rewritten = timed_restart(server)
+    finally:
+        server.stop()
+        shutil.rmtree(work, ignore_errors=True)
+    return {
+        "aof_mb_raw": raw_bytes / _MB, "used_memory_mb": used_memory / _MB, "fill_s": fill_s,
+        "load_s_raw": load_raw, "load_s_per_gb_raw": load_raw / (raw_bytes / 1024**3),
+        "aof_mb_rewritten": rewritten_bytes / _MB, "load_s_rewritten": load_rewritten,
+        **rewrite,
+    }
+
+
+def main(argv: list[str] | None = None) -> dict[str, object]:
+    parser = argparse.ArgumentParser(prog="python -m perf.aof", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes-mb", type=int, nargs="+", default=[64, 256, 1024], help="AOF sizes to measure")
+    parser.add_argument("--rate", type=float, default=5000.0, help="offered ticks/s of the steady load")
+    parser.add_argument("--symbols", type=int, default=50)
+    parser.add_argument("--event-bytes", type=int, default=1024, help="size of each appended event's state")
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args(argv)
+    started_at = datetime.now(timezone.utc)
+    symbols = SyntheticFeed.symbol_names(args.symbols)
+    metrics: dict[str, float] = {}
+    for size in args.sizes_mb:
+        for name, value in measure_size(size, args.rate, args.event_bytes, symbols).items():
+            metrics[f"{name}_{size}mb"] = value
+    largest = max(args.sizes_mb)
+    metrics["load_s_per_gb_raw"] = metrics[f"load_s_per_gb_raw_{largest}mb"]
+    params = {"sizes_mb": args.sizes_mb, "rate": args.rate, "symbols": args.symbols,
+              "event_bytes": args.event_bytes}
+    return write_result(args.json, "aof", params, metrics, started_at)
+
+
+if __name__ == "__main__":
+    main()
