@@ -107,7 +107,7 @@ class RedisServerSettings:
 
 
 def startup_timeout_for(aof_size: int, base: float, load_bytes_per_s: float) -> float:
-    """Seconds to wait for a Redis replaying ``aof_size`` bytes of AOF: ``base`` plus the replay at ``load_bytes_per_s``.
+    """Seconds to wait for a Redis replaying ``aof_size`` bytes of AOF: ``base`` plus the replay's time.
 
     A fixed timeout declared a Redis dead that was only loading a few hundred
     MB on a busy machine; the replay grows with the log, so the wait does too.
@@ -116,7 +116,11 @@ def startup_timeout_for(aof_size: int, base: float, load_bytes_per_s: float) -> 
 
 
 def aof_bytes(data_dir: Path) -> int:
-    """Bytes of AOF Redis replays at start from ``data_dir``: the ``appendonlydir`` files (Redis 7), or a single ``appendonly.aof``."""
+    """Bytes of AOF Redis replays at start from ``data_dir``.
+
+    Redis 7 keeps a base, increments and a manifest in ``appendonlydir``;
+    older ones a single ``appendonly.aof``.
+    """
     files = [*Path(data_dir).glob("appendonlydir/*"), Path(data_dir) / "appendonly.aof"]
     total = 0
     for path in files:

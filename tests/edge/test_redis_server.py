@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 import redis
+from hypothesis import given
+from hypothesis import strategies as st
 
 from edge.child_process import free_port
 from edge.errors import EdgeError, RedisNotReady, RedisServerNotFound, RedisServerStartError
@@ -90,7 +92,9 @@ _CHUNK = b"".join(_resp(b"XADD", b"s%d" % (i % _CHUNK_STREAMS), b"*", b"v", b"x"
 
 
 def write_big_aof(data_dir: Path, megabytes: int = LOADING_MB, tail: bytes = b"") -> int:
-    """Give ``data_dir`` an AOF of ``megabytes`` of XADDs (Redis made the files; we append), then ``tail``; entries written.
+    """Give ``data_dir`` an AOF of ``megabytes`` of XADDs, then ``tail``; how many entries it holds.
+
+    Redis makes the files (base, increment, manifest); we append to the increment.
 
     Written as Redis writes it, but without a server in between: a few
     hundred thousand commands take milliseconds instead of a minute of XADDs.
@@ -122,6 +126,16 @@ def test_startup_timeout_is_the_base_plus_the_replay_of_the_aof() -> None:
     timeouts = [startup_timeout_for(size, 2.0, 1e6) for size in sizes]
     assert timeouts == sorted(timeouts)
     assert timeouts[-1] - timeouts[-2] == pytest.approx((10**12 - 10**9) / 1e6)
+
+
+@given(sizes=st.lists(st.integers(min_value=-(2**63), max_value=2**63), min_size=2, max_size=50),
+       base=st.floats(min_value=1e-6, max_value=1e6), rate=st.floats(min_value=1.0, max_value=1e12))
+def test_startup_timeout_never_below_the_base_and_grows_with_the_aof(sizes: list[int], base: float,
+                                                                     rate: float) -> None:
+    timeouts = [startup_timeout_for(size, base, rate) for size in sorted(sizes)]
+    assert all(timeout >= base for timeout in timeouts)
+    assert timeouts == sorted(timeouts)
+    assert all(timeout < float("inf") for timeout in timeouts)
 
 
 def test_aof_bytes_counts_every_file_of_the_aof(tmp_path: Path) -> None:
