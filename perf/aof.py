@@ -116,12 +116,16 @@ def rewrite_under_load(server: EmbeddedRedis, symbols: list[str], rate: float, e
     load.start()
     time.sleep(1.0)  # the producer process is up
     first_cpu, first_wall = _cpu_s(server.pid), time.perf_counter()
+    first_bytes = aof_bytes(server.data_dir)
     windows: list[tuple[int, int]] = []
     during_cpu = during_wall = 0.0
     outlasted = False
+    growth = 0.0
     for _ in range(rewrites):
         time.sleep(LEAD_S)
         cpu_b, wall_b, start_ns = _cpu_s(server.pid), time.perf_counter(), time.time_ns()
+        if not windows:  # no rewrite yet: what the steady load adds to the log
+            growth = (aof_bytes(server.data_dir) - first_bytes) / _MB / (wall_b - first_wall)
         client.bgrewriteaof()
         while True:
             info = client.info("persistence")
@@ -146,6 +150,7 @@ def rewrite_under_load(server: EmbeddedRedis, symbols: list[str], rate: float, e
     d50, d99 = percentiles_us(during, (50, 99)) if len(during) else (float("nan"), float("nan"))
     total_cpu, total_wall = last_cpu[0] - first_cpu[0], last_wall - first_wall
     return {
+        "aof_growth_mb_per_s": growth,
         "rewrite_s": sum(end - start for start, end in windows) / 1e9 / rewrites,
         "rewrite_outlasted_load": float(outlasted),
         "latency_us_p50_outside": o50, "latency_us_p99_outside": o99,

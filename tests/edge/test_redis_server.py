@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import subprocess
 import time
 from pathlib import Path
 
@@ -16,6 +15,15 @@ from edge.child_process import free_port
 from edge.errors import EdgeError, RedisNotReady, RedisServerNotFound, RedisServerStartError
 from edge.redis_server import EmbeddedRedis, RedisServerSettings, aof_bytes, startup_timeout_for, wait_until_loaded
 from tests.edge.embedded_server_contract import EmbeddedServerContract, write_script
+from tests.edge.loading_redis import (
+    BASE_TIMEOUT,
+    CHUNK,
+    LOADING_MB,
+    SLOW_LOAD,
+    entries_in,
+    given_loading_redis,
+    write_big_aof,
+)
 
 
 class TestEmbeddedRedis(EmbeddedServerContract):
@@ -75,48 +83,6 @@ def test_starts_with_aof_in_its_data_dir_and_stops(tmp_path: Path) -> None:
 
 # -- a Redis that is loading its AOF is starting, not dead ------------------------------------------------
 
-LOADING_MB = 30
-"""Of small XADDs: about 1.5 s of replay on a 2-core machine, so the wait is seen going past a 0.1 s base."""
-BASE_TIMEOUT = 0.1
-SLOW_LOAD = RedisServerSettings(startup_timeout=BASE_TIMEOUT, aof_load_bytes_per_s=1024 * 1024,
-                                aof_rewrite_percentage=0)
-"""A base timeout the replay outlasts; a replay rate so pessimistic that a busy CI machine stays within it."""
-
-
-def _resp(*args: bytes) -> bytes:
-    return b"*%d\r\n" % len(args) + b"".join(b"$%d\r\n%s\r\n" % (len(arg), arg) for arg in args)
-
-
-_CHUNK_STREAMS = 50
-_CHUNK = b"".join(_resp(b"XADD", b"s%d" % (i % _CHUNK_STREAMS), b"*", b"v", b"x") for i in range(5000))
-
-
-def write_big_aof(data_dir: Path, megabytes: int = LOADING_MB, tail: bytes = b"") -> int:
-    """Give ``data_dir`` an AOF of ``megabytes`` of XADDs, then ``tail``; how many entries it holds.
-
-    Redis makes the files (base, increment, manifest); we append to the increment.
-
-    Written as Redis writes it, but without a server in between: a few
-    hundred thousand commands take milliseconds instead of a minute of XADDs.
-    """
-    with EmbeddedRedis(data_dir, SLOW_LOAD):
-        pass  # Redis creates appendonlydir: base, incr file and manifest
-    incr = next((data_dir / "appendonlydir").glob("*.incr.aof"))
-    chunks = megabytes * 1024 * 1024 // len(_CHUNK)
-    with incr.open("ab") as aof:
-        for _ in range(chunks):
-            aof.write(_CHUNK)
-        aof.write(tail)
-    return chunks * 5000
-
-
-def _entries(url: str) -> int:
-    client = redis.Redis.from_url(url)
-    try:
-        return sum(int(client.xlen(f"s{i}")) for i in range(_CHUNK_STREAMS))
-    finally:
-        client.close()
-
 
 def test_startup_timeout_is_the_base_plus_the_replay_of_the_aof() -> None:
     assert startup_timeout_for(0, 10.0, 8e6) == 10.0
@@ -143,7 +109,7 @@ def test_aof_bytes_counts_every_file_of_the_aof(tmp_path: Path) -> None:
     entries = write_big_aof(tmp_path / "redis", megabytes=1)
     files = list((tmp_path / "redis" / "appendonlydir").iterdir())
     assert {path.suffix for path in files} == {".rdb", ".aof", ".manifest"}
-    assert aof_bytes(tmp_path / "redis") == sum(path.stat().st_size for path in files) > len(_CHUNK) * entries // 5000
+    assert aof_bytes(tmp_path / "redis") == sum(path.stat().st_size for path in files) > len(CHUNK) * entries // 5000
 
 
 def test_a_loading_redis_is_waited_for_beyond_the_base_timeout_with_progress(tmp_path: Path) -> None:
@@ -166,14 +132,14 @@ def test_a_loading_redis_is_waited_for_beyond_the_base_timeout_with_progress(tmp
         assert lines, "no progress line while Redis loaded its AOF"
         assert all(re.fullmatch(r"loading the AOF, \d+% of [\d,]+ MB(, about \d+ s left)? \.\.\.", line)
                    for line in lines), lines
-        assert _entries(server.url) == entries  # all of it loaded, nothing declared lost
+        assert entries_in(server.url) == entries  # all of it loaded, nothing declared lost
     finally:
         server.stop()
 
 
 def test_a_redis_that_exits_while_loading_fails_with_its_log(tmp_path: Path) -> None:
     data_dir = tmp_path / "redis"
-    write_big_aof(data_dir, megabytes=5, tail=b"this is not a command\r\n" + _CHUNK)
+    write_big_aof(data_dir, megabytes=5, tail=b"this is not a command\r\n" + CHUNK)
     server = EmbeddedRedis(data_dir, SLOW_LOAD)
     with pytest.raises(RedisServerStartError, match=r"exited with code 1") as raised:
         server.start()
@@ -189,39 +155,12 @@ def test_restart_before_any_start_says_what_to_call(tmp_path: Path) -> None:
 
 
 def test_a_given_redis_that_is_loading_is_waited_for_with_progress(tmp_path: Path) -> None:
-    data_dir = tmp_path / "redis"
-    entries = write_big_aof(data_dir)
-    port = free_port()
-    binary = EmbeddedRedis(data_dir).find_binary()
-    given = subprocess.Popen(  # a Redis of the user's, restarted: REDIS_URL names it
-        [str(binary), "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data_dir), "--appendonly", "yes",
-         "--save", "", "--logfile", str(tmp_path / "given.log")],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    url = f"redis://127.0.0.1:{port}/0"
     lines: list[str] = []
-    try:
-        client = redis.Redis.from_url(url)
-        try:
-            while True:  # until it listens; then it answers LOADING for a while
-                try:
-                    client.ping()
-                except redis.BusyLoadingError:
-                    break
-                except redis.ConnectionError:
-                    assert given.poll() is None, (tmp_path / "given.log").read_text()
-                    time.sleep(0.01)
-                    continue
-                pytest.fail("the given Redis answered PING before it loaded its AOF")
-        finally:
-            client.close()
+    with given_loading_redis(tmp_path) as (url, entries):
         wait_until_loaded(url, SLOW_LOAD, progress=lines.append)
         assert lines, "no progress line while the given Redis loaded its AOF"
         assert all(line.startswith("loading the AOF, ") for line in lines), lines
-        assert _entries(url) == entries
-    finally:
-        given.terminate()
-        given.wait()
+        assert entries_in(url) == entries
 
 
 def test_a_given_redis_that_does_not_answer_says_so(tmp_path: Path) -> None:
