@@ -179,8 +179,9 @@ class EmbeddedServer(ABC):
     def starting_progress(self) -> str | None:
         """How far the server says it is while it does not answer yet ("loading the AOF, 43% of 812 MB"), or None.
 
-        Asked every :data:`PROGRESS_EVERY` seconds while :meth:`answers` is false;
-        a line is passed to ``progress``. By default None: the server says nothing.
+        Asked twice a second while :meth:`answers` is false; a line is passed to
+        ``progress`` at most every :data:`PROGRESS_EVERY` seconds. By default
+        None: the server says nothing.
         """
         return None
 

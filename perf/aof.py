@@ -51,7 +51,9 @@ from perf.report import write_result
 _MB = 1024 * 1024
 _TICKS = os.sysconf("SC_CLK_TCK")
 LEAD_S = 4.0
-"""Seconds of steady load before the rewrite starts (and at least as many after it ends)."""
+"""Seconds of steady load before each rewrite starts (and at least as many after the last ends)."""
+STARTUP_S = 15.0
+"""Load time allowed for the producer process to start (on a busy machine it takes seconds) and ticks to flow."""
 
 
 def fill(url: str, target_bytes: int, data_dir: Path, event_bytes: int, symbols: list[str]) -> float:
@@ -108,13 +110,15 @@ def rewrite_under_load(server: EmbeddedRedis, symbols: list[str], rate: float, e
                        size_mb: float, rewrites: int) -> dict[str, float]:
     """Run the floor's load with ``rewrites`` BGREWRITEAOFs in it; latencies and CPU during vs outside them."""
     expected = max(2.0, size_mb / 20)  # a rewrite at 20 MB/s, a busy machine's pace
-    seconds = 1.0 + rewrites * (LEAD_S + expected) + LEAD_S
+    seconds = STARTUP_S + rewrites * (LEAD_S + expected) + LEAD_S
     result: dict[str, np.ndarray] = {}
     load = threading.Thread(target=lambda: result.update(
         zip(("done", "latency"), floor_cycles(server.url, symbols, rate, seconds, event_bytes), strict=True)))
     client = redis.Redis.from_url(server.url)
+    before = aof_bytes(server.data_dir)
     load.start()
-    time.sleep(1.0)  # the producer process is up
+    while aof_bytes(server.data_dir) < before + _MB and load.is_alive():
+        time.sleep(0.05)  # the producer process starts slowly (it imports numba): wait until ticks flow
     first_cpu, first_wall = _cpu_s(server.pid), time.perf_counter()
     first_bytes = aof_bytes(server.data_dir)
     windows: list[tuple[int, int]] = []
