@@ -12,6 +12,13 @@ our process, which stops it in order) and have it die with us
 (``PR_SET_PDEATHSIG``), wait until it answers, try another port when the
 chosen one was taken meanwhile, and stop it by escalating signals. Each
 launcher says only how it differs: four abstract members and a few hooks.
+
+A server that says it is still starting (Redis loading its AOF answers
+``LOADING``) is waited for, not declared dead: :meth:`EmbeddedServer.starting_progress`
+says how far it is, printed through the ``progress`` callback every
+:data:`PROGRESS_EVERY` seconds, and :meth:`EmbeddedServer.startup_timeout` may
+scale the wait with what there is to load. :meth:`EmbeddedServer.restart` starts
+a server that died again on its data dir and port.
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "PORT_ATTEMPTS",
+    "PROGRESS_EVERY",
     "EmbeddedServer",
     "ServerNotFound",
     "ServerStartError",
@@ -44,6 +52,10 @@ __all__ = [
 
 PORT_ATTEMPTS = 3
 """Starts to try: another process may take a free port before the server binds it."""
+
+PROGRESS_EVERY = 3.0
+"""Seconds between two progress lines of a server that is still starting (a user sees it is alive)."""
+_PROGRESS_ASK_EVERY = 0.5  # the first line comes as soon as the server says it is starting
 
 
 class ServerNotFound(GlassboxError):
@@ -73,13 +85,16 @@ class EmbeddedServer(ABC):
     Constructing one starts nothing and touches no file, so an unstarted
     instance can be handed to :func:`given_or_embedded`. ``startup_timeout``
     bounds the wait for an answer (seconds), a positive ``niceness`` runs the
-    server below the hot path (``edge.child_process.child_setup``), and a
-    ``port`` is used instead of a free one (tried once: clients expect it there).
+    server below the hot path (``edge.child_process.child_setup``), a
+    ``port`` is used instead of a free one (tried once: clients expect it there),
+    and ``progress`` receives a line every :data:`PROGRESS_EVERY` seconds while
+    the server says it is still starting (:meth:`starting_progress`).
 
     A launcher implements :meth:`find_binary`, :meth:`command`,
     :meth:`answers` and :attr:`address`, sets the class attributes below,
     and may override the hooks :meth:`on_prepare`, :meth:`popen_options`,
-    :meth:`on_ready` and :meth:`send_stop_signal`.
+    :meth:`on_ready`, :meth:`send_stop_signal`, :meth:`starting_progress`
+    and :meth:`startup_timeout`.
     """
 
     server_name: ClassVar[str]
@@ -99,10 +114,12 @@ class EmbeddedServer(ABC):
     stop_timeout: ClassVar[float] = 10.0
 
     def __init__(
-        self, data_dir: Path, *, startup_timeout: float, niceness: int = 0, port: int | None = None
+        self, data_dir: Path, *, startup_timeout: float, niceness: int = 0, port: int | None = None,
+        progress: Callable[[str], None] | None = None,
     ) -> None:
         self._data_dir = Path(data_dir).resolve()  # servers chdir before opening their files
         self._startup_timeout = startup_timeout
+        self._progress = progress or (lambda line: None)
         self._niceness = niceness
         self._fixed_port = port
         self._process: subprocess.Popen[bytes] | None = None
@@ -159,6 +176,23 @@ class EmbeddedServer(ABC):
         """Ask ``process`` to stop with ``stop_signal`` (one of :attr:`stop_signals`)."""
         process.send_signal(stop_signal)
 
+    def starting_progress(self) -> str | None:
+        """How far the server says it is while it does not answer yet ("loading the AOF, 43% of 812 MB"), or None.
+
+        Asked twice a second while :meth:`answers` is false; a line is passed to
+        ``progress`` at most every :data:`PROGRESS_EVERY` seconds. By default
+        None: the server says nothing.
+        """
+        return None
+
+    def startup_timeout(self) -> float:
+        """Seconds this start waits for an answer; by default the constructor's ``startup_timeout``.
+
+        Asked at each start, after :meth:`on_prepare`, so a launcher may scale it
+        with what the server must load first (Redis: the AOF's size).
+        """
+        return self._startup_timeout
+
     # -- the shared life cycle -----------------------------------------------
 
     @property
@@ -213,16 +247,25 @@ class EmbeddedServer(ABC):
         return None if self._process is None else self._process.poll()
 
     def restart(self) -> None:
-        """Start the server again on the port it had, after it died: its clients reconnect there.
+        """Start the server again on the data dir and the port it had, and wait until it answers.
 
-        The one place a watcher restarts a server (``actors.system.service_watch``), so a
-        launcher's own start-up (its checks, its waits) applies to restarts as well. Raises what
-        :meth:`start` raises; a failed restart can be tried again.
+        For a supervisor whose server died during a run (or was stopped): its
+        clients expect it on the same port, so that port is tried once. What is
+        left of a dead process is reaped first; a running one is stopped first.
+        Waits as :meth:`start` does (for Redis: until it has loaded its AOF,
+        with progress lines). Raises what :meth:`start` raises, and
+        :attr:`state_error` when it was never started.
         """
-        port = self._fixed_port or self._port
+        port = self._port
+        if port is None:
+            msg = f"{type(self).__name__} was never started: call start() first"
+            raise self.state_error(msg)
         self.stop()
-        self._fixed_port = port
-        self.start()
+        fixed, self._fixed_port = self._fixed_port, port
+        try:
+            self.start()
+        finally:
+            self._fixed_port = fixed
 
     def stop(self) -> None:
         """Stop the server, sending :attr:`stop_signals` in turn until it exits.
@@ -275,11 +318,37 @@ class EmbeddedServer(ABC):
         log_offset = self.logfile.stat().st_size if self.logfile.exists() else 0
         self._port = port
         self._process = self._spawn(binary, port)
-        reason = _wait_until_answers(self._process, self.answers, self._startup_timeout, self.readiness_question)
+        reason = self._wait_until_answers(self._process, self.startup_timeout())
         if reason is None:
             return
         msg = f"{self.server_name} on port {port} {reason}; log {self.logfile} ends:\n{self.log_tail()}"
         raise self.start_error(msg, retriable=self._port_was_taken(log_offset))
+
+    def _wait_until_answers(self, process: subprocess.Popen[bytes], timeout: float) -> str | None:
+        """Poll :meth:`answers` until it is true; None then, else why not (the process exited, or ``timeout`` passed).
+
+        While it does not answer, :meth:`starting_progress` is asked twice a
+        second and passed on at most every :data:`PROGRESS_EVERY` seconds: a server still loading
+        is starting, not dead; only the timeout or its exit ends the wait.
+        """
+        now = time.monotonic()
+        deadline, next_ask, next_line, last = now + timeout, now, now, None
+        while True:
+            if process.poll() is not None:
+                return f"exited with code {process.returncode}" + (f" while {last}" if last else "")
+            if self.answers():
+                return None
+            now = time.monotonic()
+            if now > deadline:
+                still = f" (still {last})" if last else ""
+                return f"did not answer {self.readiness_question} within {timeout:.1f} s{still}"
+            if now >= next_ask:
+                next_ask = now + _PROGRESS_ASK_EVERY
+                last = self.starting_progress() or last
+                if last and now >= next_line:
+                    next_line = now + PROGRESS_EVERY
+                    self._progress(f"{last} ...")
+            time.sleep(0.05)
 
     def _spawn(self, binary: Path, port: int) -> subprocess.Popen[bytes]:
         # Errors printed before the server opens its log file (bad flags) go there too.
@@ -325,17 +394,3 @@ def is_executable(path: Path) -> bool:
     """Whether ``path`` is a file this process may execute."""
     return path.is_file() and os.access(path, os.X_OK)
 
-
-def _wait_until_answers(
-    process: subprocess.Popen[bytes], answers: Callable[[], bool], timeout: float, question: str
-) -> str | None:
-    """Poll ``answers()`` until it is true; None then, else why not (the process exited, or ``timeout`` passed)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        if process.poll() is not None:
-            return f"exited with code {process.returncode}"
-        if answers():
-            return None
-        if time.monotonic() > deadline:
-            return f"did not answer {question} within {timeout} s"
-        time.sleep(0.05)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from edge.embedded_server import ServerNotFound, ServerStartError
 from glassbox import GlassboxError
 
-__all__ = ["EdgeError", "RedisServerNotFound", "RedisServerStartError"]
+__all__ = ["EdgeError", "RedisNotReady", "RedisServerNotFound", "RedisServerStartError"]
 
 
 class EdgeError(GlassboxError):
@@ -17,4 +17,8 @@ class RedisServerNotFound(EdgeError, ServerNotFound):
 
 
 class RedisServerStartError(EdgeError, ServerStartError):
-    """``redis-server`` was found but did not answer PING in time."""
+    """``redis-server`` was found but exited, or did not answer PING in time (loading included)."""
+
+
+class RedisNotReady(EdgeError):
+    """A Redis given by URL does not answer, or is still loading its data set past the start-up timeout."""

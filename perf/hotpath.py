@@ -91,6 +91,12 @@ def _run_producer(
 
 def measure_floor(url: str, symbols: list[str], rate: float, seconds: float, event_bytes: int) -> np.ndarray:
     """Latencies (ns) of XADD → XREADGROUP wake → one Lua append per symbol batch."""
+    return floor_cycles(url, symbols, rate, seconds, event_bytes)[1]
+
+
+def floor_cycles(url: str, symbols: list[str], rate: float, seconds: float,
+                 event_bytes: int) -> tuple[np.ndarray, np.ndarray]:
+    """(wall-clock ns each tick's append returned, its latency ns) of the floor's load; ``perf.aof`` splits them by time."""
     namespace = f"floor-{uuid.uuid4().hex[:8]}:"
     client = redis.Redis.from_url(url)
     keys = TickKeys(namespace)
@@ -101,6 +107,7 @@ def measure_floor(url: str, symbols: list[str], rate: float, seconds: float, eve
     versions = dict.fromkeys(symbols, 0)
     state = b"x" * event_bytes
     latencies: list[int] = []
+    done_at: list[int] = []
     producer = threading.Thread(target=_run_producer, args=(url, namespace, symbols, rate, seconds))
     producer.start()
     acks: dict[str, list[bytes]] = {}
@@ -118,10 +125,11 @@ def measure_floor(url: str, symbols: list[str], rate: float, seconds: float, eve
         done = time.time_ns()
         for symbol, entries in batches.items():
             latencies.extend(done - int(fields[b"sent"]) for _, fields in entries)
+            done_at.extend(done for _ in entries)
             acks[symbol] = [entry_id for entry_id, _ in entries]
     factory.close()
     client.close()
-    return np.asarray(latencies, dtype=np.int64)
+    return np.asarray(done_at, dtype=np.int64), np.asarray(latencies, dtype=np.int64)
 
 
 def _lag(client: redis.Redis, keys: TickKeys, symbols: list[str], group: str) -> int:

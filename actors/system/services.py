@@ -31,7 +31,7 @@ from actors.system.service_watch import WatchedService
 from backbone.broker import BrokerSettings, EmbeddedBroker, broker_answers
 from backbone.relay import RelayPosition
 from edge.embedded_server import given_or_embedded
-from edge.redis_server import EmbeddedRedis
+from edge.redis_server import EmbeddedRedis, wait_until_loaded
 from edge.system_keys import SystemKeys
 from glassbox import GlassboxError, Settings
 from projections.postgres_server import EmbeddedPostgres, PostgresServerSettings, reachable_data_dir
@@ -54,8 +54,8 @@ def bring_up_services(stack: ExitStack, settings: Settings, shards: int, seed: i
     """
     keys = SystemKeys(settings.namespace)
     out("starting redis ...")
-    redis_server = EmbeddedRedis(settings.redis_dir)
-    redis_url = stack.enter_context(_named("redis", given_or_embedded(settings.redis_url, redis_server)))
+    redis_server = EmbeddedRedis(settings.redis_dir, progress=lambda line: out(f"redis: {line}"))
+    redis_url = stack.enter_context(_named("redis", _redis(settings, redis_server, out)))
     _check_layout(redis_url, keys, shards)
     on_redis(redis_url)
     out("starting the kafka-protocol broker ...")
@@ -103,6 +103,15 @@ def _postgres_answers(url: str) -> bool:
     except psycopg.Error:
         return False
     return True
+
+
+@contextlib.contextmanager
+def _redis(settings: Settings, server: EmbeddedRedis, out: Callable[[str], None]) -> Iterator[str]:
+    """REDIS_URL once it has loaded its data set, else ``server``; a loading one is waited for with progress."""
+    if settings.redis_url:
+        wait_until_loaded(settings.redis_url, progress=lambda line: out(f"redis: {line}"))
+    with given_or_embedded(settings.redis_url, server) as url:
+        yield url
 
 
 def _check_layout(redis_url: str, keys: SystemKeys, shards: int) -> None:

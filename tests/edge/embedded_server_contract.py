@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import socket
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, ClassVar
@@ -136,3 +137,16 @@ class EmbeddedServerContract(ABC):
                 assert server.port != taken
                 assert self.client_answers(server.address)
             assert server.port_taken_message in server.logfile.read_text(errors="replace").lower()
+
+    def test_restart_brings_a_killed_server_back_on_its_port(self, server_dir: Path) -> None:
+        server = self.construct_server(server_dir / "server")
+        server.start()
+        try:
+            port, pid = server.port, server.pid
+            os.kill(pid, signal.SIGKILL)  # it dies during a run
+            server.restart()
+            assert server.port == port  # its clients expect it there
+            assert server.pid != pid
+            assert self.client_answers(server.address)
+        finally:
+            server.stop()
