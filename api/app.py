@@ -76,14 +76,15 @@ def create_app(config: ApiConfig) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
-        # A bounded wait and a checked connection: during an outage a request is answered 503 within
-        # pool_wait_s (not psycopg_pool's 30 s), and after it requests get live connections, not dead ones.
+        # A bounded wait: during an outage a request is answered 503 within pool_wait_s (not
+        # psycopg_pool's 30 s). Connections are not checked before each use (a round trip on every
+        # request): one that died with the server fails its request with a 503 and the pool drops it.
         # The pool's reconnect backoff doubles without bound until it gives up (5 min by default), so a
         # long outage would keep the API answering 503 for minutes after PostgreSQL is back; giving up
         # after _RECONNECT_GIVE_UP_S lets the next request start a fresh attempt at once instead.
         pool = AsyncConnectionPool(
             config.database_url, min_size=1, max_size=config.pool_size, open=False, configure=_configure,
-            timeout=config.pool_wait_s, check=AsyncConnectionPool.check_connection,
+            timeout=config.pool_wait_s,
             reconnect_timeout=_RECONNECT_GIVE_UP_S,
         )
         await pool.open(wait=True, timeout=10)

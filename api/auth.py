@@ -17,9 +17,9 @@ import hmac
 from dataclasses import dataclass
 from typing import Mapping
 
-from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from api.errors import error_response
 from glassbox import SettingsError
 
 __all__ = ["MAX_TOKEN_BYTES", "SCOPES", "ApiTokens", "BearerAuthMiddleware", "required_scope"]
@@ -108,18 +108,18 @@ class BearerAuthMiddleware:
         fits = kind.lower() == b"bearer" and len(token) <= MAX_TOKEN_BYTES
         scopes = self.tokens.scopes_of(token) if fits else None
         if len(given) > 1:
-            response = JSONResponse(
-                {"error": "invalid_request", "detail": "send one Authorization header, not several"},
-                status_code=400, headers={"WWW-Authenticate": 'Bearer realm="glassbox", error="invalid_request"'},
+            response = error_response(
+                400, "invalid_request", "send one Authorization header, not several",
+                headers={"WWW-Authenticate": 'Bearer realm="glassbox", error="invalid_request"'},
             )
         elif scopes is None:
-            response = JSONResponse(
-                {"error": "unauthorized", "detail": "send an API token as `Authorization: Bearer <token>`"},
-                status_code=401, headers={"WWW-Authenticate": 'Bearer realm="glassbox"'},
+            response = error_response(
+                401, "unauthorized", "send an API token as `Authorization: Bearer <token>`",
+                headers={"WWW-Authenticate": 'Bearer realm="glassbox"'},
             )
         elif needed not in scopes:
-            response = JSONResponse(
-                {"error": "forbidden", "detail": f"this token lacks the {needed!r} scope"}, status_code=403,
+            response = error_response(
+                403, "forbidden", f"this token lacks the {needed!r} scope",
                 headers={"WWW-Authenticate": f'Bearer error="insufficient_scope", scope="{needed}"'},
             )
         else:
