@@ -44,6 +44,7 @@ __all__ = [
     "aof_bytes",
     "find_redis_server",
     "loading_progress",
+    "redis_answers",
     "startup_timeout_for",
     "wait_until_loaded",
 ]
@@ -207,8 +208,9 @@ def wait_until_loaded(url: str, settings: RedisServerSettings | None = None,
     """
     settings = settings or RedisServerSettings()
     client = redis.Redis.from_url(url, socket_timeout=5.0, socket_connect_timeout=5.0, retry=Retry(NoBackoff(), 0))
+    started = next_line = time.monotonic()
     deadline: float | None = None
-    next_line = time.monotonic()
+    sized = False
     try:
         while True:
             try:
@@ -222,9 +224,11 @@ def wait_until_loaded(url: str, settings: RedisServerSettings | None = None,
                 return
             loading = _progress_or_none(client)
             now = time.monotonic()
-            if deadline is None:
+            if deadline is None or (loading and not sized):
+                # Computed again once the size is known: INFO can fail while the first LOADING is answered.
+                sized = loading is not None
                 size = loading.total_bytes if loading else 0
-                deadline = now + startup_timeout_for(size, settings.startup_timeout, settings.aof_load_bytes_per_s)
+                deadline = started + startup_timeout_for(size, settings.startup_timeout, settings.aof_load_bytes_per_s)
             if now > deadline:
                 msg = (f"Redis at {redact_url(url)} is still loading its data set ({loading or 'LOADING'}) "
                        "past the start-up timeout: wait for it and start again")
@@ -305,8 +309,7 @@ class EmbeddedRedis(EmbeddedServer):
 
     def answers(self) -> bool:
         """Whether the server answers PING (``LOADING`` is not an answer yet)."""
-        with _client(self.port, timeout=0.5) as client:
-            return _pings(client)
+        return redis_answers(self.url, timeout=0.5)
 
     def starting_progress(self) -> str | None:
         """How far the AOF replay is, while the server answers ``LOADING``."""
@@ -356,6 +359,19 @@ def _locate(binary: Path | None) -> Path | None:
     found = shutil.which("redis-server")
     candidates = ([Path(found)] if found else []) + list(_FALLBACK_BINARIES)
     return next((path for path in candidates if is_executable(path)), None)
+
+
+def redis_answers(url: str, timeout: float = 2.0) -> bool:
+    """Whether the Redis at ``url`` answers PING within ``timeout`` seconds (``LOADING`` is not an answer yet).
+
+    One bounded probe, never retried: the embedded server's health check and the supervisor's watch of a given one.
+    """
+    client = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout,
+                                  retry=Retry(NoBackoff(), 0))
+    try:
+        return _pings(client)
+    finally:
+        client.close()
 
 
 def _pings(client: redis.Redis) -> bool:

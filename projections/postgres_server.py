@@ -204,7 +204,7 @@ class EmbeddedPostgres(EmbeddedServer):
 
     def answers(self) -> bool:
         """Whether the server answers ``SELECT 1`` in the ``postgres`` database."""
-        return _answers(self._url("postgres"))
+        return postgres_answers(self._url("postgres"))
 
     def on_ready(self) -> None:
         """Create the configured database when it is missing; raises PostgresServerStartError."""
@@ -426,9 +426,13 @@ def _user_name(uid: int) -> str:
         return str(uid)
 
 
-def _answers(url: str) -> bool:
+def postgres_answers(url: str, timeout: int = 2) -> bool:
+    """Whether the PostgreSQL at ``url`` answers ``SELECT 1`` within ``timeout`` seconds to connect.
+
+    The embedded server's health check and the supervisor's watch of a given one.
+    """
     try:
-        with psycopg.connect(url, connect_timeout=2) as conn:
+        with psycopg.connect(url, connect_timeout=timeout) as conn:
             conn.execute("SELECT 1")
     except psycopg.Error:
         return False  # refused, or "the database system is starting up"

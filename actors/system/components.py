@@ -120,6 +120,11 @@ class Component:
             return "running"
         return "restarting" if self._restart_at is not None else "stopped"
 
+    @property
+    def stopped(self) -> bool:
+        """Stopped on purpose (:meth:`stop`) and not started since: nothing brings it back by itself."""
+        return self._stopped
+
     def start(self) -> None:
         """Start the process and wait until it is healthy.
 
@@ -178,6 +183,17 @@ class Component:
         self._restart_at = self._clock()
         self._consecutive_crashes = 0
         return True
+
+    def wait_for_restart(self) -> None:
+        """After a :meth:`stop` that was meant to be brief: wait like a crashed one, not like a stopped one.
+
+        The next :meth:`check` that is not held restarts it (or :meth:`resume`); a failed planned
+        restart thus never leaves a component down for good.
+        """
+        if self._process is not None and self._process.poll() is None:
+            return
+        self._stopped = False
+        self._restart_at = self._clock()
 
     def respawn(self) -> None:
         """Stop it (SIGTERM) and start it again at once, not counted as a crash nor a restart.

@@ -18,7 +18,6 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 
-import psycopg
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
@@ -31,12 +30,20 @@ from actors.system.service_watch import WatchedService
 from backbone.broker import BrokerSettings, EmbeddedBroker, broker_answers
 from backbone.relay import RelayPosition
 from edge.embedded_server import given_or_embedded
-from edge.redis_server import EmbeddedRedis, wait_until_loaded
+from edge.redis_server import EmbeddedRedis, redis_answers, wait_until_loaded
 from edge.system_keys import SystemKeys
 from glassbox import GlassboxError, Settings
-from projections.postgres_server import EmbeddedPostgres, PostgresServerSettings, reachable_data_dir
+from projections.postgres_server import EmbeddedPostgres, PostgresServerSettings, postgres_answers, reachable_data_dir
 
-__all__ = ["bring_up_services", "republish_into_fresh_broker", "system_backbone", "system_redis"]
+__all__ = ["CHILD_TIMEOUT_S", "MIGRATIONS_TIMEOUT_S", "bring_up_services", "republish_into_fresh_broker",
+           "system_backbone", "system_redis"]
+
+CHILD_TIMEOUT_S = 15.0
+"""Seconds a short child (the offsets reset) may take: it runs on the watch loop after a broker restart,
+and a PostgreSQL that hangs must fail that restart (retried with backoff), not freeze the watch."""
+MIGRATIONS_TIMEOUT_S = 300.0
+"""Seconds the migrations may take at start-up (a large archive's new index is built then)."""
+_REDIS_TIMEOUT_S = 5.0
 
 
 def bring_up_services(stack: ExitStack, settings: Settings, shards: int, seed: int, out: Callable[[str], None],
@@ -67,7 +74,8 @@ def bring_up_services(stack: ExitStack, settings: Settings, shards: int, seed: i
     database_url = stack.enter_context(_named("postgresql", given_or_embedded(settings.database_url, postgres)))
     services = ServiceUrls(redis_url, kafka_servers, database_url)
     out("applying migrations ...")
-    _run_child("migrations", ["projections.migrate", "--schema", settings.schema], database_url)
+    _run_child("migrations", ["projections.migrate", "--schema", settings.schema], database_url,
+               timeout=MIGRATIONS_TIMEOUT_S)
     if not settings.kafka_bootstrap_servers:
         republish_into_fresh_broker(services, keys, shards, settings)
     if ModelRegistry(settings.model_dir).latest() is None:
@@ -77,32 +85,19 @@ def bring_up_services(stack: ExitStack, settings: Settings, shards: int, seed: i
         train_specialists(ModelRegistry(settings.model_dir), seed=seed)
     watched = [
         WatchedService("redis", redis_url, None if settings.redis_url else redis_server,
-                       answers=lambda: _redis_answers(redis_url)),
+                       answers=lambda: redis_answers(redis_url, timeout=2.0)),
         WatchedService("broker", kafka_servers, None if settings.kafka_bootstrap_servers else broker,
                        answers=lambda: broker_answers(kafka_servers, timeout=2.0), probe_every=5.0),
         WatchedService("postgresql", database_url, None if settings.database_url else postgres,
-                       answers=lambda: _postgres_answers(database_url)),
+                       answers=lambda: postgres_answers(database_url, timeout=2)),
     ]
     return services, watched
 
 
-def _redis_answers(url: str) -> bool:
-    client = redis.Redis.from_url(url, socket_timeout=2.0, socket_connect_timeout=2.0, retry=Retry(NoBackoff(), 0))
-    try:
-        return bool(client.ping())
-    except redis.RedisError:
-        return False
-    finally:
-        client.close()
-
-
-def _postgres_answers(url: str) -> bool:
-    try:
-        with psycopg.connect(url, connect_timeout=2) as conn:
-            conn.execute("SELECT 1")
-    except psycopg.Error:
-        return False
-    return True
+def _bounded_redis(url: str) -> redis.Redis:
+    """A client whose calls fail after a few seconds instead of blocking on a paused or partitioned Redis."""
+    return redis.Redis.from_url(url, socket_timeout=_REDIS_TIMEOUT_S, socket_connect_timeout=_REDIS_TIMEOUT_S,
+                                retry=Retry(NoBackoff(), 0))
 
 
 @contextlib.contextmanager
@@ -115,7 +110,7 @@ def _redis(settings: Settings, server: EmbeddedRedis, out: Callable[[str], None]
 
 
 def _check_layout(redis_url: str, keys: SystemKeys, shards: int) -> None:
-    client = redis.Redis.from_url(redis_url)
+    client = _bounded_redis(redis_url)
     try:
         recorded = keys.recorded_shards(client)
         if recorded is not None and recorded != shards:
@@ -139,7 +134,7 @@ def republish_into_fresh_broker(services: ServiceUrls, keys: SystemKeys, shards:
     that no longer exist, skipping messages. Projections are idempotent, so re-sending all
     costs time, never a duplicate row.
     """
-    client = redis.Redis.from_url(services.redis_url)
+    client = _bounded_redis(services.redis_url)
     try:
         for i in range(shards):
             RelayPosition(client, keys.shard_store(i), "relay").set(0)
@@ -149,9 +144,18 @@ def republish_into_fresh_broker(services: ServiceUrls, keys: SystemKeys, shards:
                            "--topic-prefix", settings.topic_prefix], services.database_url)
 
 
-def _run_child(name: str, module_args: list[str], database_url: str) -> None:
-    done = subprocess.run([sys.executable, "-m", *module_args], env={**os.environ, "DATABASE_URL": database_url},
-                          capture_output=True, text=True, check=False)
+def _run_child(name: str, module_args: list[str], database_url: str, timeout: float = CHILD_TIMEOUT_S) -> None:
+    """``python -m module_args`` against ``database_url``, killed after ``timeout`` seconds.
+
+    Raises:
+        ComponentFailed: it failed (its error quoted) or did not finish in time.
+    """
+    try:
+        done = subprocess.run([sys.executable, "-m", *module_args], env={**os.environ, "DATABASE_URL": database_url},
+                              capture_output=True, text=True, check=False, timeout=timeout)
+    except subprocess.TimeoutExpired as error:
+        raise ComponentFailed(name, f"{name}: did not finish within {timeout:g} s (is PostgreSQL answering? "
+                                    "check with `glassbox doctor`)") from error
     if done.returncode:
         raise ComponentFailed(name, f"{name}: {(done.stderr or done.stdout).strip()}")
 

@@ -35,6 +35,8 @@ from collections.abc import Callable
 from contextlib import ExitStack
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from actors.sharding import assign_symbols
 from actors.system.components import Component, ComponentFailed, ComponentRestarted
@@ -55,11 +57,17 @@ from edge.tick_stream import TickKeys
 from edge.ticks import TickBounds
 from glassbox import GlassboxError, Settings, redact_url
 
-__all__ = ["DRAIN_STUCK", "OUTAGE_AFTERMATH_S", "Supervisor"]
+__all__ = ["DRAIN_STUCK", "FEED_JOIN_S", "OUTAGE_AFTERMATH_S", "REDIS_TIMEOUT_S", "Supervisor", "restart_movers",
+           "resume_waiting"]
 
 OUTAGE_AFTERMATH_S = 10.0
 """Seconds after a service is back in which an exit of a component needing it is still that outage's
 (noticed late): restarted as usual, but not printed as a crash of its own."""
+REDIS_TIMEOUT_S = 5.0
+"""Seconds the supervisor's own Redis calls (progress, stray sweep, drain) may block: a paused or
+partitioned Redis must not freeze the watch loop, which is what says it is down and restarts it."""
+FEED_JOIN_S = 10.0
+"""Seconds the supervisor waits, in all, for the feed threads to stop (they are daemons: Ctrl-C never hangs)."""
 
 
 class Supervisor:
@@ -101,22 +109,28 @@ class Supervisor:
                                             str(error))
                 self.out(f"glassbox up: start-up failed: {error}")
                 return 1
-            client = redis.Redis.from_url(services.redis_url)
+            # Not retried by the client: the watch asks again a second later, and a timed-out call
+            # counts as Redis being unreachable (the watch says so once).
+            client = redis.Redis.from_url(services.redis_url, socket_timeout=REDIS_TIMEOUT_S,
+                                          socket_connect_timeout=REDIS_TIMEOUT_S, retry=Retry(NoBackoff(), 0))
             stack.callback(client.close)
             stores = [self.keys.shard_store(i) for i, symbols in enumerate(owned) if symbols]
             probe = ProgressProbe(client, services, stores, self.settings.schema,
                                   TopicSettings.from_settings(self.settings, prefix=self.settings.topic_prefix))
             feeds_stop = threading.Event()
             feeds = start_feeds(services.redis_url, self.tick_keys, self.plan, feeds_stop,
-                                TickBounds.from_settings(self.settings))
+                                TickBounds.from_settings(self.settings), say=self.out)
             for line in self.started_lines(services, owned):
                 self.out(line)
             try:
                 self._watch(stop, probe, services, StraySweeper(client, self.tick_keys, self.plan.symbols))
             finally:
                 feeds_stop.set()
+                joined_by = time.monotonic() + FEED_JOIN_S
                 for thread in feeds:
-                    thread.join()
+                    thread.join(max(joined_by - time.monotonic(), 0.0))
+                if any(thread.is_alive() for thread in feeds):
+                    self.out(f"warning: a feed did not stop within {FEED_JOIN_S:g} s; the drain goes on without it")
                 self._wait_for_services(time.monotonic() + self.plan.drain_timeout)
                 code = self._drain(client, probe, services)
         self.out("stopped: every component exited; services the supervisor started are stopped")
@@ -185,9 +199,7 @@ class Supervisor:
                 self.history.service_down(change.name, change.reason)
             elif isinstance(change, ServiceBack):
                 self.history.service_back(change.name, change.down_for)
-                for component in self.components:
-                    if component.resume():
-                        self._quiet.add(component.name)
+                self._quiet.update(resume_waiting(self.components, change.name))
 
     def _check_components(self) -> None:
         down, just_back = self.watch.down, self.watch.back_within(OUTAGE_AFTERMATH_S)
@@ -211,12 +223,8 @@ class Supervisor:
         Relays and workers are stopped first, so none stores a position of the lost broker after
         the reset, then started again; projections are idempotent, so re-sending costs time only.
         """
-        movers = [c for c in self.components if c.name.startswith(("relay-", "worker-"))]
-        for component in movers:
-            component.stop()
-        republish_into_fresh_broker(services, self.keys, self.plan.shards, self.settings)
-        for component in movers:
-            component.respawn()
+        restart_movers(self.components,
+                       lambda: republish_into_fresh_broker(services, self.keys, self.plan.shards, self.settings))
 
     def _keep_watching(self) -> None:
         """The watch's checks, for the waits of the drain: services restarted, crashed components too."""
@@ -292,6 +300,37 @@ class Supervisor:
             except redis.ResponseError:
                 continue  # no stream yet: nothing was published for this symbol
         return pending
+
+
+def resume_waiting(components: list[Component], service: str) -> list[str]:
+    """``service`` is back: restart at once the components that need it and waited; their names.
+
+    A component that needs another service, or crashed on its own, keeps its backoff: its
+    exit is not this outage's, and resetting its backoff would hide a crash loop.
+    """
+    return [c.name for c in components if needs(c.name, service) and c.resume()]
+
+
+def restart_movers(components: list[Component], between: Callable[[], None]) -> None:
+    """Stop the relays and workers, run ``between()`` (the re-publish), start them again.
+
+    Only those not stopped on purpose: during the drain the relays are stopped once caught
+    up, and a broker restart then must not bring them back. If ``between()`` raises, the
+    stopped ones wait like crashed ones (held while the broker counts as down) and the next
+    attempt (the watch retries the restart) takes them again: none may store a position of
+    the lost broker meanwhile.
+    """
+    movers = [c for c in components if c.name.startswith(("relay-", "worker-")) and not c.stopped]
+    for component in movers:
+        component.stop()
+    try:
+        between()
+    except BaseException:
+        for component in movers:
+            component.wait_for_restart()
+        raise
+    for component in movers:
+        component.respawn()
 
 
 DRAIN_STUCK = 3
