@@ -107,7 +107,9 @@ class StatusBoard:
 
     def attach(self, redis_url: str) -> None:
         """Publish into this Redis from now on; a previous run's components are not ours."""
-        self._client = redis.Redis.from_url(redis_url)
+        # Bounded like the supervisor's own client: the watch loop publishes every second and must
+        # not hang on a paused Redis (the service watch says it is down).
+        self._client = redis.Redis.from_url(redis_url, socket_timeout=5.0, socket_connect_timeout=5.0)
         self._client.delete(self._keys.components)
 
     def publish(self, services: ServiceUrls, api_url: str, components: list[Component], progress: Progress,
