@@ -103,13 +103,13 @@ def _date_ns(environ: Mapping[str, str], name: str, default: int) -> int:
 
 
 def _tick_bounds(env: Mapping[str, str]) -> dict[str, float | int]:
-    """The GLASSBOX_TICK_* bounds; each a positive finite number, the price range not empty."""
+    """The GLASSBOX_TICK_* bounds; each a positive finite number, the price range not empty (defaults: Settings')."""
     bounds = {
-        "tick_earliest_ns": _date_ns(env, "GLASSBOX_TICK_EARLIEST", 0),
-        "tick_max_future_s": _positive_float(env, "GLASSBOX_TICK_MAX_FUTURE_S", 60.0),
-        "tick_min_price": _positive_float(env, "GLASSBOX_TICK_MIN_PRICE", 1e-12),
-        "tick_max_price": _positive_float(env, "GLASSBOX_TICK_MAX_PRICE", 1e12),
-        "tick_max_size": _positive_float(env, "GLASSBOX_TICK_MAX_SIZE", 1e15),
+        "tick_earliest_ns": _date_ns(env, "GLASSBOX_TICK_EARLIEST", Settings.tick_earliest_ns),
+        "tick_max_future_s": _positive_float(env, "GLASSBOX_TICK_MAX_FUTURE_S", Settings.tick_max_future_s),
+        "tick_min_price": _positive_float(env, "GLASSBOX_TICK_MIN_PRICE", Settings.tick_min_price),
+        "tick_max_price": _positive_float(env, "GLASSBOX_TICK_MAX_PRICE", Settings.tick_max_price),
+        "tick_max_size": _positive_float(env, "GLASSBOX_TICK_MAX_SIZE", Settings.tick_max_size),
     }
     if bounds["tick_min_price"] >= bounds["tick_max_price"]:
         raise SettingsError(f"GLASSBOX_TICK_MIN_PRICE ({bounds['tick_min_price']:g}) must be below "
@@ -148,7 +148,9 @@ class Settings:
     relay_stores: tuple[str, ...] = ()
     """(The API alone) the event stores whose relays ``/metrics`` reports."""
     tick_earliest_ns: int = 0
-    """No tick is accepted before this time (ns since 1970); ``edge.ticks.TickBounds`` holds the tick bounds."""
+    """No tick is accepted before this time (ns since 1970); ``edge.ticks.TickBounds`` holds the tick bounds.
+
+    These ``tick_*`` defaults are the one source of the tick bounds' defaults (``TickBounds`` reads them)."""
     tick_max_future_s: float = 60.0
     """Seconds a live tick may be ahead of the wall clock."""
     tick_min_price: float = 1e-12

@@ -17,14 +17,20 @@ in Redis (back-pressure at the edge; pykka inboxes never grow).
 
 Failures: an actor whose batch raised has already reloaded its desk; its
 entries stay pending and are handed to it again next cycle, and an entry that
-fails ``max_crashes`` times in a row is dead-lettered as poison. If the commit
-itself fails because the store is unavailable (a transient error), every actor
-of the cycle reloads from the store and the cycle's entries are redelivered.
-Any other commit failure is a tick's doing (a value no stage after the desk can
-encode): the desks reload and the cycle is redone symbol by symbol, a failing
-symbol's batch by halves in stream order (each committed prefix stays
-committed), down to the single tick whose commit fails; that tick is
-dead-lettered as ``processing_failed`` with the error, the rest commit once.
+fails ``max_crashes`` times in a row is dead-lettered as poison. Whatever Redis
+or the event store refuses or cannot do now (:func:`store_refused`: MISCONF,
+OOM, BUSY, NOPERM, READONLY, a version conflict, ...) is never a tick's doing:
+nothing is dead-lettered, the shard backs off, every desk reloads from the
+store and the unacknowledged ticks are redone; only a lost connection stops the
+cycle thread (:func:`redis_lost`; the process exits 3 and is restarted once
+Redis answers). Any other commit failure is a tick's doing (a value no stage
+after the desk can encode): the desks reload and the cycle is redone symbol by
+symbol, a failing symbol's batch by halves in stream order (each committed
+prefix stays committed), down to the single tick whose commit fails; that tick
+is dead-lettered as ``processing_failed`` with the error, the rest commit once.
+A cycle is done once its events, dead letters and acknowledgements are written:
+a snapshot or book update failing after that is logged, never redone (a redo
+would dead-letter its rejected ticks twice).
 """
 
 from __future__ import annotations
@@ -33,12 +39,12 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import pykka
 import redis
-from eventsourcing.persistence import IntegrityError, OperationalError
+from eventsourcing.persistence import PersistenceError
 
 from actors.application import DeskApplication
 from actors.book import PortfolioBook
@@ -49,16 +55,36 @@ from aggregates.policy import DecisionPolicy
 from edge.tick_stream import StreamEntry, TickKeys, TickReader
 from edge.ticks import BadTick
 
-__all__ = ["Shard", "ShardSettings"]
+__all__ = ["Shard", "ShardSettings", "redis_lost", "store_refused"]
 
 log = logging.getLogger(__name__)
 
 Batches = dict[str, list[StreamEntry]]
 
-_TRANSIENT = (redis.ConnectionError, redis.TimeoutError, OperationalError, IntegrityError)
-"""Commit errors that say the store cannot take the cycle now (unavailable, busy loading, a
-version conflict a reload resolves), not that a tick is bad: the cycle is redone as it was.
-(redis-py's BusyLoadingError is a ConnectionError.)"""
+
+def _causes(error: BaseException | None) -> Iterator[BaseException]:
+    while error is not None:
+        yield error
+        error = error.__cause__ or error.__context__
+
+
+def store_refused(error: BaseException | None) -> bool:
+    """Whether ``error`` is Redis or the event store failing, not a tick's values.
+
+    Every error redis-py raises (a lost connection, or a refusal: MISCONF after
+    a failed AOF write or full disk, OOM, BUSY, NOPERM, READONLY, ...) and every
+    persistence error the event store translates them into (``edge.eventstore``
+    wraps them with ``from``, so the chain is followed) says the store cannot
+    take the work now; redoing it later is right and dead-lettering is wrong.
+    What a tick's own events cause (TypeError, ValueError, OverflowError from
+    transcoding) is not a store error.
+    """
+    return any(isinstance(e, (redis.RedisError, PersistenceError)) for e in _causes(error))
+
+
+def redis_lost(error: BaseException | None) -> bool:
+    """Whether ``error`` is the connection to Redis gone (a :func:`store_refused` the shard does not wait out)."""
+    return any(isinstance(e, (redis.ConnectionError, redis.TimeoutError)) for e in _causes(error))
 
 
 @dataclass(frozen=True)
@@ -72,6 +98,10 @@ class ShardSettings:
     block_ms: int = 50
     max_crashes: int = 3
     """Failures on the same tick before it is dead-lettered as poison."""
+    refusal_backoff_ms: int = 50
+    """Wait after the store first refuses work; doubles on each refusal in a row."""
+    refusal_backoff_max_ms: int = 5_000
+    """Longest wait between redos while the store keeps refusing."""
     actor: ActorSettings = field(default_factory=ActorSettings)
 
 
@@ -93,6 +123,8 @@ class Shard:
         self.settings = settings
         self.stats = stats or HotPathStats()
         self.restarts = 0
+        self.refusals = 0
+        """Times the store refused the shard's work (each followed by a back-off and a redo)."""
         self._client = client
         self._app = app
         self._policy = policy
@@ -157,18 +189,49 @@ class Shard:
         return SymbolActor.start(symbol, self._app, self._policy, self._book, self.settings.actor)
 
     def _run(self) -> None:
+        in_a_row = 0
         try:
             while not self._stop.is_set():
-                batches = self._backlog.pop(0) if self._backlog else self.reader.read(
-                    self.settings.read_count, self.settings.block_ms, self._take_acks()
-                )
-                if batches:
-                    self.cycle(batches)
-                else:
-                    self._idle.set()
+                try:
+                    if in_a_row:
+                        self._recover()
+                    self._step()
+                    in_a_row = 0
+                except Exception as error:
+                    # A desk actor started while the store refuses dies loading its desk: same refusal.
+                    loading = bool(in_a_row) and isinstance(error, pykka.ActorDeadError)
+                    if redis_lost(error) or not (store_refused(error) or loading):
+                        raise
+                    in_a_row += 1
+                    self._back_off(in_a_row, error)
         except BaseException as error:  # noqa: BLE001 - reported to whoever runs the shard
             self.failure = error
             log.exception("shard %s stopped reading", self.settings.name)
+
+    def _step(self) -> None:
+        batches = self._backlog.pop(0) if self._backlog else self.reader.read(
+            self.settings.read_count, self.settings.block_ms, self._take_acks()
+        )
+        if batches:
+            self.cycle(batches)
+        else:
+            self._idle.set()
+
+    def _back_off(self, in_a_row: int, error: Exception) -> None:
+        self.refusals += 1
+        delay_ms = min(self.settings.refusal_backoff_ms * 2 ** min(in_a_row - 1, 30),
+                       self.settings.refusal_backoff_max_ms)
+        log.error("the store refused the shard's work (%r); redoing the unacknowledged ticks in %d ms",
+                  error, delay_ms)
+        self._stop.wait(delay_ms / 1000)
+
+    def _recover(self) -> None:
+        """After a refusal: every desk reloads, and what is unacknowledged is redone (in stream order)."""
+        for symbol in self.symbols:
+            self._alive_actor(symbol).proxy().reload().get()
+        self._flush_acks()
+        # Everything in the backlog is in this consumer's pending list: read afresh, not appended.
+        self._backlog = list(self.reader.pending(self.settings.read_count))
 
     def cycle(self, batches: Batches) -> None:
         """Decide on one read's batches and commit them together."""
@@ -180,43 +243,48 @@ class Shard:
                 self._after_failure(symbol, batches[symbol], error)
         try:
             self._commit(outcomes)
-        except _TRANSIENT:
-            log.exception("commit of a cycle failed; desks reload and the ticks are redone")
-            self._reload([o.symbol for o in outcomes])
         except Exception as error:  # noqa: BLE001 - a tick's values the store cannot take: find it
+            if store_refused(error):
+                raise  # the shard backs off and redoes what is unacknowledged
             log.error("commit of a cycle failed (%r); redoing it symbol by symbol to find the tick", error)
             self._bisect({o.symbol: list(batches[o.symbol]) for o in outcomes})
 
     def _bisect(self, batches: Batches) -> None:
         """Redo a cycle whose commit failed, a symbol at a time, until each failing tick is dead-lettered."""
-        try:
-            for symbol in batches:
-                self._alive_actor(symbol).proxy().reload().get()
-            for symbol, entries in batches.items():
-                self._settle(symbol, entries)
-        except _TRANSIENT:
-            log.exception("the store failed while redoing a cycle; desks reload and the ticks are redone")
-            self._reload(list(batches))
+        for symbol in batches:
+            self._alive_actor(symbol).proxy().reload().get()
+        for symbol, entries in batches.items():
+            self._settle(symbol, entries)
 
-    def _settle(self, symbol: str, entries: list[StreamEntry]) -> None:
-        """Decide and commit ``entries`` of ``symbol``; on a non-transient failure, halves in stream order."""
+    def _settle(self, symbol: str, entries: list[StreamEntry]) -> bool:
+        """Decide and commit ``entries`` of ``symbol``; on a tick's commit failure, halves in stream order.
+
+        Returns False when deciding raised: that goes the crash-count way
+        (:meth:`_after_failure`, which hands the symbol's pending ticks back),
+        and nothing later of the symbol is settled here, so its order holds.
+        A store refusal propagates (the shard backs off and redoes).
+        """
         try:
-            self._commit([self._alive_actor(symbol).ask(TickBatch(entries))])
-            return
-        except _TRANSIENT:
-            raise
+            outcome = self._alive_actor(symbol).ask(TickBatch(entries))
+        except Exception as error:  # noqa: BLE001 - the actor reloaded; the ticks stay pending
+            self._after_failure(symbol, entries, error)
+            return False
+        try:
+            self._commit([outcome])
+            return True
         except Exception as error:  # noqa: BLE001 - narrowed down below
+            if store_refused(error):
+                raise
             failure = error
         self._alive_actor(symbol).proxy().reload().get()  # no half-committed batch stays in memory
         if len(entries) > 1:
             half = len(entries) // 2
-            self._settle(symbol, entries[:half])
-            self._settle(symbol, entries[half:])
-            return
+            return self._settle(symbol, entries[:half]) and self._settle(symbol, entries[half:])
         reason = f"committing its decision failed: {failure!r}"
         self.reader.reject(symbol, entries[0], BadTick("processing_failed", reason), "commit")
         self.stats.record_batch(1, 0, 0, 1, 0, np.empty(0, dtype=np.int64))
         log.error("tick %s of %s dead-lettered: %s", entries[0][0].decode(), symbol, reason)
+        return True
 
     def _ask_all(self, batches: Batches) -> dict[str, Any]:
         """Each symbol's batch handed to its actor; they decide in parallel (futures by symbol)."""
@@ -224,31 +292,36 @@ class Shard:
                 for symbol, entries in batches.items()}
 
     def _commit(self, outcomes: list[BatchOutcome]) -> None:
+        """Make the outcomes durable (events, then dead letters with acks); what follows is never redone."""
         events = [event for o in outcomes for event in o.events]
         if events:
             self._app.events.put(events)
-            if log.isEnabledFor(logging.DEBUG):
-                self._log_decisions(events)
         committed_ns = time.time_ns()
         for o in outcomes:
             self._unacked.setdefault(o.symbol, []).extend(o.acks)
         if any(o.rejected for o in outcomes):
             # A dead letter and the acknowledgement of its entry are one fact:
             # written together, so a crash can neither drop nor repeat it.
+            acks = self._take_acks()
             pipe = self._client.pipeline(transaction=True)
             for o in outcomes:
                 for entry, error in o.rejected:
                     self.reader.dead_letters.add(pipe, o.symbol, error, entry[1], "desk", entry[0])
-            for symbol, entry_ids in self._take_acks().items():
+            for symbol, entry_ids in acks.items():
                 pipe.xack(self._keys.stream(symbol), self.settings.group, *entry_ids)
-            pipe.execute()
-        snapshots = [o.snapshot for o in outcomes if o.snapshot is not None]
-        if snapshots and self._app.snapshots is not None:
-            self._app.snapshots.put(snapshots)
+            try:
+                pipe.execute()
+            except BaseException:
+                for symbol, entry_ids in acks.items():  # committed events stay to be acknowledged
+                    self._unacked.setdefault(symbol, []).extend(entry_ids)
+                raise
         for o in outcomes:
-            if o.figures is not None:
-                self._book.publish(o.symbol, o.figures)
             self._crash_heads.pop(o.symbol, None)
+        try:
+            self._after_commit(outcomes, events)
+        except Exception:  # noqa: BLE001 - the cycle is durable; redoing it would repeat its dead letters
+            log.exception("after committing a cycle, writing its snapshots or updating the book failed; "
+                          "the cycle stands (a desk loads from older snapshots and more events)")
         sent = [s for o in outcomes for s in o.sent_ns]
         self.stats.record_batch(
             sum(len(o.acks) for o in outcomes),
@@ -258,6 +331,16 @@ class Shard:
             sum(o.duplicates for o in outcomes),
             committed_ns - np.asarray(sent, dtype=np.int64),
         )
+
+    def _after_commit(self, outcomes: list[BatchOutcome], events: list[Any]) -> None:
+        if events and log.isEnabledFor(logging.DEBUG):
+            self._log_decisions(events)
+        snapshots = [o.snapshot for o in outcomes if o.snapshot is not None]
+        if snapshots and self._app.snapshots is not None:
+            self._app.snapshots.put(snapshots)
+        for o in outcomes:
+            if o.figures is not None:
+                self._book.publish(o.symbol, o.figures)
 
     @staticmethod
     def _log_decisions(events: list[Any]) -> None:
@@ -298,9 +381,3 @@ class Shard:
             self._crash_heads.pop(symbol)
         self._flush_acks()
         self._backlog.extend(self.reader.pending(self.settings.read_count, [symbol]))
-
-    def _reload(self, symbols: list[str]) -> None:
-        for symbol in symbols:
-            self._alive_actor(symbol).proxy().reload().get()
-        self._flush_acks()
-        self._backlog.extend(self.reader.pending(self.settings.read_count, symbols))

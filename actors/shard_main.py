@@ -23,7 +23,7 @@ import redis
 
 from actors.desk_actor import ActorSettings
 from actors.runtime import HotPath, HotPathSettings
-from actors.shard import ShardSettings
+from actors.shard import ShardSettings, redis_lost
 from actors.shard_metrics import ShardMetricsPublisher
 from aggregates.registry import ModelRegistry
 from edge.logs import configure_logging
@@ -86,22 +86,13 @@ def run_shard(settings: Settings, symbols: list[str], namespace: str, name: str,
         while not stop.wait(1.0):
             failure = hot.shard.failure
             if failure is not None:
-                if _lost_redis(failure):
+                if redis_lost(failure):  # a refusal the shard waits out itself; it stops only on a lost connection
                     raise redis.ConnectionError(str(failure)) from failure
                 raise GlassboxError(f"shard {name} stopped deciding: {failure!r}")
             metrics.publish()
     finally:
         hot.stop()
         metrics.publish()
-
-
-def _lost_redis(error: BaseException | None) -> bool:
-    """Whether ``error`` is Redis gone: redis-py's own error, or the event store's wrapping one."""
-    while error is not None:
-        if isinstance(error, (redis.ConnectionError, redis.TimeoutError)):
-            return True
-        error = error.__cause__ or error.__context__
-    return False
 
 
 def _symbols(text: str) -> list[str]:

@@ -76,13 +76,14 @@ class TickBounds:
     unbounded price made a decision's quantity NaN or infinite.
     """
 
-    earliest_ns: int = 0
+    # Defaults: glassbox.Settings' tick_* fields (their one source).
+    earliest_ns: int = Settings.tick_earliest_ns
     """No tick before this (ns since 1970; default 1970-01-01: replayed history is old)."""
-    max_future_s: float | None = 60.0
+    max_future_s: float | None = Settings.tick_max_future_s
     """Seconds a tick may be ahead of the wall clock; ``None``: only the int64 ceiling (replayed history)."""
-    min_price: float = 1e-12
-    max_price: float = 1e12
-    max_size: float = 1e15
+    min_price: float = Settings.tick_min_price
+    max_price: float = Settings.tick_max_price
+    max_size: float = Settings.tick_max_size
 
     @classmethod
     def from_settings(cls, settings: Settings) -> TickBounds:

@@ -69,3 +69,9 @@ def test_redact_url_hides_only_the_password() -> None:
     assert redact_url("redis://:pw@h:1/0") == "redis://:***@h:1/0"
     assert redact_url("redis://h:1/0") == "redis://h:1/0"
     assert redact_url(None) is None
+
+
+def test_tick_bounds_defaults_are_the_settings_defaults():
+    from edge.ticks import TickBounds
+
+    assert TickBounds.from_settings(Settings.from_env({})) == TickBounds()
