@@ -21,6 +21,7 @@ import math
 from typing import Any, Mapping
 from uuid import UUID
 
+from edge.ticks import INT64_MAX
 from projections.failures import PoisonMessage
 
 __all__ = [
@@ -35,10 +36,9 @@ MAX_MAGNITUDE = 1e12
 """The largest absolute quantity, price, weight or position a row takes."""
 MAX_KEY_TEXT = 200
 """The longest symbol, event type, store or model version (indexed columns have a row size limit)."""
-_MIN_NS = -(2**63)  # 1677-09-21; both ends are what a 64-bit JSON integer holds
-_MAX_NS = 2**63 - 1  # 2262-04-11: every envelope is also stored as JSON, whose integers are 64-bit here
+_INT64_MIN = -INT64_MAX - 1  # 1677-09-21 as ns; with INT64_MAX (2262-04-11) what a 64-bit JSON integer holds:
+# every envelope is also stored as JSON, whose integers are 64-bit here
 _INT32 = 2**31 - 1
-_INT64 = 2**63 - 1
 _ACTIONS = ("BUY", "SELL", "HOLD")
 _SIDES = ("BUY", "SELL")
 _REGIMES = ("bull", "bear", "sideways")
@@ -120,9 +120,9 @@ def check_event_fields(envelope: Mapping[str, Any]) -> None:
     _uuid(envelope, "event_id")
     _uuid(envelope, "originator_id")
     _integer(envelope, "originator_version", -_INT32 - 1, _INT32)
-    _integer(envelope, "log_position", 0, _INT64)
+    _integer(envelope, "log_position", 0, INT64_MAX)
     _integer(envelope, "schema_version", 1, 1)
-    _integer(envelope, "timestamp_ns", _MIN_NS, _MAX_NS)
+    _integer(envelope, "timestamp_ns", _INT64_MIN, INT64_MAX)
     _text(envelope, "event_type")
     _text(envelope, "symbol", optional=True)
     _text(envelope, "store", optional=True, empty=True)
@@ -135,8 +135,8 @@ def check_decision(envelope: Mapping[str, Any]) -> None:
     Raises:
         PoisonMessage: ``invalid_record``, naming the field.
     """
-    _integer(envelope, "log_position", 0, _INT64)
-    _integer(envelope, "timestamp_ns", _MIN_NS, _MAX_NS)
+    _integer(envelope, "log_position", 0, INT64_MAX)
+    _integer(envelope, "timestamp_ns", _INT64_MIN, INT64_MAX)
     _text(envelope, "correlation_id", optional=True, limit=None, empty=True)
     d = envelope.get("trading_decision")
     if not isinstance(d, dict):
@@ -170,8 +170,8 @@ def check_fill(envelope: Mapping[str, Any]) -> None:
     Raises:
         PoisonMessage: ``invalid_record``, naming the field.
     """
-    _integer(envelope, "log_position", 0, _INT64)
-    _integer(envelope, "timestamp_ns", _MIN_NS, _MAX_NS)
+    _integer(envelope, "log_position", 0, INT64_MAX)
+    _integer(envelope, "timestamp_ns", _INT64_MIN, INT64_MAX)
     _text(envelope, "timestamp", limit=64)
     f = envelope.get("payload")
     if not isinstance(f, dict):

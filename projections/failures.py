@@ -5,15 +5,22 @@ its projection raises while preparing or writing rows:
 
 - **transient** — the connection to PostgreSQL or the broker was lost or timed
   out, a serialisation failure or deadlock, an administrator's shutdown, a
-  full disk, a missing table (the schema is being migrated). Retrying the
-  same records later can succeed, so the worker retries with backoff and
-  never dead-letters for these.
+  full disk (the SQLSTATE classes of :data:`TRANSIENT_CLASSES`); or the code
+  and the schema disagree: a missing table, column, function or grant, a
+  syntax error (:data:`TRANSIENT_STATES`), a query psycopg refuses to send
+  (a ``ProgrammingError`` of its own), a Python ``AttributeError``,
+  ``NameError``, ``ImportError`` ... (:data:`CODE_ERRORS`). Retrying the same
+  records later can succeed (the migration runs, the fixed worker is
+  deployed), so the worker retries with backoff and never dead-letters for
+  these: a worker deployed before its migration must not dead-letter every
+  record and commit the offsets.
 - **about the record** — everything else: a body that fails decoding or
   validation (``KeyError``/``TypeError``/``ValueError`` ...), a value the
   database refuses (``DataError``, ``IntegrityError`` such as a
   ``NotNullViolation``, an index row too large). The same record fails the
   same way every time, so the worker finds it (bisecting the batch) and
-  dead-letters it with :func:`reason_of` and :func:`describe`.
+  dead-letters it with :func:`reason_of` and :func:`describe`. A batch whose
+  every record fails alone is not about its records (:class:`WholeBatchRefused`).
 
 The split is by SQLSTATE class, not by example: a new kind of refusal lands
 on the right side without code here changing.
@@ -28,9 +35,18 @@ from aiokafka.errors import KafkaError
 
 from glassbox import GlassboxError
 
-__all__ = ["PoisonMessage", "describe", "is_transient", "reason_of"]
+__all__ = [
+    "CODE_ERRORS",
+    "TRANSIENT_CLASSES",
+    "TRANSIENT_STATES",
+    "PoisonMessage",
+    "WholeBatchRefused",
+    "describe",
+    "is_transient",
+    "reason_of",
+]
 
-_TRANSIENT_CLASSES = frozenset({
+TRANSIENT_CLASSES = frozenset({
     "08",  # connection exception
     "40",  # transaction rollback: serialization_failure, deadlock_detected
     "53",  # insufficient resources: disk full, out of memory, too many connections
@@ -41,11 +57,24 @@ _TRANSIENT_CLASSES = frozenset({
     "3D",  # invalid catalog name: the database does not exist (yet)
     "3F",  # invalid schema name: not migrated yet
 })
-_TRANSIENT_STATES = frozenset({
+"""SQLSTATE classes (first two characters) a worker retries: the world around the records."""
+TRANSIENT_STATES = frozenset({
     "42P01",  # undefined_table: the schema is being migrated
+    "42703",  # undefined_column: a worker deployed before its migration
+    "42883",  # undefined_function: idem (or an extension not installed yet)
+    "42704",  # undefined_object: a type or index not created yet
+    "42601",  # syntax_error: the worker's SQL, never a record's (values are parameters)
     "42501",  # insufficient_privilege: a grant is missing, not a record's fault
 })
+"""Single SQLSTATEs of other classes a worker retries: the code and the schema disagree."""
+CODE_ERRORS: tuple[type[BaseException], ...] = (
+    AttributeError, NameError, ImportError, NotImplementedError, AssertionError)
+"""Python errors of the worker's code, not of a record's values: retried until a fixed worker runs."""
 _ERROR_TEXT_LIMIT = 1000
+
+
+class WholeBatchRefused(GlassboxError):
+    """Every record of a batch of several failed alone: the write, not the records, is wrong (transient)."""
 
 
 class PoisonMessage(GlassboxError):
@@ -66,15 +95,17 @@ def is_transient(error: BaseException) -> bool:
     """Whether ``error`` is about the world (retry later) rather than about the record (dead-letter it)."""
     if isinstance(error, PoisonMessage):
         return False
-    if isinstance(error, (KafkaError, ConnectionError, TimeoutError, asyncio.TimeoutError)):
+    if isinstance(error, (WholeBatchRefused, KafkaError, ConnectionError, TimeoutError, asyncio.TimeoutError,
+                          *CODE_ERRORS)):
         return True
     if isinstance(error, psycopg.Error):
         state = error.sqlstate
         if state is None:
-            # Raised by psycopg itself: a lost or closed connection is operational, while a value
-            # it cannot adapt or send (NUL in text, an unknown type) is a DataError/ProgrammingError.
-            return isinstance(error, (psycopg.OperationalError, psycopg.InterfaceError))
-        return state[:2] in _TRANSIENT_CLASSES or state in _TRANSIENT_STATES
+            # Raised by psycopg itself: a lost or closed connection is operational, a query it
+            # refuses to send (placeholders, a type it cannot adapt: the body checks let no such
+            # value through) is the code's ProgrammingError; NUL in text is a record's DataError.
+            return isinstance(error, (psycopg.OperationalError, psycopg.InterfaceError, psycopg.ProgrammingError))
+        return state[:2] in TRANSIENT_CLASSES or state in TRANSIENT_STATES
     return isinstance(error, OSError)
 
 

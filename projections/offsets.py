@@ -7,6 +7,19 @@ supervisor then re-publishes the whole log (the relay from position 0) and
 has the workers start from the beginning; every projection is idempotent,
 and the forensics projection skips decisions it explained before.
 
+The groups' ``dead_letters`` rows of those topics go too. They are keyed by
+(group, topic, partition, offset, pack index), offsets of the broker that lost
+its data, and their ``dlq.<group>`` records (and the marks pointing at them)
+were in that broker: kept, a new poison record at an old dead-lettered offset
+would be committed with no row and never reach the fresh dead-letter topic,
+and an old one re-published at a new offset would have a second row. Deleted,
+the re-published poison records are dead-lettered again, once each, at their
+new offsets, and the table matches the fresh, empty dead-letter topic again.
+(Keeping them aside under a broker generation would need a key column and a
+reader for rows that no topic holds any more; nothing needs that history.)
+A rebuild's one-off groups lose their rows with their offsets the same way;
+their ``dlq`` topics keep the records.
+
     python -m projections.offsets --schema glassbox [--topic-prefix P]
 """
 
@@ -24,12 +37,16 @@ __all__ = ["forget_offsets"]
 
 
 def forget_offsets(database_url: str, schema: str, topic_prefix: str = "") -> int:
-    """Delete the tracking rows of topics named with ``topic_prefix``; how many were deleted."""
+    """Delete the tracking and dead-letter rows of topics named with ``topic_prefix``; how many offsets.
+
+    Both in one transaction, with the workers stopped: a worker never sees offsets forgotten
+    and their dead letters kept, or the other way round.
+    """
     pattern = topic_prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        cursor = conn.execute(
-            sql.SQL("DELETE FROM {}.projection_tracking WHERE topic LIKE %s").format(sql.Identifier(schema)),
-            (pattern,))
+    with psycopg.connect(database_url) as conn, conn.transaction():
+        for table in ("dead_letters", "projection_tracking"):
+            cursor = conn.execute(
+                sql.SQL("DELETE FROM {} WHERE topic LIKE %s").format(sql.Identifier(schema, table)), (pattern,))
         return cursor.rowcount
 
 

@@ -17,9 +17,12 @@ preparing or writing a record's rows is classified (:mod:`projections.failures`)
   a value PostgreSQL refuses): that record is dead-lettered with the error as
   its reason and the rest of the batch is written. A refused write is
   narrowed down by bisection: the batch is written in savepoints, a failing
-  half is split again until the single bad record is found.
+  half is split again until the single bad record is found. If every record
+  of a batch of several fails alone, it is the write, not the records: the
+  batch is retried like a transient failure (:class:`WholeBatchRefused`).
 - transient (a lost connection, a deadlock, a serialisation failure, an
-  administrator's shutdown, a broker timeout): nothing is dead-lettered; the
+  administrator's shutdown, a broker timeout, a table or column the schema
+  does not have yet, an ``AttributeError`` of the code): nothing is dead-lettered; the
   batch is redone from the stored offsets after a capped backoff. A lost
   PostgreSQL is logged once ("PostgreSQL unreachable at <url> ...; retrying"),
   reconnected with capped backoff and logged once when back; the process stays up.
@@ -62,7 +65,7 @@ from backbone.topics import (
 )
 from glassbox import redact_url
 from projections.dead_letters import DeadLetter, DeadLetterOutbox
-from projections.failures import PoisonMessage, describe, is_transient, reason_of
+from projections.failures import PoisonMessage, WholeBatchRefused, describe, is_transient, reason_of
 from projections.pg_json import use_orjson
 
 __all__ = [
@@ -536,13 +539,31 @@ class ProjectionWorker:
 
         Halves that succeed keep their rows, so the refused records are found in about
         2·k·log2(n) writes for k bad records in n, and only they become ``letters``.
+
+        Raises:
+            WholeBatchRefused: every record of a batch of several failed alone. That is the
+                write (a schema or code the records do not fit), not the records: the batch is
+                retried with backoff, never dead-lettered whole. A stream holding only refused
+                records waits until a good one joins their batch (the body checks keep such
+                records rare: the bisection is their backstop).
         """
+        refused: list[DeadLetter] = []
+        written = await self._bisect(conn, batch, refused)
+        records = {(o.message.topic, o.message.partition, o.message.offset) for o, _ in batch}
+        if not written and len(records) > 1:
+            raise WholeBatchRefused(f"all {len(batch)} records of the batch failed alone, e.g. {refused[0].error}")
+        letters.extend(refused)
+
+    async def _bisect(
+        self, conn: psycopg.AsyncConnection[Any], batch: list[tuple[_Origin, Any]], letters: list[DeadLetter]
+    ) -> int:
+        """How many of ``batch`` were written; the refused ones become ``letters``."""
         if not batch:
-            return
+            return 0
         try:
             async with conn.transaction():
                 await self.projection.write(conn, self._schema, [item for _, item in batch])
-            return
+            return len(batch)
         except Exception as error:  # noqa: BLE001 - classified below
             if is_transient(error):
                 raise
@@ -550,10 +571,9 @@ class ProjectionWorker:
                 origin = batch[0][0]
                 letters.append(self._letter(origin.message, origin.where, error,
                                             _value_of(origin.message, origin.envelope, origin.alone)))
-                return
+                return 0
         middle = len(batch) // 2
-        await self._write_bisecting(conn, batch[:middle], letters)
-        await self._write_bisecting(conn, batch[middle:], letters)
+        return await self._bisect(conn, batch[:middle], letters) + await self._bisect(conn, batch[middle:], letters)
 
     def _letter(self, message: Any, index: int | None, error: BaseException, value: bytes | None) -> DeadLetter:
         return DeadLetter(message.topic, message.partition, message.offset, index, reason_of(error),

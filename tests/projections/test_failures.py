@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from psycopg import errors
 
 from projections.body_checks import check_decision, check_event_fields, check_fill
-from projections.failures import PoisonMessage, describe, is_transient, reason_of
+from projections.failures import PoisonMessage, WholeBatchRefused, describe, is_transient, reason_of
 
 
 @pytest.mark.parametrize("error", [
@@ -26,10 +26,23 @@ def test_failures_of_the_world_are_transient(error):
 
 
 @pytest.mark.parametrize("error", [
+    errors.UndefinedTable(), errors.UndefinedColumn(), errors.UndefinedFunction(), errors.UndefinedObject(),
+    errors.SyntaxError(), errors.InsufficientPrivilege(), errors.InvalidSchemaName(),
+    psycopg.ProgrammingError("the query has 3 placeholders but 2 parameters were passed"),
+    psycopg.ProgrammingError("cannot adapt type 'dict'"),
+    AttributeError("'NoneType' object has no attribute 'decision_id'"), NameError("row"), ImportError("shap"),
+    NotImplementedError(), WholeBatchRefused("all 2 records of the batch failed alone"),
+])
+def test_a_worker_that_does_not_fit_its_schema_retries_instead_of_dead_lettering(error):
+    """A worker deployed before its migration (or with a bug) must not dead-letter every record."""
+    assert is_transient(error)
+
+
+@pytest.mark.parametrize("error", [
     errors.InvalidTextRepresentation(), errors.NotNullViolation(), errors.NumericValueOutOfRange(),
     errors.UntranslatableCharacter(), errors.UniqueViolation(), errors.ProgramLimitExceeded(),
     errors.DatatypeMismatch(), psycopg.DataError("PostgreSQL text fields cannot contain NUL (0x00) bytes"),
-    psycopg.ProgrammingError("cannot adapt type 'dict'"), KeyError("trading_decision"), TypeError("x"),
+    KeyError("trading_decision"), TypeError("x"),
     ValueError("nan"), OverflowError(), PoisonMessage("undecodable", "not JSON", permanent=True),
 ])
 def test_failures_of_a_record_are_not_transient(error):
