@@ -263,6 +263,8 @@ class ProjectionWorker:
         aiokafka's coordinator task, beside :meth:`step`; two tasks' transactions on one connection
         nest and then end out of order (psycopg's ``OutOfOrderTransactionNesting``)."""
         self._attempts: dict[tuple[str, int, int, int], int] = {}
+        self._whole_refusals: dict[tuple[str, int, int], int] = {}
+        """Batches (by first record) every record of which failed alone, and how many times in a row."""
         self._reseek = False
         """The consumer's positions may be past what is stored: seek to the stored offsets before fetching."""
         self._transient_failures = 0
@@ -541,17 +543,23 @@ class ProjectionWorker:
         2·k·log2(n) writes for k bad records in n, and only they become ``letters``.
 
         Raises:
-            WholeBatchRefused: every record of a batch of several failed alone. That is the
-                write (a schema or code the records do not fit), not the records: the batch is
-                retried with backoff, never dead-lettered whole. A stream holding only refused
-                records waits until a good one joins their batch (the body checks keep such
-                records rare: the bisection is their backstop).
+            WholeBatchRefused: every record of a batch of several failed alone. That is most
+                likely the write (a schema or code the records do not fit), not the records: the
+                batch is retried with backoff ``max_retries`` times. If it still fails whole, the
+                records are dead-lettered one by one after all, so a group never stops for good
+                on a run of bad records (the body checks keep such runs rare).
         """
         refused: list[DeadLetter] = []
         written = await self._bisect(conn, batch, refused)
-        records = {(o.message.topic, o.message.partition, o.message.offset) for o, _ in batch}
+        records = sorted({(o.message.topic, o.message.partition, o.message.offset) for o, _ in batch})
         if not written and len(records) > 1:
-            raise WholeBatchRefused(f"all {len(batch)} records of the batch failed alone, e.g. {refused[0].error}")
+            refusals = self._whole_refusals.get(records[0], 0) + 1
+            if refusals <= self.settings.max_retries:
+                self._whole_refusals[records[0]] = refusals
+                raise WholeBatchRefused(f"all {len(batch)} records of the batch failed alone "
+                                        f"({refusals} of {self.settings.max_retries} tries), e.g. {refused[0].error}")
+        if records:
+            self._whole_refusals.pop(records[0], None)
         letters.extend(refused)
 
     async def _bisect(
