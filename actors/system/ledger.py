@@ -23,7 +23,9 @@ never lead it:
 * per event store: log positions 1..head with no gap and nothing past the
   head; relayed = head; archived = head, each event once;
 * decisions committed = decision rows, each decision id once and one per
-  tick; each decision explained once (or dead-lettered by forensics);
+  tick; each decision explained once (or dead-lettered by forensics), and no
+  explanation without its decision row (forensics and read-models are
+  sibling groups of one topic: while running, either may be ahead);
 * every projection group at the end of every partition it reads.
 """
 
@@ -289,7 +291,7 @@ class Ledger:
         if t.forensics_rows != t.forensics_ids:
             found.append(Finding("same decision id twice", "forensics",
                                  f"{t.forensics_rows - t.forensics_ids:,} rows repeat a decision id"))
-        if t.explained_orphans:
+        if t.explained_orphans and not self.running:  # running: the forensics group may be ahead of read-models
             found.append(Finding("forensics without a decision", "forensics",
                                  f"{t.explained_orphans:,} explanations of decisions not in the decisions table"))
         dead = (self.projection_dead_letters or {}).get("forensics", {})

@@ -135,6 +135,9 @@ def test_a_running_system_read_downstream_first_has_its_later_stages_behind() ->
     moved_on = replace(TICKS, published=14, decided=8, pending=0, undelivered=0)  # 4 decided after the log's read
     assert _ledger(running=True, symbols=[moved_on]).balances()
     assert _checks(_ledger(symbols=[moved_on])) == {"undecided ticks"}
+    forensics_ahead = replace(TABLES, explained_orphans=2)  # sibling groups of one topic: either may lead
+    assert _ledger(running=True, tables=forensics_ahead).balances()
+    assert _checks(_ledger(tables=forensics_ahead)) == {"forensics without a decision"}
 
 
 def test_log_gaps_folds_a_log_in_one_pass_keeping_only_the_findings() -> None:
