@@ -19,19 +19,22 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Iterable
+from typing import Iterable, Iterator
 
 import redis
 
 from edge.tick_stream import DeadLetters, TickKeys
-from edge.ticks import BadTick
+from edge.ticks import BadTick, parse_tick_id
 
-__all__ = ["SWEEP_EVERY_S", "StraySweeper", "sweep_stray_streams"]
+__all__ = ["SWEEP_EVERY_S", "SWEEP_STAGE", "StraySweeper", "sweep_stray_streams", "tick_streams"]
 
 log = logging.getLogger(__name__)
 
 SWEEP_EVERY_S = 5.0
 """How often ``glassbox up``'s supervisor sweeps (one SCAN of the namespace: cheap)."""
+
+SWEEP_STAGE = "sweep"
+"""The stage of the dead letters the sweep writes (their entries are deleted from the stream)."""
 
 _BATCH = 500
 
@@ -45,12 +48,17 @@ def sweep_stray_streams(client: redis.Redis, keys: TickKeys, symbols: Iterable[s
     known = {keys.stream(s).encode() for s in symbols} | {keys.dead_letters.encode()}
     dead = DeadLetters(client, keys)
     moved = 0
-    pattern = _glob_escape(keys.prefix) + "ticks:*"
-    for name in client.scan_iter(match=pattern, count=1_000, _type="stream"):
-        name = name if isinstance(name, bytes) else name.encode()
+    for name in tick_streams(client, keys):
         if name not in known:
             moved += _empty_stream(client, keys, dead, name)
     return moved
+
+
+def tick_streams(client: redis.Redis, keys: TickKeys) -> Iterator[bytes]:
+    """Every stream named ``{prefix}ticks:*`` (the dead-letter stream included), by ``SCAN``."""
+    pattern = "".join("\\" + c if c in "*?[]\\" else c for c in keys.prefix) + "ticks:*"
+    for name in client.scan_iter(match=pattern, count=1_000, _type="stream"):
+        yield name if isinstance(name, bytes) else name.encode()
 
 
 def _empty_stream(client: redis.Redis, keys: TickKeys, dead: DeadLetters, name: bytes) -> int:
@@ -68,7 +76,7 @@ def _empty_stream(client: redis.Redis, keys: TickKeys, dead: DeadLetters, name: 
                     return moved
                 pipe.multi()
                 for entry_id, fields in entries:
-                    dead.add(pipe, symbol, error, fields, "sweep", entry_id)
+                    dead.add(pipe, symbol, error, fields, SWEEP_STAGE, entry_id)
                 pipe.xdel(name, *[entry_id for entry_id, _ in entries])
                 pipe.execute()
             except redis.WatchError:
@@ -82,21 +90,11 @@ def _undelivered_from(pipe: redis.client.Pipeline, name: bytes) -> str:
     last = None
     for group in pipe.xinfo_groups(name):
         delivered = group.get("last-delivered-id") or group.get(b"last-delivered-id")
-        if delivered and (last is None or _id(delivered) > _id(last)):
+        if delivered and (last is None or parse_tick_id(delivered) > parse_tick_id(last)):
             last = delivered
-    if last is None or _id(last) == (0, 0):
+    if last is None or parse_tick_id(last) == (0, 0):
         return "-"
     return "(" + (last.decode() if isinstance(last, bytes) else last)
-
-
-def _id(raw: bytes | str) -> tuple[int, int]:
-    text = raw.decode() if isinstance(raw, bytes) else raw
-    ms, _, seq = text.partition("-")
-    return int(ms), int(seq or 0)
-
-
-def _glob_escape(text: str) -> str:
-    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
 
 
 class StraySweeper:

@@ -5,7 +5,9 @@ Where each number lives:
 * ticks published: each symbol's stream (:class:`edge.tick_stream.TickKeys`);
   pending and never read: its ``desks`` consumer group (:mod:`actors.system.stuck`);
 * ticks dead-lettered: ``ticks:dead`` (per entry: symbol, stage, entry id) and
-  ``ticks:dead:count`` (per reason);
+  ``ticks:dead:count`` (per reason); those of stage ``sweep`` were deleted from
+  their stray stream (:mod:`edge.stray_streams`), so count as swept, not
+  against the stream's length;
 * ticks decided, events committed, log gaps: each shard store's log
   (:class:`edge.store_layout.StoreKeys`, read in pages with progress);
 * events relayed: each relay's position (:class:`backbone.relay.RelayKeys`);
@@ -32,7 +34,7 @@ import contextlib
 import json
 import sys
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import orjson
@@ -42,25 +44,28 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from psycopg import sql
 
 from actors.sharding import shard_of
-from actors.system.ledger import DecisionTally, Ledger, ProjectionCounts, StoreEvents, SymbolTicks, log_gaps
+from aggregates.desk import SymbolDesk
+from actors.system.ledger import DecisionTally, Ledger, LogGaps, ProjectionCounts, StoreEvents, SymbolTicks
 from actors.system.status import read_status
 from actors.system.stuck import tick_backlog
 from backbone.relay import RelayPosition
 from backbone.topics import TopicSettings, dead_letter_topic
 from edge.redis_server import EmbeddedRedis
 from edge.store_layout import StoreKeys, log_head
+from edge.stray_streams import SWEEP_STAGE, tick_streams
 from edge.system_keys import SystemKeys
 from edge.tick_stream import TickKeys
 from glassbox import GlassboxError, Settings
 from projections.groups import PROJECTIONS
 from projections.lag import partition_lags_at
 from projections.postgres_server import EmbeddedPostgres, reachable_data_dir
+from projections.read_models import DECISION
 
 __all__ = ["DoctorServices", "doctor_services", "examine", "ledger_json", "print_ledger", "projection_dead_letters",
            "run_doctor"]
 
-DECISION_TOPIC = "Trading.Decision.Taken"
-"""The stored topic of a decision event (``aggregates.desk.SymbolDesk.DecisionTaken``)."""
+_DECISION_TOPIC = SymbolDesk.DecisionTaken.TOPIC.encode()
+_SWEEP_STAGE = SWEEP_STAGE.encode()
 PAGE = 5_000
 """Log entries read per round trip."""
 
@@ -102,8 +107,26 @@ def doctor_services(settings: Settings) -> Iterator[DoctorServices]:
 
 
 def examine(settings: Settings, services: DoctorServices, progress: Callable[[str], None] = lambda line: None) -> Ledger:
-    """Read every number of the ledger (:mod:`actors.system.ledger` says what must balance)."""
+    """Read every number of the ledger (:mod:`actors.system.ledger` says what must balance).
+
+    Downstream first, so that on a running system a later stage can only trail
+    an earlier one: the tables (one snapshot), then the groups' places, then
+    the relay positions, then each store's head and its log up to that head,
+    then the tick dead letters, then the tick streams and their backlogs.
+    """
     ledger = Ledger(running=services.running, notes=list(services.notes))
+    topics = TopicSettings.from_settings(settings, prefix=settings.topic_prefix)
+    archive: dict[str, dict[str, int]] = {}
+    if services.database_url:
+        progress("reading the read models and the projections' dead letters ...")
+        archive, ledger.tables, ledger.projection_dead_letters, ledger.projection_dead_letters_unpublished = \
+            _read_tables(services.database_url, settings.schema, topics)
+    if services.kafka_servers and services.database_url:
+        progress("reading the projection groups' offsets and dead-letter topics ...")
+        ledger.partitions, _ = asyncio.run(partition_lags_at(services.database_url, settings.schema,
+                                                             services.kafka_servers, topics))
+        ledger.projection_dead_lettered_twice = asyncio.run(
+            dead_lettered_twice_in_topics(services.kafka_servers, topics))
     keys, tick_keys = SystemKeys(settings.namespace), TickKeys(settings.namespace)
     client = redis.Redis.from_url(services.redis_url)
     try:
@@ -111,133 +134,146 @@ def examine(settings: Settings, services: DoctorServices, progress: Callable[[st
         if shards is None:
             raise GlassboxError(f"no Glassbox system has run on this Redis (namespace "
                                 f"{settings.namespace or 'default'}): nothing to check")
+        stores = [keys.shard_store(i) for i in range(shards)]
+        relayed = [RelayPosition(client, store, "relay").get() for store in stores]
         tally = DecisionTally()
-        store_rows = [_read_store(client, keys.shard_store(i), f"relay-shard-{i}", tally, progress)
-                      for i in range(shards)]
-        archive = _archive_counts(services.database_url, settings.schema) if services.database_url else {}
-        ledger.stores = [StoreEvents(**{**row, **archive.get(row["store"], {"archived": 0, "archived_distinct": 0})})
-                         if services.database_url else StoreEvents(**row, archived=None, archived_distinct=None)
-                         for row in store_rows]
+        for i, (store, position) in enumerate(zip(stores, relayed)):
+            row = _read_store(client, store, f"relay-shard-{i}", position, tally, not services.running, progress)
+            ledger.stores.append(StoreEvents(**row, **archive.get(store, {"archived": 0, "archived_distinct": 0}))
+                                 if services.database_url else StoreEvents(**row, archived=None,
+                                                                           archived_distinct=None))
         progress("reading the tick dead letters ...")
-        by_symbol, ingest, twice, entries = _tick_dead_letters(client, tick_keys)
-        ledger.tick_dead_letter_entries = entries
-        ledger.tick_dead_letters = {k.decode(): int(v) for k, v in client.hgetall(tick_keys.dead_letter_counts).items()}
+        dead = _tick_dead_letters(client, tick_keys)
+        ledger.tick_dead_letter_entries, ledger.tick_dead_letters = dead.entries, dead.by_reason
         progress("reading the tick streams ...")
         for symbol in _symbols(client, tick_keys):
             shard = f"shard-{shard_of(symbol, shards)}"
             backlog = tick_backlog(client, tick_keys, symbol, shard)
             ledger.symbols.append(SymbolTicks(
                 symbol, shard, client.xlen(tick_keys.stream(symbol)), tally.decided.get(symbol, 0),
-                by_symbol.get(symbol, 0), backlog.pending, backlog.undelivered, ingest.get(symbol, 0),
-                tuple(tally.repeated.get(symbol, ())), tuple(twice.get(symbol, ())), backlog.oldest))
+                dead.by_symbol.get(symbol, 0), backlog.pending, backlog.undelivered, dead.ingest.get(symbol, 0),
+                dead.swept.get(symbol, 0), tuple(tally.repeated.get(symbol, ())), tuple(dead.twice.get(symbol, ())),
+                backlog.oldest))
     finally:
         client.close()
-    topics = TopicSettings.from_settings(settings, prefix=settings.topic_prefix)
-    if services.database_url:
-        progress("reading the read models and the projections' dead letters ...")
-        ledger.tables = _table_counts(services.database_url, settings.schema)
-        ledger.projection_dead_letters, ledger.projection_dead_letters_unpublished = projection_dead_letters(
-            services.database_url, settings.schema, topics)
-    if services.kafka_servers and services.database_url:
-        progress("reading the projection groups' offsets and dead-letter topics ...")
-        ledger.partitions, _ = asyncio.run(partition_lags_at(services.database_url, settings.schema,
-                                                             services.kafka_servers, topics))
-        ledger.projection_dead_lettered_twice = asyncio.run(
-            dead_lettered_twice_in_topics(services.kafka_servers, topics))
     return ledger
 
 
-def _read_store(client: redis.Redis, store: str, relay: str, tally: DecisionTally,
-                progress: Callable[[str], None]) -> dict[str, Any]:
+def _read_store(client: redis.Redis, store: str, relay: str, relayed: int, tally: DecisionTally,
+                past_head: bool, progress: Callable[[str], None]) -> dict[str, Any]:
+    """The store's log up to its head (entries past it too when ``past_head``: a stopped system has none)."""
     head = log_head(client, store)
-    positions: list[int] = []
+    gaps = LogGaps(head)
     decisions = 0
     log = StoreKeys(store).log
-    after = "-"
-    while True:
-        page = client.xrange(log, after, "+", count=PAGE)
-        if not page:
-            break
-        for entry_id, fields in page:
-            positions.append(int(entry_id.split(b"-")[0]))
-            if fields.get(b"t") == DECISION_TOPIC.encode():
-                state = orjson.loads(fields[b"s"])
-                tally.add(str(state.get("symbol")), str(state.get("correlation_id")))
-                decisions += 1
-        after = "(" + page[-1][0].decode()
-        progress(f"{store}: {len(positions):,} of {head:,} log entries read")
-    gaps, beyond = log_gaps(positions, head)
-    return {"store": store, "relay": relay, "head": head, "entries": len(positions), "gaps": tuple(gaps),
-            "beyond_head": tuple(beyond), "relayed": RelayPosition(client, store, "relay").get(),
-            "decisions": decisions}
+    for entry_id, fields in _entries(client, log, "-", str(head)):
+        gaps.add(int(entry_id.split(b"-")[0]))
+        if fields.get(b"t") == _DECISION_TOPIC:
+            state = orjson.loads(fields[b"s"])
+            tally.add(str(state.get("symbol")), str(state.get("correlation_id")))
+            decisions += 1
+        if gaps.entries % PAGE == 0:
+            progress(f"{store}: {gaps.entries:,} of {head:,} log entries read")
+    if past_head:
+        for entry_id, _ in _entries(client, log, str(head + 1), "+"):
+            gaps.add(int(entry_id.split(b"-")[0]))
+    return {"store": store, "relay": relay, "head": head, "entries": gaps.entries,
+            "gaps": tuple(gaps.gaps), "beyond_head": tuple(gaps.beyond), "relayed": relayed, "decisions": decisions}
 
 
-def _tick_dead_letters(client: redis.Redis, keys: TickKeys
-                       ) -> tuple[dict[str, int], dict[str, int], dict[str, list[str]], int]:
-    """Per symbol: stream entries dead-lettered, ticks refused at ingest, entries dead-lettered twice; total."""
-    by_symbol: dict[str, int] = {}
-    ingest: dict[str, int] = {}
+def _entries(client: redis.Redis, stream: str, first: str, last: str) -> Iterator[tuple[bytes, dict[bytes, bytes]]]:
+    """The entries of ``stream`` from ``first`` to ``last`` (inclusive), read in pages of :data:`PAGE`."""
+    while page := client.xrange(stream, first, last, count=PAGE):
+        yield from page
+        first = "(" + page[-1][0].decode()
+
+
+@dataclass
+class _TickDeadLetters:
+    entries: int = 0
+    by_reason: dict[str, int] = field(default_factory=dict)
+    by_symbol: dict[str, int] = field(default_factory=dict)
+    """Stream entries a desk dead-lettered (they stay in the stream)."""
+    swept: dict[str, int] = field(default_factory=dict)
+    """Stream entries the stray sweep dead-lettered (stage ``sweep``: deleted from the stream)."""
+    ingest: dict[str, int] = field(default_factory=dict)
+    twice: dict[str, list[str]] = field(default_factory=dict)
+
+
+def _tick_dead_letters(client: redis.Redis, keys: TickKeys) -> _TickDeadLetters:
+    """``ticks:dead`` per symbol and stage, up to its last entry when the per-reason counts were read.
+
+    The counts and the newest entry are read in one ``MULTI`` (a dead letter and its count are
+    written in one), so the entries counted are exactly those the counts are of.
+    """
+    with client.pipeline(transaction=True) as pipe:
+        counts, newest = pipe.hgetall(keys.dead_letter_counts).xrevrange(keys.dead_letters, count=1).execute()
+    found = _TickDeadLetters(by_reason={k.decode(): int(v) for k, v in counts.items()})
+    if not newest:
+        return found
     seen: set[tuple[bytes, bytes]] = set()
-    twice: dict[str, list[str]] = {}
-    entries = 0
-    after = "-"
-    while page := client.xrange(keys.dead_letters, after, "+", count=PAGE):
-        for _, fields in page:
-            entries += 1
-            symbol = fields.get(b"symbol", b"").decode(errors="replace")
-            entry_id = fields.get(b"entry_id")
-            if entry_id is None:
-                ingest[symbol] = ingest.get(symbol, 0) + 1
-            elif (fields[b"symbol"], entry_id) in seen:
-                twice.setdefault(symbol, []).append(entry_id.decode(errors="replace"))
-            else:
-                seen.add((fields[b"symbol"], entry_id))
-                by_symbol[symbol] = by_symbol.get(symbol, 0) + 1
-        after = "(" + page[-1][0].decode()
-    return by_symbol, ingest, twice, entries
+    for _, fields in _entries(client, keys.dead_letters, "-", newest[0][0].decode()):
+        found.entries += 1
+        symbol = fields.get(b"symbol", b"").decode(errors="replace")
+        entry_id = fields.get(b"entry_id")
+        if entry_id is None:
+            found.ingest[symbol] = found.ingest.get(symbol, 0) + 1
+        elif (fields[b"symbol"], entry_id) in seen:
+            found.twice.setdefault(symbol, []).append(entry_id.decode(errors="replace"))
+        else:
+            seen.add((fields[b"symbol"], entry_id))
+            counted = found.swept if fields.get(b"stage") == _SWEEP_STAGE else found.by_symbol
+            counted[symbol] = counted.get(symbol, 0) + 1
+    return found
 
 
 def _symbols(client: redis.Redis, keys: TickKeys) -> list[str]:
-    pattern = "".join("\\" + c if c in "*?[]\\" else c for c in keys.stream("")) + "*"
-    found = {keys.symbol_of(k) for k in client.scan_iter(match=pattern, count=1000, _type="STREAM")}
+    found = {keys.symbol_of(name) for name in tick_streams(client, keys)}
     found.discard(keys.symbol_of(keys.dead_letters))
     return sorted(found)
 
 
-def _archive_counts(database_url: str, schema: str) -> dict[str, dict[str, int]]:
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        rows = conn.execute(sql.SQL("SELECT store, count(*), count(DISTINCT event_id) FROM {}.event_archive "
-                                    "GROUP BY store").format(sql.Identifier(schema))).fetchall()
+def _read_tables(database_url: str, schema: str, topics: TopicSettings
+                 ) -> tuple[dict[str, dict[str, int]], ProjectionCounts, dict[str, dict[str, int]], dict[str, int]]:
+    """The archive per store, the read models, the projections' dead letters: one snapshot of them all."""
+    with psycopg.connect(database_url) as conn:
+        conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+        conn.read_only = True
+        with conn.transaction():
+            return (_archive_counts(conn, schema), _table_counts(conn, schema),
+                    *_dead_letters_by_group(conn, schema, topics))
+
+
+def _archive_counts(conn: psycopg.Connection[Any], schema: str) -> dict[str, dict[str, int]]:
+    rows = conn.execute(sql.SQL("SELECT store, count(*), count(DISTINCT event_id) FROM {}.event_archive "
+                                "GROUP BY store").format(sql.Identifier(schema))).fetchall()
     return {store: {"archived": n, "archived_distinct": d} for store, n, d in rows}
 
 
-def _table_counts(database_url: str, schema: str) -> ProjectionCounts:
+def _table_counts(conn: psycopg.Connection[Any], schema: str) -> ProjectionCounts:
     s = sql.Identifier(schema)
 
-    def one(conn: psycopg.Connection[Any], query: str) -> Any:
-        return conn.execute(sql.SQL(query).format(s=s)).fetchone()[0]
+    def one(query: str, *params: object) -> Any:
+        return conn.execute(sql.SQL(query).format(s=s), params or None).fetchone()[0]
 
-    def some(conn: psycopg.Connection[Any], query: str) -> tuple[str, ...]:
+    def some(query: str) -> tuple[str, ...]:
         return tuple(str(r[0]) for r in conn.execute(sql.SQL(query).format(s=s)).fetchall())
 
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        return ProjectionCounts(
-            decision_rows=one(conn, "SELECT count(*) FROM {s}.decisions"),
-            decision_ids=one(conn, "SELECT count(DISTINCT decision_id) FROM {s}.decisions"),
-            ticks_decided_twice=some(conn, "SELECT symbol || ' ' || correlation_id FROM {s}.decisions "
-                                           "GROUP BY symbol, correlation_id HAVING count(DISTINCT decision_id) > 1 "
-                                           "LIMIT 1000"),
-            archived_decisions=one(conn, "SELECT count(*) FROM {s}.event_archive "
-                                         "WHERE event_type LIKE 'Trading.Decision.Taken.v%'"),
-            forensics_rows=one(conn, "SELECT count(*) FROM {s}.forensics"),
-            forensics_ids=one(conn, "SELECT count(DISTINCT decision_id) FROM {s}.forensics"),
-            explained=one(conn, "SELECT count(DISTINCT d.decision_id) FROM {s}.decisions d "
-                                "JOIN {s}.forensics f USING (decision_id)"),
-            unexplained=some(conn, "SELECT d.decision_id FROM {s}.decisions d WHERE NOT EXISTS "
-                                   "(SELECT 1 FROM {s}.forensics f WHERE f.decision_id = d.decision_id) LIMIT 10"),
-            explained_orphans=one(conn, "SELECT count(*) FROM {s}.forensics f WHERE NOT EXISTS "
-                                        "(SELECT 1 FROM {s}.decisions d WHERE d.decision_id = f.decision_id)"),
-        )
+    return ProjectionCounts(
+        decision_rows=one("SELECT count(*) FROM {s}.decisions"),
+        decision_ids=one("SELECT count(DISTINCT decision_id) FROM {s}.decisions"),
+        ticks_decided_twice=some("SELECT symbol || ' ' || correlation_id FROM {s}.decisions "
+                                 "GROUP BY symbol, correlation_id HAVING count(DISTINCT decision_id) > 1 LIMIT 1000"),
+        archived_decisions=one("SELECT count(*) FROM {s}.event_archive WHERE event_type = %s", DECISION),
+        forensics_rows=one("SELECT count(*) FROM {s}.forensics"),
+        forensics_ids=one("SELECT count(DISTINCT decision_id) FROM {s}.forensics"),
+        explained=one("SELECT count(DISTINCT d.decision_id) FROM {s}.decisions d "
+                      "JOIN {s}.forensics f USING (decision_id)"),
+        unexplained=some("SELECT d.decision_id FROM {s}.decisions d WHERE NOT EXISTS "
+                         "(SELECT 1 FROM {s}.forensics f WHERE f.decision_id = d.decision_id) LIMIT 10"),
+        explained_orphans=one("SELECT count(*) FROM {s}.forensics f WHERE NOT EXISTS "
+                              "(SELECT 1 FROM {s}.decisions d WHERE d.decision_id = f.decision_id)"),
+    )
 
 
 def projection_dead_letters(database_url: str, schema: str, topics: TopicSettings
@@ -248,19 +284,24 @@ def projection_dead_letters(database_url: str, schema: str, topics: TopicSetting
     record's row in the transaction of its batch, so the table is the record of truth, readable
     for a stopped system too; the topic is published from it (an outbox) and may trail it.
     """
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        return _dead_letters_by_group(conn, schema, topics)
+
+
+def _dead_letters_by_group(conn: psycopg.Connection[Any], schema: str, topics: TopicSettings
+                           ) -> tuple[dict[str, dict[str, int]], dict[str, int]]:
     by_group = {topics.name(group): group for group in PROJECTIONS}
     query = sql.SQL("SELECT consumer_group, reason, count(*), count(*) FILTER (WHERE published_at IS NULL) "
                     "FROM {}.dead_letters GROUP BY consumer_group, reason").format(sql.Identifier(schema))
     reasons: dict[str, dict[str, int]] = {group: {} for group in PROJECTIONS}
     unpublished: dict[str, int] = {}
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        for consumer_group, reason, count, waiting in conn.execute(query).fetchall():
-            group = by_group.get(consumer_group)
-            if group is None:
-                continue  # another system's prefix in the same schema
-            reasons[group][reason] = count
-            if waiting:
-                unpublished[group] = unpublished.get(group, 0) + waiting
+    for consumer_group, reason, count, waiting in conn.execute(query).fetchall():
+        group = by_group.get(consumer_group)
+        if group is None:
+            continue  # another system's prefix in the same schema
+        reasons[group][reason] = count
+        if waiting:
+            unpublished[group] = unpublished.get(group, 0) + waiting
     return reasons, unpublished
 
 
@@ -308,12 +349,12 @@ def print_ledger(ledger: Ledger, out: Callable[[str], None] = print) -> None:
     out("")
     out("ticks, per symbol")
     _table(out, ["symbol", "shard", "published", "decided", "dead-lettered", "undecided", "pending", "unread",
-                 "refused at ingest"],
+                 "refused at ingest", "swept"],
            [[s.symbol, s.shard, s.published, s.decided, s.dead_lettered, s.undecided, s.pending, s.undelivered,
-             s.rejected_at_ingest] for s in ledger.symbols]
+             s.rejected_at_ingest, s.swept] for s in ledger.symbols]
            + [["all", "", *(sum(getattr(s, f) for s in ledger.symbols)
                             for f in ("published", "decided", "dead_lettered", "undecided", "pending", "undelivered",
-                                      "rejected_at_ingest"))]])
+                                      "rejected_at_ingest", "swept"))]])
     out("")
     out("events, per store")
     _table(out, ["store", "committed", "log entries", "gaps", "relayed", "archived", "decisions"],

@@ -3,23 +3,29 @@
 Pure counting, no I/O: :mod:`actors.system.doctor` reads the numbers from
 their owners (tick streams, event stores, relay positions, projection
 offsets, tables, dead letters) into the facts below, and :meth:`Ledger.findings`
-says which invariants break. The drain of ``glassbox up`` asks the same
-questions of the same facts (:func:`stuck_ticks`, :func:`stuck_groups`), so
-"stuck" means one thing everywhere.
+says which invariants break. What a drain or ``glassbox status`` calls stuck
+is :mod:`actors.system.stuck`'s.
 
-The invariants, for a system that has stopped (a running one has ticks and
-events in flight, so there each "= " below is a "≤" and what is missing is
-reported as in flight, not as a violation):
+The invariants, for a system that has stopped. A running one has ticks and
+events in flight; the doctor reads each pipeline downstream first (tables,
+then relay positions, then each store's head and its log up to that head,
+then the tick dead letters, then the tick streams), so a later stage may
+trail an earlier one (each "=" below is a "≤", the rest is in flight) but
+never lead it:
 
 * per symbol: entries of its tick stream = ticks decided + ticks
-  dead-lettered by its desk; none pending in the consumer group;
+  dead-lettered by its desk (entries the stray sweep moved are deleted from
+  the stream, so they count as swept, not against it); none pending in the
+  consumer group;
 * every tick decided once: per symbol, the decisions' tick ids only grow
   along the log (a desk decides its ticks in stream order), so a repeated
   tick shows as one that does not grow; every tick dead-lettered once;
 * per event store: log positions 1..head with no gap and nothing past the
   head; relayed = head; archived = head, each event once;
 * decisions committed = decision rows, each decision id once and one per
-  tick; each decision explained once (or dead-lettered by forensics);
+  tick; each decision explained once (or dead-lettered by forensics), and no
+  explanation without its decision row (forensics and read-models are
+  sibling groups of one topic: while running, either may be ahead);
 * every projection group at the end of every partition it reads.
 """
 
@@ -28,19 +34,18 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from edge.ticks import BadTick, parse_tick_id
 from projections.lag import PartitionLag
 
 __all__ = [
     "DecisionTally",
     "Finding",
     "Ledger",
+    "LogGaps",
     "ProjectionCounts",
     "StoreEvents",
     "SymbolTicks",
     "log_gaps",
-    "stream_id",
-    "stuck_groups",
-    "stuck_ticks",
 ]
 
 EXAMPLES = 5
@@ -59,15 +64,6 @@ class Finding:
         return f"{self.check}: {self.where}: {self.detail}"
 
 
-def stream_id(entry_id: str) -> tuple[int, int]:
-    """A Redis stream entry id (``"1700000000000-3"``) as a comparable pair; (-1, -1) when it is not one."""
-    ms, _, seq = entry_id.partition("-")
-    try:
-        return int(ms), int(seq or 0)
-    except ValueError:
-        return -1, -1
-
-
 @dataclass
 class DecisionTally:
     """Folds the decision events of a log, in log order, into per-symbol counts and repeats.
@@ -83,7 +79,10 @@ class DecisionTally:
     """symbol -> tick ids decided again (a second decision for one tick, or out of order)."""
 
     def add(self, symbol: str, tick_id: str) -> None:
-        at = stream_id(tick_id)
+        try:
+            at = parse_tick_id(tick_id)
+        except (BadTick, ValueError):  # not a stream entry id (ValueError: digits int() refuses, e.g. "²")
+            at = (-1, -1)
         if symbol in self.last_tick and at <= self.last_tick[symbol]:
             self.repeated.setdefault(symbol, []).append(tick_id)
             return
@@ -91,21 +90,41 @@ class DecisionTally:
         self.decided[symbol] = self.decided.get(symbol, 0) + 1
 
 
+class LogGaps:
+    """Folds a log's ascending positions into the missing ranges of 1..head and the positions past it.
+
+    Memory is the next expected position and the findings, however long the log.
+    """
+
+    def __init__(self, head: int) -> None:
+        self.head = head
+        self.entries = 0
+        self._gaps: list[tuple[int, int]] = []
+        self.beyond: list[int] = []
+        self._expected = 1
+
+    def add(self, position: int) -> None:
+        self.entries += 1
+        if position > self.head:
+            self.beyond.append(position)
+            return
+        if position > self._expected:
+            self._gaps.append((self._expected, position - 1))
+        self._expected = max(self._expected, position + 1)
+
+    @property
+    def gaps(self) -> list[tuple[int, int]]:
+        """Missing ranges (first, last), the tail up to the head included."""
+        tail = [(self._expected, self.head)] if self._expected <= self.head else []
+        return self._gaps + tail
+
+
 def log_gaps(positions: Iterable[int], head: int) -> tuple[list[tuple[int, int]], list[int]]:
     """Missing ranges of 1..head (first, last) and positions past ``head``, from ascending ``positions``."""
-    gaps: list[tuple[int, int]] = []
-    beyond: list[int] = []
-    expected = 1
+    found = LogGaps(head)
     for position in positions:
-        if position > head:
-            beyond.append(position)
-            continue
-        if position > expected:
-            gaps.append((expected, position - 1))
-        expected = max(expected, position + 1)
-    if expected <= head:
-        gaps.append((expected, head))
-    return gaps, beyond
+        found.add(position)
+    return found.gaps, found.beyond
 
 
 @dataclass(frozen=True)
@@ -125,6 +144,8 @@ class SymbolTicks:
     undelivered: int
     """Not yet read by the group (its lag)."""
     rejected_at_ingest: int = 0
+    swept: int = 0
+    """Entries the stray sweep dead-lettered (stage ``sweep``): deleted from the stream, so not in ``published``."""
     repeated: tuple[str, ...] = ()
     dead_lettered_twice: tuple[str, ...] = ()
     last_undecided: str | None = None
@@ -204,8 +225,7 @@ class Ledger:
         found = []
         for s in self.symbols:
             where = f"{s.shard} symbol {s.symbol}"
-            in_flight = s.pending + s.undelivered if self.running else 0
-            if s.undecided > in_flight:
+            if not self.running and s.undecided > 0:
                 at = f" (oldest at entry {s.last_undecided})" if s.last_undecided else ""
                 found.append(Finding("undecided ticks", where,
                                      f"{s.undecided:,} of {s.published:,} ticks neither decided nor dead-lettered"
@@ -271,7 +291,7 @@ class Ledger:
         if t.forensics_rows != t.forensics_ids:
             found.append(Finding("same decision id twice", "forensics",
                                  f"{t.forensics_rows - t.forensics_ids:,} rows repeat a decision id"))
-        if t.explained_orphans:
+        if t.explained_orphans and not self.running:  # running: the forensics group may be ahead of read-models
             found.append(Finding("forensics without a decision", "forensics",
                                  f"{t.explained_orphans:,} explanations of decisions not in the decisions table"))
         dead = (self.projection_dead_letters or {}).get("forensics", {})
@@ -287,7 +307,7 @@ class Ledger:
             return []
         return [Finding("projection behind", f"group {p.group} {p.topic}/{p.partition}",
                         f"at offset {p.next_offset:,}, the partition ends at {p.end_offset:,}")
-                for p in stuck_groups(self.partitions)]
+                for p in self.partitions if p.behind]
 
     def _dead_letter_findings(self) -> list[Finding]:
         found = []
@@ -302,16 +322,6 @@ class Ledger:
 
     def balances(self) -> bool:
         return not self.findings()
-
-
-def stuck_ticks(symbols: Iterable[SymbolTicks]) -> list[SymbolTicks]:
-    """Symbols with ticks neither decided nor dead-lettered, or still pending (what a drain waits on)."""
-    return [s for s in symbols if s.undecided > 0 or s.pending or s.undelivered]
-
-
-def stuck_groups(partitions: Iterable[PartitionLag]) -> list[PartitionLag]:
-    """Partitions a projection group has not read to their end."""
-    return [p for p in partitions if p.behind]
 
 
 def _some(items: Iterable[str]) -> str:

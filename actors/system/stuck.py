@@ -18,13 +18,12 @@ from pathlib import Path
 
 import redis
 
+from actors.shard import ShardSettings
 from edge.tick_stream import TickKeys
 from projections.lag import PartitionLag
 
 __all__ = ["Stuck", "TickBacklog", "backlogs_of", "last_problem", "stuck_work", "tick_backlog"]
 
-DESKS_GROUP = "desks"
-"""The consumer group the shards read tick streams with (``actors.shard.ShardSettings.group``)."""
 _TAIL_BYTES = 256 * 1024
 
 
@@ -45,7 +44,7 @@ class TickBacklog:
 
 
 def tick_backlog(client: redis.Redis, keys: TickKeys, symbol: str, shard: str,
-                 group: str = DESKS_GROUP) -> TickBacklog:
+                 group: str = ShardSettings().group) -> TickBacklog:
     """``symbol``'s backlog in its consumer group (all of its stream when the group was never created)."""
     stream = keys.stream(symbol)
     length = client.xlen(stream)

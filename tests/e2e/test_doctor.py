@@ -116,3 +116,29 @@ def test_a_drain_with_a_stuck_shard_names_it_and_exits_non_zero(glassbox_up, red
     assert status.returncode == 2 and "stuck: shard-0 symbol " in status.stderr, status.stderr
     doctor = _doctor(run)
     assert doctor.returncode == 1 and "VIOLATION undecided ticks: shard-0 symbol " in doctor.stdout, doctor.stdout
+
+
+def test_the_doctor_balances_a_running_system_with_work_in_flight(glassbox_up, database_url) -> None:
+    """Sampled while ``glassbox up`` publishes, decides, relays and projects: in flight is never a violation."""
+    run = glassbox_up("--source", "bundled", "--rate", "300", "--duration", "120")
+    run.wait_for_status()
+
+    def explained() -> bool:
+        try:
+            with psycopg.connect(database_url, autocommit=True) as conn:
+                return conn.execute(sql.SQL("SELECT count(*) FROM {}.forensics").format(
+                    sql.Identifier(run.schema))).fetchone()[0] > 0
+        except psycopg.errors.UndefinedTable:
+            return False
+
+    wait_until(explained, STOP_TIMEOUT, "the first forensics row", run.process, every=0.5)
+    samples = []
+    for _ in range(3):
+        ledger = run.ledger()
+        assert run.process.poll() is None, "the run ended before the doctor's sample: nothing was in flight"
+        assert ledger.running and ledger.balances(), ledger.findings()
+        samples.append(sum(s.published for s in ledger.symbols))
+    assert samples[0] < samples[-1], f"no tick published between the samples {samples}: nothing was in flight"
+    table = _doctor(run)
+    assert table.returncode == 0 and "a running system" in table.stdout and \
+        "verdict: the ledger balances" in table.stdout, table.stdout + table.stderr

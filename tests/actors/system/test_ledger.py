@@ -4,18 +4,25 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import redis
 from hypothesis import given
 from hypothesis import strategies as st
+
+from actors.system.doctor import DoctorServices, examine
 
 from actors.system.ledger import (
     DecisionTally,
     Ledger,
+    LogGaps,
     ProjectionCounts,
     StoreEvents,
     SymbolTicks,
     log_gaps,
-    stream_id,
 )
+from edge.stray_streams import sweep_stray_streams
+from edge.system_keys import SystemKeys
+from edge.tick_stream import TickKeys
+from glassbox import Settings
 from projections.lag import PartitionLag
 
 
@@ -48,10 +55,13 @@ def test_the_tally_counts_each_tick_once_and_names_every_repeat(decisions: list[
         assert len(tally.repeated.get(symbol, [])) == len(ids) - len(grows)
 
 
-@given(st.text(max_size=40))
-def test_stream_id_never_raises(text: str) -> None:
-    ms, seq = stream_id(text)
-    assert isinstance(ms, int) and isinstance(seq, int)
+@given(st.lists(st.text(max_size=40), max_size=20))
+def test_the_tally_takes_any_tick_id_and_counts_a_malformed_one_as_a_repeat(tick_ids: list[str]) -> None:
+    tally = DecisionTally()
+    tally.add("A", "5-0")
+    for tick_id in tick_ids:
+        tally.add("A", tick_id)
+    assert tally.decided["A"] + len(tally.repeated.get("A", [])) == 1 + len(tick_ids)
 
 
 TICKS = SymbolTicks("AAPL", "shard-0", published=10, decided=8, dead_lettered=2, pending=0, undelivered=0)
@@ -111,6 +121,51 @@ def test_a_running_system_has_work_in_flight_but_never_loses_any() -> None:
                    partitions=[replace(PARTITION, next_offset=1)],
                    tables=replace(TABLES, decision_rows=6, decision_ids=6, explained=6, forensics_rows=6,
                                   forensics_ids=6)).balances()
-    assert _checks(_ledger(running=True, symbols=[replace(TICKS, decided=5, pending=1, undelivered=1)])) == \
-        {"undecided ticks"}
+    assert _checks(_ledger(running=True, symbols=[replace(TICKS, decided=9)])) == {"ticks decided twice"}
     assert _checks(_ledger(running=True, stores=[replace(STORE, relayed=31)])) == {"relay position"}
+    assert _checks(_ledger(running=True, stores=[replace(STORE, gaps=((3, 4),))])) == {"gap in the event log"}
+    assert _checks(_ledger(running=True, stores=[replace(STORE, archived=31, archived_distinct=31)])) == \
+        {"archive holds unknown events"}
+    assert _checks(_ledger(running=True, tables=replace(TABLES, decision_rows=9, decision_ids=9))) == \
+        {"decision rows without an event"}
+
+
+def test_a_running_system_read_downstream_first_has_its_later_stages_behind() -> None:
+    """Read tables, relays, logs, then the tick streams: what moved meanwhile is published, not yet decided."""
+    moved_on = replace(TICKS, published=14, decided=8, pending=0, undelivered=0)  # 4 decided after the log's read
+    assert _ledger(running=True, symbols=[moved_on]).balances()
+    assert _checks(_ledger(symbols=[moved_on])) == {"undecided ticks"}
+    forensics_ahead = replace(TABLES, explained_orphans=2)  # sibling groups of one topic: either may lead
+    assert _ledger(running=True, tables=forensics_ahead).balances()
+    assert _checks(_ledger(tables=forensics_ahead)) == {"forensics without a decision"}
+
+
+def test_log_gaps_folds_a_log_in_one_pass_keeping_only_the_findings() -> None:
+    found = LogGaps(10)
+    for position in (1, 2, 5, 9, 12):
+        found.add(position)
+    assert (found.gaps, found.beyond, found.entries) == ([(3, 4), (6, 8), (10, 10)], [12], 5)
+
+
+@given(entries=st.integers(min_value=1, max_value=1_200), symbol=st.text(min_size=1, max_size=30))
+def test_a_real_sweep_of_a_stray_stream_balances_in_the_doctor(redis_url: str, namespace: str, entries: int,
+                                                                symbol: str) -> None:
+    """Swept entries are deleted from their stream: counted as swept, never as decided twice."""
+    client = redis.Redis.from_url(redis_url)
+    keys = TickKeys(namespace)
+    stray = "stray" + symbol  # never "dead" (the dead letters' stream) nor the traded AAPL; glob characters welcome
+    for key in (keys.stream(stray), keys.dead_letters, keys.dead_letter_counts):
+        client.delete(key)
+    SystemKeys(namespace).record_shards(client, 1)
+    with client.pipeline(transaction=False) as pipe:
+        for n in range(entries):
+            pipe.xadd(keys.stream(stray), {b"n": str(n).encode(), b"\x00\xff": b"\xff" * (n % 50)})
+        pipe.execute()
+    assert sweep_stray_streams(client, keys, ["AAPL"]) == entries
+    assert client.xlen(keys.stream(stray)) == 0 and client.xlen(keys.dead_letters) == entries
+    settings = Settings.from_env({"GLASSBOX_NAMESPACE": namespace})
+    ledger = examine(settings, DoctorServices(redis_url, None, None, running=False))
+    (row,) = [s for s in ledger.symbols if s.symbol == stray]
+    assert (row.published, row.dead_lettered, row.swept, row.undecided) == (0, 0, entries, 0)
+    assert ledger.balances(), ledger.findings()
+    client.close()
