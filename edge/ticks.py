@@ -118,7 +118,7 @@ def parse_tick_id(raw: bytes | str) -> TickId:
     """
     text = raw.decode() if isinstance(raw, bytes) else raw
     ms, sep, seq = text.partition("-")
-    if not sep or not ms.isdigit() or not seq.isdigit():
+    if not sep or not (ms.isascii() and ms.isdigit() and seq.isascii() and seq.isdigit()):
         raise BadTick("malformed", f"stream entry id {text!r} is not <ms>-<seq>")
     return int(ms), int(seq)
 

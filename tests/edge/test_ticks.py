@@ -78,3 +78,11 @@ def test_tick_ids_order_numerically():
     assert parse_tick_id(b"10-0") > parse_tick_id(b"9-5")
     with pytest.raises(BadTick):
         parse_tick_id("nope")
+
+
+@pytest.mark.parametrize("raw", ["²-1", "1-٣", "-1", "1-", "1--2", " 1-2"])
+def test_a_stream_id_that_is_not_ascii_digits_is_malformed(raw):
+    """str.isdigit() accepts '²' and '٣', which int() refuses: only ASCII digits make an entry id."""
+    with pytest.raises(BadTick) as caught:
+        parse_tick_id(raw)
+    assert caught.value.code == "malformed"
