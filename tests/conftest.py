@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import psycopg
 import pytest
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, Phase, settings
 from hypothesis.database import DirectoryBasedExampleDatabase
 import redis
 from psycopg import sql
@@ -39,10 +39,15 @@ if TYPE_CHECKING:
 # Property-based tests run against the real services, so each example costs real round trips:
 # a bounded number of examples, no per-example deadline (shared machines are noisy), and the
 # failing examples kept in the repository (tests/hypothesis-examples) so a found case stays found.
+# No shrinking by default: shrinking a stall replays the example dozens of times, each waiting
+# out its timeout (a CI run would take hours); GLASSBOX_HYPOTHESIS_SHRINK=1 turns it on locally.
+_PHASES = [Phase.explicit, Phase.reuse, Phase.generate] + (
+    [Phase.shrink] if os.environ.get("GLASSBOX_HYPOTHESIS_SHRINK") == "1" else [])
 settings.register_profile(
     "glassbox",
     max_examples=int(os.environ.get("GLASSBOX_HYPOTHESIS_EXAMPLES", "60")),
     deadline=None,
+    phases=_PHASES,
     database=DirectoryBasedExampleDatabase(str(Path(__file__).parent / "hypothesis-examples")),
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
