@@ -465,6 +465,8 @@ class ProjectionWorker:
             await self._write_bisecting(conn, prepared, letters)
             new = await self._outbox.record(conn, letters)
             await self._store_offsets(conn, messages)
+        committed = {(m.topic, m.partition, m.offset) for m in messages}
+        self._attempts = {k: n for k, n in self._attempts.items() if k[:3] not in committed}
         for letter in new:
             self.metrics.dead_lettered_total += 1
             self.metrics.dead_letter_reasons[letter.reason] = self.metrics.dead_letter_reasons.get(letter.reason, 0) + 1
@@ -526,7 +528,9 @@ class ProjectionWorker:
                         await asyncio.sleep(self.settings.backoff(attempt))
                         self._reseek = True
                         return None
-                    self._attempts.pop(key, None)
+                    # The count stays until the batch commits: if another record of this batch backs
+                    # off first, the redo must dead-letter this one at once, not retry it from 1 again
+                    # (two such records in a batch would otherwise take turns for ever).
                 letters.append(self._letter(origin.message, origin.where, error,
                                             _value_of(origin.message, origin.envelope, origin.alone)))
                 continue

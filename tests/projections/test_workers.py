@@ -134,7 +134,13 @@ def test_poison_messages_go_to_the_dead_letter_topic_with_their_reason_and_the_r
     unknown_model = {**good, "event_id": "00000000-0000-0000-0000-000000000001",
                      "trading_decision": {**good["trading_decision"], "model_version": "0" * 16,
                                           "decision_id": "00000000-0000-0000-0000-000000000002"}}
-    poison = [b"{not json", orjson.dumps({**good, "schema_version": 99}), orjson.dumps(unknown_model)]
+    # Two records that are retried before they are given up, in one batch: the second one's backoff
+    # must not restart the first one's retries (they took turns for ever once).
+    unknown_too = {**unknown_model, "event_id": "00000000-0000-0000-0000-000000000003",
+                   "trading_decision": {**unknown_model["trading_decision"],
+                                        "decision_id": "00000000-0000-0000-0000-000000000004"}}
+    poison = [b"{not json", orjson.dumps({**good, "schema_version": 99}), orjson.dumps(unknown_model),
+              orjson.dumps(unknown_too)]
     topic = topic_settings.name("trading_decisions")
 
     async def produce() -> None:
@@ -151,11 +157,12 @@ def test_poison_messages_go_to_the_dead_letter_topic_with_their_reason_and_the_r
     relay_until_caught_up(Relay(redis_url, store, kafka_servers, topic_settings, feature_names))
     [worker] = workers_for([ForensicsProjection(ExplainerCache(model_registry))], kafka_servers, database_url, schema, topic_settings)
     run_workers([worker], lambda: count(database_url, schema, "SELECT count(*) FROM {s}.forensics") == 300)
-    assert worker.metrics.dead_letter_reasons == {"undecodable": 1, "unknown_schema_version": 1, "unknown_model_version": 1}
-    assert worker.metrics.retries_total == 2  # the unknown model version was retried before it was given up
+    assert worker.metrics.dead_letter_reasons == {"undecodable": 1, "unknown_schema_version": 1, "unknown_model_version": 2}
+    assert worker.metrics.retries_total == 4  # each unknown model version was retried twice before it was given up
 
-    letters = _read_all(kafka_servers, topic_settings.name(dead_letter_topic("forensics")), 3)
-    assert [dict(h)["reason"] for _, h in letters] == [b"undecodable", b"unknown_schema_version", b"unknown_model_version"]
+    letters = _read_all(kafka_servers, topic_settings.name(dead_letter_topic("forensics")), 4)
+    assert [dict(h)["reason"] for _, h in letters] == [b"undecodable", b"unknown_schema_version",
+                                                       b"unknown_model_version", b"unknown_model_version"]
     assert [v for v, _ in letters] == poison
     assert all(dict(h)["source"].startswith(topic.encode()) for _, h in letters)
 
