@@ -145,7 +145,7 @@ def republish_into_fresh_broker(services: ServiceUrls, keys: SystemKeys, shards:
 
 
 def _run_child(name: str, module_args: list[str], database_url: str, timeout: float = CHILD_TIMEOUT_S) -> None:
-    """``python -m module_args`` against ``database_url``, killed after ``timeout`` seconds.
+    """The Python module ``module_args`` (run as ``python -m``) against ``database_url``, killed after ``timeout`` seconds.
 
     Raises:
         ComponentFailed: it failed (its error quoted) or did not finish in time.

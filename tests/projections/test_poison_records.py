@@ -124,7 +124,11 @@ def test_no_drawn_record_stops_any_projection_and_each_is_projected_or_dead_lett
                     key = _key(holder.get(column)) if isinstance(holder, dict) else None
                     rows = 0 if key is None else conn.execute(sql.SQL("SELECT count(*) FROM {}.{} WHERE {} = %s").format(
                         sql.Identifier(schema), sql.Identifier(table), sql.Identifier(column)), (key,)).fetchone()[0]
-                    if not mutated:
+                    if not mutated and letters[(p, o, -1)] and any(m for n, _, m, _ in inputs if n == number):
+                        # A pack whose mutated sibling makes the whole record undecodable (orjson reads no
+                        # integer past 64 bits): the record is dead-lettered whole, its good items with it.
+                        assert (rows, lettered) == (0, 1), (group, envelope)
+                    elif not mutated:
                         assert (rows, lettered) == (1, 0), (group, envelope)
                     elif group != "archive" and isinstance(envelope, dict) and envelope.get("event_type") != DECISION:
                         assert rows == 0 and lettered <= 1, (group, envelope)  # not a decision: nothing to write
