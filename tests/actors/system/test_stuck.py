@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 from pathlib import Path
 
 import redis
 
 from actors.system.stuck import last_problem, stuck_work, tick_backlog
+from edge.redis_server import EmbeddedRedis
 from edge.tick_stream import TickKeys
 from projections.lag import PartitionLag
 
@@ -63,3 +66,25 @@ def test_stuck_work_names_shard_symbol_relay_store_group_partition_and_last_erro
     assert lines[2].startswith("worker-archive group archive regime_changes/3: 2 messages behind (at offset 10")
     assert "nothing logged at ERROR or WARNING by worker-archive" in lines[2]
     assert [s.component for s in stuck_work([], [], None, tmp_path)] == ["supervisor"]
+
+
+def test_a_tick_backlog_counts_unread_entries_after_redis_reloads_its_aof(tmp_path: Path, key_prefix: str) -> None:
+    # A Redis restarted on its AOF forgets each group's entries-read, so XINFO's ``lag`` is nil
+    # (seen in the service-outage test: the drain took "lag nil" for "nothing left").
+    keys = TickKeys(key_prefix)
+    stream = keys.stream("AAPL")
+    with EmbeddedRedis(tmp_path / "redis") as server:
+        client = redis.Redis.from_url(server.url)
+        client.xgroup_create(stream, "desks", id="$", mkstream=True)
+        ids = [client.xadd(stream, {b"p": b"1"}) for _ in range(5)]
+        client.xreadgroup("desks", "shard-0", {stream: ">"}, count=2)
+        client.xack(stream, "desks", ids[0])
+        client.close()
+        os.kill(server.pid, signal.SIGKILL)  # restart() reaps it and starts Redis again on its AOF
+        server.restart()
+        client = redis.Redis.from_url(server.url)
+        (group,) = client.xinfo_groups(stream)
+        assert group["lag"] is None  # the condition this test is about
+        backlog = tick_backlog(client, keys, "AAPL", "shard-0")
+        assert (backlog.pending, backlog.undelivered, backlog.oldest) == (1, 3, ids[1].decode())
+        client.close()
