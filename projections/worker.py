@@ -172,6 +172,13 @@ class WorkerSettings:
     reconnect_base: float = 0.5
     """First wait before reconnecting to a PostgreSQL that went away; doubled up to ``reconnect_cap``."""
     reconnect_cap: float = 5.0
+    synchronous_commit: bool = False
+    """Whether a batch's COMMIT waits for its WAL to reach the disk. Off by default: exactly-once
+    needs the rows and their offsets in one transaction, not durability: a PostgreSQL crash that
+    loses the last commits loses their offsets with them, and the worker reads those records again
+    (tests/projections/test_postgres_crash.py). A batch that records dead letters commits
+    synchronously all the same: the outbox publishes them to Kafka after the commit, and a record
+    sent for a row that a crash then lost would be a side effect outside the transaction."""
 
     def __post_init__(self) -> None:
         if self.reconnect_base <= 0 or self.reconnect_cap < self.reconnect_base:
@@ -391,6 +398,13 @@ class ProjectionWorker:
             self._postgres_lost(error)
             return False
         use_orjson(conn)
+        if not self.settings.synchronous_commit:
+            try:
+                await conn.execute("SET synchronous_commit = off")  # see WorkerSettings.synchronous_commit
+            except psycopg.OperationalError as error:
+                conn.pgconn.finish()
+                self._postgres_lost(error)
+                return False
         self._conn = conn
         if self._postgres_down_since is not None:
             log.warning("%s: PostgreSQL is back at %s after %.1f s; resuming from the stored offsets",
@@ -464,6 +478,8 @@ class ProjectionWorker:
         async with self._conn_lock, conn.transaction():
             await self._write_bisecting(conn, prepared, letters)
             new = await self._outbox.record(conn, letters)
+            if new and not self.settings.synchronous_commit:
+                await conn.execute("SET LOCAL synchronous_commit = on")  # see WorkerSettings.synchronous_commit
             await self._store_offsets(conn, messages)
         committed = {(m.topic, m.partition, m.offset) for m in messages}
         self._attempts = {k: n for k, n in self._attempts.items() if k[:3] not in committed}
