@@ -58,12 +58,14 @@ class Services:
 
 
 @contextmanager
-def running_services(partitions: int = 8, kafka_servers: str | None = None) -> Iterator[Services]:
+def running_services(partitions: int = 8, kafka_servers: str | None = None,
+                     settings: Settings | None = None) -> Iterator[Services]:
     """Start (or attach to) Redis, the broker and PostgreSQL; migrate a fresh schema.
 
-    ``kafka_servers`` overrides the environment (a benchmark that pauses its own broker).
+    ``kafka_servers`` overrides the environment (a benchmark that pauses its own broker);
+    ``settings`` the environment's settings (a benchmark that trained its model once for many runs).
     """
-    settings = Settings.from_env()
+    settings = settings or Settings.from_env()
     run = uuid.uuid4().hex[:8]
     with ExitStack() as stack:
         tmp = Path(tempfile.mkdtemp(prefix="glassbox-perf-"))

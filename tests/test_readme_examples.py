@@ -195,7 +195,7 @@ def test_every_flag_the_readme_names_alone_belongs_to_a_command_of_its_section()
 
 def test_every_benchmark_takes_json_as_the_readme_says() -> None:
     scenarios = sorted({_program(c) for t, c in _readme_commands() if t == "Benchmark"})
-    assert len(scenarios) == 8
+    assert len(scenarios) == 9
     assert all(re.search(r"--json(?![\w-])", _usage(p)) for p in scenarios)
 
 

@@ -69,6 +69,8 @@ def _parser() -> argparse.ArgumentParser:
                          "(timestamp,open,high,low,close,volume) or ticks (timestamp,price,size[,bid,ask]), "
                          "with an optional symbol column")
     up.add_argument("--shards", type=positive_int, default=1, help="actor processes (default 1)")
+    up.add_argument("--forensics-workers", type=positive_int, default=1,
+                    help="forensics worker processes, members of one consumer group (default 1)")
     up.add_argument("--api-port", type=non_negative_int, default=None,
                     help="API port (default 8000, or a free one when 8000 is taken; 0: any free one)")
     up.add_argument("--seed", type=int, default=7, help="seed of the synthetic feed")
@@ -127,7 +129,8 @@ def _plan(args: argparse.Namespace) -> RunPlan:
     return RunPlan(
         bundled=list(BUNDLED_SYMBOLS) if kind in ("all", "bundled") else [],
         synthetic=SyntheticFeed.symbol_names(args.symbols) if kind in ("all", "synthetic") else [],
-        user_data=user_data, shards=args.shards, rate=args.rate, duration=args.duration,
+        user_data=user_data, shards=args.shards, forensics_workers=args.forensics_workers, rate=args.rate,
+        duration=args.duration,
         api_port=args.api_port, seed=args.seed,
     )
 

@@ -2,7 +2,8 @@
 
 In start order: one shard process per shard that owns symbols
 (``actors.shard_main``), one relay per shard store (``backbone.relay_main``),
-one worker per projection group (``projections.worker_main``), then the API
+one worker per projection group (``projections.worker_main``; ``--forensics-workers N``
+starts N members of the forensics group), then the API
 (uvicorn). A new supervised process is one more :class:`ComponentSpec` here.
 """
 
@@ -87,12 +88,14 @@ class ProcessLayout:
                                      "--topic-prefix", s.topic_prefix, "--ready-file", str(ready)],
                 env, ready.exists, nice=BACKBONE_NICENESS, ready_file=ready))
         for projection in PROJECTIONS:
-            ready = self._ready_file(f"worker-{projection}")
-            specs.append(ComponentSpec(
-                f"worker-{projection}", [python, "-m", "projections.worker_main", "--projection", projection,
-                                         "--schema", s.schema, "--topic-prefix", s.topic_prefix,
-                                         "--ready-file", str(ready)],
-                env, ready.exists, start_timeout=120, nice=BACKBONE_NICENESS, ready_file=ready))
+            members = self.plan.forensics_workers if projection == "forensics" else 1
+            for member in range(1, members + 1):  # one consumer group: the members share its partitions
+                name = f"worker-{projection}" + (f"-{member}" if member > 1 else "")
+                ready = self._ready_file(name)
+                specs.append(ComponentSpec(
+                    name, [python, "-m", "projections.worker_main", "--projection", projection,
+                           "--schema", s.schema, "--topic-prefix", s.topic_prefix, "--ready-file", str(ready)],
+                    env, ready.exists, start_timeout=120, nice=BACKBONE_NICENESS, ready_file=ready))
         specs.append(self._api_spec(env, [self.keys.shard_store(i) for i in shards]))
         return specs
 

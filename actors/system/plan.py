@@ -18,6 +18,8 @@ class RunPlan:
     user_data: UserData | None = None
     """A CSV or Parquet file of the user's, already read (so a bad one fails before anything starts)."""
     shards: int = 1
+    forensics_workers: int = 1
+    """Members of the forensics consumer group (one process each): SHAP is the costliest projection."""
     rate: float = 1_000.0
     duration: float | None = None
     api_port: int | None = None

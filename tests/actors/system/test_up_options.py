@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from actors.system.cli import _parser, _plan
-from glassbox import GlassboxError
+from actors.system.layout import ProcessLayout, ServiceUrls
+from glassbox import GlassboxError, Settings
 
 
 def plan(*argv: str):
@@ -38,7 +39,19 @@ def test_bad_sources_are_refused_with_one_message(argv: tuple[str, ...], says: s
         plan(*argv)
 
 
-@pytest.mark.parametrize("argv", [("--shards", "0"), ("--rate", "-5"), ("--symbols", "-1"), ("--api-port", "x")])
+def test_forensics_workers_start_members_of_one_forensics_group(tmp_path: Path) -> None:
+    run = plan("--forensics-workers", "3", "--api-port", "0")
+    assert run.forensics_workers == 3 and plan().forensics_workers == 1
+    settings = Settings.from_env({"GLASSBOX_HOME": str(tmp_path)})
+    specs = ProcessLayout(settings, run, tmp_path, lambda line: None).specs(
+        ServiceUrls("redis://x", "x:9092", "postgresql://x"), [run.symbols])
+    forensics = [s for s in specs if "forensics" in s.argv]
+    assert [s.name for s in forensics] == ["worker-forensics", "worker-forensics-2", "worker-forensics-3"]
+    assert len({s.ready_file for s in forensics}) == 3
+    assert [s.name for s in specs].count("worker-archive") == 1
+
+
+@pytest.mark.parametrize("argv", [("--shards", "0"), ("--forensics-workers", "0"), ("--rate", "-5"), ("--symbols", "-1"), ("--api-port", "x")])
 def test_bad_numbers_are_refused_by_the_parser(argv: tuple[str, ...]) -> None:
     with pytest.raises(SystemExit):
         plan(*argv)
