@@ -63,6 +63,7 @@ from backbone.topics import (
     ensure_topics,
     glassbox_topics,
 )
+from edge.batching import StepSpacing
 from glassbox import redact_url
 from projections.dead_letters import DeadLetter, DeadLetterOutbox
 from projections.failures import PoisonMessage, WholeBatchRefused, describe, is_transient, reason_of
@@ -166,6 +167,10 @@ class WorkerSettings:
     poll_timeout_ms: int = 200
     fetch_max_wait_ms: int = 50
     """At least 10: the embedded broker stalled for good with 1 ms."""
+    step_interval_ms: int = 50
+    """Least time from one step's start to the next's unless a step took ``max_records``
+    (edge.batching): records gather in the consumer's fetch buffer meanwhile, so a batch's
+    fixed cost (transaction, offsets, statements) is paid per interval, not per few records."""
     max_retries: int = 3
     backoff_base: float = 0.05
     backoff_cap: float = 2.0
@@ -185,7 +190,7 @@ class WorkerSettings:
             raise ValueError(f"worker settings out of range: {self}")
         if self.fetch_max_wait_ms < 10:
             raise ValueError("fetch_max_wait_ms must be at least 10 (the embedded broker stalls below that)")
-        if self.max_records < 1 or self.max_retries < 0 or self.backoff_base <= 0:
+        if self.max_records < 1 or self.max_retries < 0 or self.backoff_base <= 0 or self.step_interval_ms < 0:
             raise ValueError(f"worker settings out of range: {self}")
 
     def backoff(self, attempt: int) -> float:
@@ -324,9 +329,12 @@ class ProjectionWorker:
     async def run(self, stop: asyncio.Event) -> None:
         """Process batches until ``stop`` is set (the batch in progress is committed first)."""
         await self.start()
+        spacing = StepSpacing(self.settings.step_interval_ms / 1000)
         try:
             while not stop.is_set():
-                await self.step()
+                spacing.began()
+                covered = await self.step()
+                await spacing.after_step(full=covered >= self.settings.max_records)
         finally:
             await self.stop()
 
