@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 from uuid import UUID
 
+import orjson
 import psycopg
 from psycopg import sql
-from psycopg.types.json import Jsonb
 
 from projections.forensics import (
     DecisionToExplain,
@@ -93,33 +93,55 @@ class ForensicsProjection(Projection):
         ]
 
     async def write(self, conn: psycopg.AsyncConnection[Any], schema: str, items: Sequence[Any]) -> None:
+        """The batch's records as ONE insert and its fills as ONE update, each over arrays (unnest).
+
+        One statement whatever the batch's size: PostgreSQL parses, plans and answers once, and
+        the JSON columns travel as orjson text cast to ``jsonb`` by the server. Idempotent: a
+        decision explained before stays as it was (ON CONFLICT DO NOTHING).
+        """
         s = sql.Identifier(schema)
         insert = sql.SQL(
             "INSERT INTO {}.forensics (decision_id, decided_at, model_version, expected_value, model_output,"
             " shap_values, top_features, regime_reasoning, strategy_selection, risk_checks)"
-            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING"
+            " SELECT d, t, v, e, o, sv::jsonb, tf::jsonb, rr, ss, rc::jsonb FROM unnest("
+            "%s::uuid[], %s::timestamptz[], %s::text[], %s::float8[], %s::float8[], %s::text[], %s::text[],"
+            " %s::text[], %s::text[], %s::text[]) AS r(d, t, v, e, o, sv, tf, rr, ss, rc)"
+            " ON CONFLICT DO NOTHING"
         ).format(s)
         # A fill carries its decision's tick time: both events were stamped by the same tick.
-        attach_fill = sql.SQL("UPDATE {}.forensics SET fill = %s WHERE decided_at = %s AND decision_id = %s").format(s)
-        rows, fills = [], []
+        # A desk fills a decision at most once; should two fills of one decision meet in a batch, the
+        # later one is kept, as row-by-row updates would have left it.
+        attach_fill = sql.SQL(
+            "UPDATE {}.forensics AS f SET fill = u.fill::jsonb FROM unnest(%s::text[], %s::timestamptz[],"
+            " %s::uuid[]) AS u(fill, t, d) WHERE f.decided_at = u.t AND f.decision_id = u.d"
+        ).format(s)
+        columns: list[list[Any]] = [[] for _ in range(10)]
+        fills: dict[tuple[str, Any], str] = {}
         for record in items:
             if record is None:
                 continue
             e, x = record.envelope, record.explanation
             if x is not None:
-                rows.append((
+                for column, value in zip(columns, (
                     x.decision_id, event_time(e), x.model_version, x.expected_value, x.model_output,
-                    Jsonb(x.shap_values), Jsonb(x.top_features), x.regime_reasoning, x.strategy_selection,
-                    Jsonb(e["trading_decision"]["risk_checks"]),
-                ))
+                    _json(x.shap_values), _json(x.top_features), x.regime_reasoning, x.strategy_selection,
+                    _json(e["trading_decision"]["risk_checks"]),
+                )):
+                    column.append(value)
             else:
-                fills.append((Jsonb(fill_of(e)), event_time(e), e["payload"]["decision_id"]))
+                fills[(e["payload"]["decision_id"], event_time(e))] = _json(fill_of(e))
         # Decisions first: a fill in the same batch updates the row just inserted.
         async with conn.cursor() as cur:
-            if rows:
-                await cur.executemany(insert, rows)
+            if columns[0]:
+                await cur.execute(insert, columns)
             if fills:
-                await cur.executemany(attach_fill, fills)
+                keys = list(fills)
+                await cur.execute(attach_fill, (list(fills.values()), [t for _, t in keys], [d for d, _ in keys]))
+
+
+def _json(value: Any) -> str:
+    """JSON text as the connection's ``Jsonb`` dumper writes it (orjson: NaN as null, ``str`` for the rest)."""
+    return orjson.dumps(value, default=str).decode()
 
 
 def _is_uuid(value: object) -> bool:
