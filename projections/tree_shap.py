@@ -5,7 +5,7 @@ tree of depth 3 here: ~83 µs a decision over 3 × 100 trees). But in
 path-dependent TreeSHAP a row enters the algorithm only through which child
 it takes at each internal node: a tree with K internal nodes has at most
 2**K distinct explanations. :class:`TreeShapTables` computes all of them
-once per tree, with a port of shap's own recursion (``tree_shap.h``:
+once per tree, with a port of shap's own recursion (as a loop) (``tree_shap.h``:
 ``extend_path``, ``unwind_path``, ``unwound_path_sum``), so explaining a row
 is K comparisons and a few additions per tree.
 
@@ -78,48 +78,61 @@ def _unwound_sum(zero, one, pw, base, depth, index):  # pragma: no cover
     return total * (depth + 1)
 
 
-@njit  # not cached: numba's cache of a self-recursive function crashes the process that loads it
-def _recurse(left, right, features, values, weights, hot_left, phi,
-             feat, zero, one, pw, node, depth, parent, parent_zero, parent_one, parent_feature):  # pragma: no cover
-    """shap's ``tree_shap_recursive`` (no conditioning), the hot child given per node by ``hot_left``."""
-    base = parent + depth + 1
-    for i in range(depth + 1):
-        feat[base + i] = feat[parent + i]
-        zero[base + i] = zero[parent + i]
-        one[base + i] = one[parent + i]
-        pw[base + i] = pw[parent + i]
-    _extend(feat, zero, one, pw, base, depth, parent_zero, parent_one, parent_feature)
-    if right[node] < 0:
-        for i in range(1, depth + 1):
-            w = _unwound_sum(zero, one, pw, base, depth, i)
-            scale = w * (one[base + i] - zero[base + i]) * 1.0
-            phi[feat[base + i]] += scale * values[node]
-        return
-    split = features[node]
-    hot = left[node] if hot_left[node] else right[node]
-    cold = right[node] if hot == left[node] else left[node]
-    w = weights[node]
-    hot_zero = weights[hot] / w
-    cold_zero = weights[cold] / w
-    incoming_zero = 1.0
-    incoming_one = 1.0
-    index = 0
-    while index <= depth:
-        if feat[base + index] == split:
-            break
-        index += 1
-    if index != depth + 1:
-        incoming_zero = zero[base + index]
-        incoming_one = one[base + index]
-        _unwind(feat, zero, one, pw, base, depth, index)
-        depth -= 1
-    _recurse(left, right, features, values, weights, hot_left, phi, feat, zero, one, pw,
-             hot, depth + 1, base, hot_zero * incoming_zero, incoming_one, split)
-    _recurse(left, right, features, values, weights, hot_left, phi, feat, zero, one, pw,
-             cold, depth + 1, base, cold_zero * incoming_zero, 0.0, split)
+@njit(cache=True)
+def _tree_shap(left, right, features, values, weights, hot_left, phi, feat, zero, one, pw, stack_i, stack_f):  # pragma: no cover
+    """shap's ``tree_shap_recursive`` (no conditioning), the hot child given per node by ``hot_left``.
+
+    Depth-first with an explicit stack (hot child before cold, as shap recurses), so that numba
+    can cache it: each node's path lives at ``parent + depth + 1``, which a deeper subtree never
+    overwrites, so the cold child still finds its parent's path after the hot subtree is done.
+    """
+    top = 0
+    stack_i[0, 0], stack_i[0, 1], stack_i[0, 2], stack_i[0, 3] = 0, 0, 0, -1  # node, depth, parent, feature
+    stack_f[0, 0], stack_f[0, 1] = 1.0, 1.0  # parent zero and one fractions
+    while top >= 0:
+        node, depth, parent, parent_feature = stack_i[top, 0], stack_i[top, 1], stack_i[top, 2], stack_i[top, 3]
+        parent_zero, parent_one = stack_f[top, 0], stack_f[top, 1]
+        top -= 1
+        base = parent + depth + 1
+        for i in range(depth + 1):
+            feat[base + i] = feat[parent + i]
+            zero[base + i] = zero[parent + i]
+            one[base + i] = one[parent + i]
+            pw[base + i] = pw[parent + i]
+        _extend(feat, zero, one, pw, base, depth, parent_zero, parent_one, parent_feature)
+        if right[node] < 0:
+            for i in range(1, depth + 1):
+                w = _unwound_sum(zero, one, pw, base, depth, i)
+                scale = w * (one[base + i] - zero[base + i]) * 1.0
+                phi[feat[base + i]] += scale * values[node]
+            continue
+        split = features[node]
+        hot = left[node] if hot_left[node] else right[node]
+        cold = right[node] if hot == left[node] else left[node]
+        w = weights[node]
+        hot_zero = weights[hot] / w
+        cold_zero = weights[cold] / w
+        incoming_zero = 1.0
+        incoming_one = 1.0
+        index = 0
+        while index <= depth:
+            if feat[base + index] == split:
+                break
+            index += 1
+        if index != depth + 1:
+            incoming_zero = zero[base + index]
+            incoming_one = one[base + index]
+            _unwind(feat, zero, one, pw, base, depth, index)
+            depth -= 1
+        top += 1  # cold first onto the stack, so that hot is explained first
+        stack_i[top, 0], stack_i[top, 1], stack_i[top, 2], stack_i[top, 3] = cold, depth + 1, base, split
+        stack_f[top, 0], stack_f[top, 1] = cold_zero * incoming_zero, 0.0
+        top += 1
+        stack_i[top, 0], stack_i[top, 1], stack_i[top, 2], stack_i[top, 3] = hot, depth + 1, base, split
+        stack_f[top, 0], stack_f[top, 1] = hot_zero * incoming_zero, incoming_one
 
 
-@njit  # calls _recurse (see there)
+@njit(cache=True)
 def _tabulate(left, right, features, values, weights, internal, n_internal, used, n_used, max_depth,
               n_features, table):  # pragma: no cover
     """``table[t, p, j]``: SHAP value of feature ``used[t, j]`` in tree ``t`` when the hot children are ``p``'s bits."""
@@ -130,14 +143,16 @@ def _tabulate(left, right, features, values, weights, internal, n_internal, used
     pw = np.empty(size)
     phi = np.zeros(n_features)
     hot_left = np.zeros(left.shape[1], np.bool_)
+    stack_i = np.empty((left.shape[1] + 1, 4), np.int64)
+    stack_f = np.empty((left.shape[1] + 1, 2))
     for t in range(left.shape[0]):
         for p in range(1 << n_internal[t]):
             for k in range(n_internal[t]):
                 hot_left[internal[t, k]] = (p >> k) & 1 == 1
             phi[:] = 0.0
             feat[0] = -1
-            _recurse(left[t], right[t], features[t], values[t], weights[t], hot_left, phi,
-                     feat, zero, one, pw, 0, 0, 0, 1.0, 1.0, -1)
+            _tree_shap(left[t], right[t], features[t], values[t], weights[t], hot_left, phi,
+                       feat, zero, one, pw, stack_i, stack_f)
             for j in range(n_used[t]):
                 table[t, p, j] = phi[used[t, j]]
 
