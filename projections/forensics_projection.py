@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 from uuid import UUID
 
+import orjson
 import psycopg
 from psycopg import sql
-from psycopg.types.json import Jsonb
 
 from projections.forensics import (
     DecisionToExplain,
@@ -93,33 +93,65 @@ class ForensicsProjection(Projection):
         ]
 
     async def write(self, conn: psycopg.AsyncConnection[Any], schema: str, items: Sequence[Any]) -> None:
+        """The batch's records and fills by COPY into session staging tables, then one statement each.
+
+        COPY is psycopg's C path (no per-row statement, no Python array dumping); the staging
+        tables are this connection's own (``TEMP``) and emptied after each use, so a savepoint
+        that rolls back (the worker bisecting a refused batch) leaves nothing behind. Idempotent:
+        a decision explained before stays as it was (ON CONFLICT DO NOTHING).
+        """
         s = sql.Identifier(schema)
-        insert = sql.SQL(
-            "INSERT INTO {}.forensics (decision_id, decided_at, model_version, expected_value, model_output,"
-            " shap_values, top_features, regime_reasoning, strategy_selection, risk_checks)"
-            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING"
-        ).format(s)
-        # A fill carries its decision's tick time: both events were stamped by the same tick.
-        attach_fill = sql.SQL("UPDATE {}.forensics SET fill = %s WHERE decided_at = %s AND decision_id = %s").format(s)
-        rows, fills = [], []
+        records, fills = [], {}
         for record in items:
             if record is None:
                 continue
             e, x = record.envelope, record.explanation
             if x is not None:
-                rows.append((
+                records.append((
                     x.decision_id, event_time(e), x.model_version, x.expected_value, x.model_output,
-                    Jsonb(x.shap_values), Jsonb(x.top_features), x.regime_reasoning, x.strategy_selection,
-                    Jsonb(e["trading_decision"]["risk_checks"]),
+                    _json(x.shap_values), _json(x.top_features), x.regime_reasoning, x.strategy_selection,
+                    _json(e["trading_decision"]["risk_checks"]),
                 ))
             else:
-                fills.append((Jsonb(fill_of(e)), event_time(e), e["payload"]["decision_id"]))
-        # Decisions first: a fill in the same batch updates the row just inserted.
+                # A desk fills a decision at most once; should two fills of one decision meet in a
+                # batch, the later one is kept, as row-by-row updates would have left it.
+                fills[(e["payload"]["decision_id"], event_time(e))] = _json(fill_of(e))
         async with conn.cursor() as cur:
-            if rows:
-                await cur.executemany(insert, rows)
+            await cur.execute(_STAGE)
+            # Decisions first: a fill in the same batch updates the row just inserted.
+            if records:
+                async with cur.copy(sql.SQL("COPY {} FROM STDIN").format(sql.Identifier(_RECORDS))) as copy:
+                    for row in records:
+                        await copy.write_row(row)
+                await cur.execute(sql.SQL(
+                    "INSERT INTO {}.forensics (decision_id, decided_at, model_version, expected_value, model_output,"
+                    " shap_values, top_features, regime_reasoning, strategy_selection, risk_checks)"
+                    " SELECT * FROM {} ON CONFLICT DO NOTHING; DELETE FROM {}"
+                ).format(s, sql.Identifier(_RECORDS), sql.Identifier(_RECORDS)))
             if fills:
-                await cur.executemany(attach_fill, fills)
+                async with cur.copy(sql.SQL("COPY {} FROM STDIN").format(sql.Identifier(_FILLS))) as copy:
+                    for (decision_id, at), fill in fills.items():
+                        await copy.write_row((decision_id, at, fill))
+                # A fill carries its decision's tick time: both events were stamped by the same tick.
+                await cur.execute(sql.SQL(
+                    "UPDATE {}.forensics AS f SET fill = u.fill FROM {} AS u"
+                    " WHERE f.decided_at = u.decided_at AND f.decision_id = u.decision_id; DELETE FROM {}"
+                ).format(s, sql.Identifier(_FILLS), sql.Identifier(_FILLS)))
+
+
+_RECORDS, _FILLS = "glassbox_forensics_rows", "glassbox_forensics_fills"
+_STAGE = sql.SQL(
+    "CREATE TEMP TABLE IF NOT EXISTS {} (decision_id uuid, decided_at timestamptz, model_version text,"
+    " expected_value float8, model_output float8, shap_values jsonb, top_features jsonb, regime_reasoning text,"
+    " strategy_selection text, risk_checks jsonb);"
+    " CREATE TEMP TABLE IF NOT EXISTS {} (decision_id uuid, decided_at timestamptz, fill jsonb)"
+).format(sql.Identifier(_RECORDS), sql.Identifier(_FILLS))
+"""This connection's staging tables for :meth:`ForensicsProjection.write` (TEMP: nobody else sees them)."""
+
+
+def _json(value: Any) -> str:
+    """JSON text as the connection's ``Jsonb`` dumper writes it (orjson: NaN as null, ``str`` for the rest)."""
+    return orjson.dumps(value, default=str).decode()
 
 
 def _is_uuid(value: object) -> bool:
