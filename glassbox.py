@@ -80,6 +80,19 @@ def _positive_float(environ: Mapping[str, str], name: str, default: float) -> fl
     return number
 
 
+def _fraction(environ: Mapping[str, str], name: str, default: float) -> float:
+    value = environ.get(name, "").strip()
+    if not value:
+        return default
+    try:
+        number = float(value)
+    except ValueError:
+        number = -1.0
+    if not 0.0 <= number < 1.0:
+        raise SettingsError(f"{name}={value!r} must be a fraction from 0 (no band) up to, not including, 1")
+    return number
+
+
 def _name(environ: Mapping[str, str], name: str, default: str, pattern: str) -> str:
     value = environ.get(name, "").strip() or default
     if not re.fullmatch(pattern, value):
@@ -158,6 +171,9 @@ class Settings:
     """Prices, bids and asks outside [min, max] are refused (``bad_price``, ``bad_quote``)."""
     tick_max_size: float = 1e15
     """Sizes above this are refused (``bad_size``)."""
+    min_trade_fraction: float = 0.01
+    """The desks' no-trade band: a rebalance worth less than this fraction of equity is not placed
+    (``aggregates.policy.Sizing``); every decision records it."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -166,7 +182,7 @@ class Settings:
         ``GLASSBOX_NAMESPACE``, ``GLASSBOX_SCHEMA``, ``GLASSBOX_TOPIC_PREFIX``, ``GLASSBOX_LOG_LEVEL``,
         ``GLASSBOX_API_TOKENS``, ``GLASSBOX_API_RATE_PER_S``, ``GLASSBOX_RELAY_STORES`` and the tick
         bounds ``GLASSBOX_TICK_EARLIEST``, ``GLASSBOX_TICK_MAX_FUTURE_S``, ``GLASSBOX_TICK_MIN_PRICE``,
-        ``GLASSBOX_TICK_MAX_PRICE``, ``GLASSBOX_TICK_MAX_SIZE``.
+        ``GLASSBOX_TICK_MAX_PRICE``, ``GLASSBOX_TICK_MAX_SIZE`` and ``GLASSBOX_MIN_TRADE_FRACTION``.
 
         Raises:
             SettingsError: for a URL of the wrong kind or a number out of range.
@@ -188,6 +204,7 @@ class Settings:
             api_tokens=env.get("GLASSBOX_API_TOKENS", "").strip(),
             api_rate_per_s=_positive_float(env, "GLASSBOX_API_RATE_PER_S", 200.0),
             relay_stores=tuple(s for s in env.get("GLASSBOX_RELAY_STORES", "").split(",") if s.strip()),
+            min_trade_fraction=_fraction(env, "GLASSBOX_MIN_TRADE_FRACTION", Settings.min_trade_fraction),
             **_tick_bounds(env),
         )
 

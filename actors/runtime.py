@@ -17,7 +17,7 @@ from actors.features import warm_up
 from actors.shard import Shard, ShardSettings
 from actors.stats import HotPathStats
 from aggregates.errors import ModelNotFound
-from aggregates.policy import DecisionPolicy
+from aggregates.policy import DecisionPolicy, Sizing
 from aggregates.registry import ModelRegistry
 from edge.gc_settling import settle_garbage_collector
 from edge.system_keys import SystemKeys
@@ -66,9 +66,11 @@ class HotPath:
     @classmethod
     def from_registry(
         cls, settings: HotPathSettings, symbols: Sequence[str], registry: ModelRegistry,
-        version: str | None = None,
+        version: str | None = None, sizing: Sizing | None = None,
     ) -> HotPath:
         """A hot path deciding with a model version from the registry (the latest by default).
+
+        ``sizing`` holds the no-trade band (``Settings.min_trade_fraction``); the policy's default without.
 
         Raises:
             ModelNotFound: when the registry has no such version (run ``glassbox train``).
@@ -76,7 +78,7 @@ class HotPath:
         chosen = version or registry.latest()
         if chosen is None:
             raise ModelNotFound(f"the model registry {registry.root} is empty: run `glassbox train`")
-        return cls(settings, symbols, DecisionPolicy(registry.load(chosen)))
+        return cls(settings, symbols, DecisionPolicy(registry.load(chosen), sizing=sizing))
 
     def start(self) -> None:
         """Compile kernels before the first tick, then start the actors and the reader."""

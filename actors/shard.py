@@ -3,8 +3,9 @@
 Each cycle:
 
 1. one ``XREADGROUP`` brings new ticks of all the shard's symbols;
-2. each symbol's actor is asked for its batch's outcome (they decide in
-   parallel, each on its own desk);
+2. each symbol's actor decides its batch, on the cycle's thread, one after
+   the other (:meth:`SymbolActor.decide`; the work holds the GIL, so a
+   thread hand-off per symbol cost CPU and bought no parallelism);
 3. all the cycle's events are appended to the event store in ONE Lua call;
 4. the acknowledgements ride on the next cycle's ``XREADGROUP`` (one round
    trip for both); a cycle that dead-letters ticks instead writes its dead
@@ -132,6 +133,8 @@ class Shard:
         self._keys = keys
         self.reader = TickReader(client, keys, self.symbols, settings.group, settings.name)
         self._actors: dict[str, pykka.ActorRef[SymbolActor]] = {}
+        self._loaded: dict[str, SymbolActor] = {}
+        """Each running actor, once its desk is loaded: the cycle decides through it directly."""
         self._backlog: list[Batches] = []
         self._unacked: dict[str, list[bytes]] = {}
         """Committed entries whose acknowledgement goes out with the next read."""
@@ -161,9 +164,9 @@ class Shard:
         afterwards and no redelivery: a desk that fails raises, naming its symbol.
         """
         outcomes = []
-        for symbol, future in self._ask_all(batches).items():
+        for symbol, entries in batches.items():
             try:
-                outcomes.append(future.get())
+                outcomes.append(self._decide(symbol, entries))
             except Exception as error:
                 raise RuntimeError(f"deciding on {symbol} failed: {error!r}") from error
         self._commit(outcomes)
@@ -236,9 +239,9 @@ class Shard:
     def cycle(self, batches: Batches) -> None:
         """Decide on one read's batches and commit them together."""
         outcomes: list[BatchOutcome] = []
-        for symbol, future in self._ask_all(batches).items():
+        for symbol, entries in batches.items():
             try:
-                outcomes.append(future.get())
+                outcomes.append(self._decide(symbol, entries))
             except Exception as error:  # noqa: BLE001 - the actor reloaded; the ticks stay pending
                 self._after_failure(symbol, batches[symbol], error)
         try:
@@ -265,7 +268,7 @@ class Shard:
         A store refusal propagates (the shard backs off and redoes).
         """
         try:
-            outcome = self._alive_actor(symbol).ask(TickBatch(entries))
+            outcome = self._decide(symbol, entries)
         except Exception as error:  # noqa: BLE001 - the actor reloaded; the ticks stay pending
             self._after_failure(symbol, entries, error)
             return False
@@ -286,10 +289,13 @@ class Shard:
         log.error("tick %s of %s dead-lettered: %s", entries[0][0].decode(), symbol, reason)
         return True
 
-    def _ask_all(self, batches: Batches) -> dict[str, Any]:
-        """Each symbol's batch handed to its actor; they decide in parallel (futures by symbol)."""
-        return {symbol: self._alive_actor(symbol).ask(TickBatch(entries), block=False)
-                for symbol, entries in batches.items()}
+    def _decide(self, symbol: str, entries: Sequence[StreamEntry]) -> BatchOutcome:
+        """``symbol``'s batch decided by its actor, on this thread (the actor reloads if it raises)."""
+        ref = self._alive_actor(symbol)
+        actor = self._loaded.get(symbol)
+        if actor is None or actor.actor_ref is not ref:
+            actor = self._loaded[symbol] = ref.proxy().itself().get()  # waits for on_start
+        return actor.decide(TickBatch(entries))
 
     def _commit(self, outcomes: list[BatchOutcome]) -> None:
         """Make the outcomes durable (events, then dead letters with acks); what follows is never redone."""

@@ -25,6 +25,7 @@ from actors.desk_actor import ActorSettings
 from actors.runtime import HotPath, HotPathSettings
 from actors.shard import ShardSettings, redis_lost
 from actors.shard_metrics import ShardMetricsPublisher
+from aggregates.policy import Sizing
 from aggregates.registry import ModelRegistry
 from edge.logs import configure_logging
 from edge.ticks import TickBounds
@@ -72,7 +73,8 @@ def run_shard(settings: Settings, symbols: list[str], namespace: str, name: str,
     actor = ActorSettings(bounds=TickBounds.from_settings(settings))
     hot_settings = HotPathSettings(settings.redis_url, namespace=namespace,
                                    shard=ShardSettings(name=name, actor=actor))
-    hot = HotPath.from_registry(hot_settings, symbols, ModelRegistry(settings.model_dir))
+    hot = HotPath.from_registry(hot_settings, symbols, ModelRegistry(settings.model_dir),
+                               sizing=Sizing(min_trade_fraction=settings.min_trade_fraction))
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda _signum, _frame: stop.set())

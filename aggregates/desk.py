@@ -18,6 +18,8 @@ what lets a backtest run the same code as live trading.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 from datetime import datetime, timedelta, timezone
 from typing import Any, ClassVar, Sequence
 from uuid import NAMESPACE_URL, UUID, uuid5
@@ -34,6 +36,8 @@ __all__ = ["SymbolDesk", "desk_id", "wire_name", "NS_PER_DAY"]
 
 DESK_NAMESPACE = uuid5(NAMESPACE_URL, "https://glassbox.invalid/desk")
 NS_PER_DAY = 86_400 * 1_000_000_000
+V1_MIN_TRADE_FRACTION = 0.01
+"""The no-trade band every ``Trading.Decision.Taken.v1`` of the regime-blend policy was decided with."""
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
@@ -55,6 +59,11 @@ def _timestamp(ts_ns: int) -> datetime:
 def _floats(values: dict[str, float]) -> dict[str, float]:
     # Exact floats whatever a strategy returned (numpy scalars included): desk events are JSON_PLAIN.
     return {str(k): float(v) for k, v in values.items()}
+
+
+@functools.cache
+def _field_names(event_class: type[Any]) -> frozenset[str]:
+    return frozenset(f.name for f in dataclasses.fields(event_class))
 
 
 def _tick_order(tick_id: str) -> tuple[int, int]:
@@ -112,6 +121,15 @@ class SymbolDesk(Aggregate):
         model_version: str
         risk_passed: bool
         risk_checks: list[dict[str, Any]]
+        min_trade_fraction: float
+        """The policy's no-trade band: rebalances worth less than this fraction of equity are not placed."""
+        class_version = 2
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            # v1 had no setting: the regime-blend policy (the one with a model) skipped
+            # rebalances under 1 % of equity; strategies without a model had no band.
+            state["min_trade_fraction"] = V1_MIN_TRADE_FRACTION if state.get("model_version") else 0.0
 
         def apply(self, desk: SymbolDesk) -> None:
             desk.last_tick_id = self.correlation_id
@@ -273,72 +291,88 @@ class SymbolDesk(Aggregate):
         }
         decision_id = uuid5_text(self.id, tick_id)
         if decision.weights.anomaly is not None:
-            self.trigger_event(
-                self.WeightsCorrected,
-                symbol=self.symbol,
-                anomaly=decision.weights.anomaly,
-                detail=decision.weights.detail,
-                weights=list(decision.weights.weights),
+            self._emit(self.WeightsCorrected, {
+                "symbol": self.symbol,
+                "anomaly": decision.weights.anomaly,
+                "detail": decision.weights.detail,
+                "weights": list(decision.weights.weights),
                 **stamp,
-            )
+            })
         if self.regime != decision.regime:
-            self.trigger_event(
-                self.RegimeChanged,
-                symbol=self.symbol,
-                previous=self.regime,
-                current=decision.regime,
-                regime_probs=_floats(decision.regime_probs),
+            self._emit(self.RegimeChanged, {
+                "symbol": self.symbol,
+                "previous": self.regime,
+                "current": decision.regime,
+                "regime_probs": _floats(decision.regime_probs),
                 **stamp,
-            )
-        self.trigger_event(
-            self.DecisionTaken,
-            decision_id=decision_id,
-            symbol=self.symbol,
-            price=price,
-            size=size,
-            bid=bid,
-            ask=ask,
-            action=decision.action,
-            quantity=float(decision.quantity),
-            confidence=float(decision.blend.confidence),
-            probability_up=float(decision.blend.probability_up),
-            score=float(decision.blend.score),
-            regime_probs=_floats(decision.regime_probs),
-            regime_entropy=float(decision.regime_entropy),
-            strategy_weights=_floats(decision.strategy_weights),
-            specialist_margins=_floats(decision.specialist_margins),
-            features=features.tolist() if hasattr(features, "tolist") else [float(f) for f in features],
-            model_version=policy.model_version,
-            risk_passed=decision.risk is None or decision.risk.passed,
-            risk_checks=[] if decision.risk is None else [c.as_dict() for c in decision.risk.checks],
+            })
+        risk = decision.risk
+        self._emit(self.DecisionTaken, {
+            "decision_id": decision_id,
+            "symbol": self.symbol,
+            "price": price,
+            "size": size,
+            "bid": bid,
+            "ask": ask,
+            "action": decision.action,
+            "quantity": float(decision.quantity),
+            "confidence": float(decision.blend.confidence),
+            "probability_up": float(decision.blend.probability_up),
+            "score": float(decision.blend.score),
+            "regime_probs": _floats(decision.regime_probs),
+            "regime_entropy": float(decision.regime_entropy),
+            "strategy_weights": _floats(decision.strategy_weights),
+            "specialist_margins": _floats(decision.specialist_margins),
+            "features": features.tolist() if hasattr(features, "tolist") else [float(f) for f in features],
+            "model_version": policy.model_version,
+            "risk_passed": risk is None or risk.passed,
+            "risk_checks": [] if risk is None else [c.as_dict() for c in risk.checks],
+            "min_trade_fraction": float(policy.min_trade_fraction),
             **stamp,
-        )
-        if decision.risk is not None and not decision.risk.passed:
-            self.trigger_event(
-                self.RiskRejected,
-                decision_id=decision_id,
-                symbol=self.symbol,
-                side=decision.side,
-                requested_quantity=float(decision.requested_quantity),
-                max_quantity=float(decision.risk.max_quantity),
-                reasons=list(decision.risk.reasons),
+        })
+        if risk is not None and not risk.passed:
+            self._emit(self.RiskRejected, {
+                "decision_id": decision_id,
+                "symbol": self.symbol,
+                "side": decision.side,
+                "requested_quantity": float(decision.requested_quantity),
+                "max_quantity": float(risk.max_quantity),
+                "reasons": list(risk.reasons),
                 **stamp,
-            )
+            })
         elif decision.action != Action.HOLD:
             signed = decision.quantity if decision.action == Action.BUY else -decision.quantity
             fill_price = policy.costs.fill_price(decision.action, price)
-            self.trigger_event(
-                self.OrderFilled,
-                decision_id=decision_id,
-                symbol=self.symbol,
-                side=decision.action,
-                quantity=float(decision.quantity),
-                price=fill_price,
-                position_after=self.position + signed,
-                commission=policy.costs.commission(decision.quantity, fill_price),
+            self._emit(self.OrderFilled, {
+                "decision_id": decision_id,
+                "symbol": self.symbol,
+                "side": decision.action,
+                "quantity": float(decision.quantity),
+                "price": fill_price,
+                "position_after": self.position + signed,
+                "commission": policy.costs.commission(decision.quantity, fill_price),
                 **stamp,
-            )
+            })
         return decision
+
+    def _emit(self, event_class: type[Any], fields: dict[str, Any]) -> None:
+        """What ``trigger_event`` does, without the frozen dataclass ``__init__`` (a tenth of its cost).
+
+        That ``__init__`` sets each of a decision's ~25 fields through
+        ``object.__setattr__``, several µs a tick; the event built here holds the
+        same fields and compares equal (tests/aggregates/test_desk_events.py).
+        ``fields`` must name every field of the class but the id and version,
+        which are set here, as ``trigger_event`` sets them.
+        """
+        fields["originator_id"] = self.id
+        fields["originator_version"] = self.version + 1
+        if fields.keys() != _field_names(event_class):
+            raise TypeError(f"{event_class.__qualname__} takes the fields {sorted(_field_names(event_class))}, "
+                            f"not {sorted(fields)}")
+        event = object.__new__(event_class)
+        event.__dict__.update(fields)
+        event.mutate(self)
+        self._pending_events.append(event)
 
     def checkpoint_features(self, state: Sequence[float], tick_id: str, ts_ns: int) -> None:
         """Record the feature engine's whole state, so a restart replays only later ticks."""

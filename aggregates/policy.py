@@ -38,7 +38,8 @@ class Sizing:
     target_fraction: float = 0.2
     """Target |position value| as a fraction of portfolio equity when the blend has a view."""
     min_trade_fraction: float = 0.01
-    """Skip rebalances smaller than this fraction of equity (they cost more than they move)."""
+    """The no-trade band: skip rebalances smaller than this fraction of equity (they cost more than
+    they move); ``GLASSBOX_MIN_TRADE_FRACTION`` sets it, every decision records it."""
 
     def __post_init__(self) -> None:
         if not (0 < self.target_fraction <= 10 and 0 <= self.min_trade_fraction < 1):
@@ -76,6 +77,10 @@ class DecisionPolicy(Strategy):
     @property
     def model_version(self) -> str:  # type: ignore[override]
         return self.specialists.version
+
+    @property
+    def min_trade_fraction(self) -> float:  # type: ignore[override]
+        return self.sizing.min_trade_fraction
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "model_version": self.model_version}

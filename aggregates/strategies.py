@@ -147,6 +147,10 @@ class Strategy:
 
     name: ClassVar[str] = ""
     model_version: str = ""
+    min_trade_fraction: float = 0.0
+    """The no-trade band: rebalances worth less than this fraction of equity are not placed (0: none).
+
+    Recorded in every decision, so an explanation of a HOLD inside the band stays exact."""
 
     def __init__(self, lookback: int = 0, costs: TradingCosts | None = None) -> None:
         if lookback < 0:

@@ -13,6 +13,9 @@ fresh streams of the same shape:
 - the hot path: the shard's actors (features, regime, specialists, risk,
   aggregate, event store) as ``glassbox up`` runs them.
 
+``shard_cpu_us_per_tick`` is this process's CPU (every thread: actors, policy,
+events, the Lua append) over the measured run, per tick it took.
+
 Latency is measured from the send stamp to the moment the batch's append
 returned. ``saturation_rate_per_s`` then steps the offered rate up until the
 hot path's p99 leaves 1.5 × the floor's p99 or it falls behind.
@@ -207,7 +210,10 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         )
         hot.start()
         run_hot_path(hot, args.rate, 2.0)  # warm-up: compile, fill windows, connect
+        ticks_before, cpu_before = hot.stats.snapshot().ticks, time.process_time()
         latencies, achieved = run_hot_path(hot, args.rate, args.seconds)
+        # This process is the shard (its producer and Redis are other processes): CPU of all its threads.
+        shard_cpu_us = (time.process_time() - cpu_before) * 1e6 / max(hot.stats.snapshot().ticks - ticks_before, 1)
         event_bytes = mean_event_bytes(hot.client, hot.settings.store_name)
         floor = measure_floor(url, symbols, args.rate, args.seconds, event_bytes)
         p50, p99, p999 = percentiles_us(latencies)
@@ -222,6 +228,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         "rate_offered_per_s": args.rate, "rate_achieved_per_s": achieved,
         "saturation_rate_per_s": saturation, "feature_update_ns": feature_ns,
         "event_bytes_mean": event_bytes, "decisions": float(len(latencies)),
+        "shard_cpu_us_per_tick": shard_cpu_us,
     }
     params = {"symbols": args.symbols, "rate": args.rate, "seconds": args.seconds,
               "step_seconds": args.step_seconds}

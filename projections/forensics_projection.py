@@ -26,7 +26,7 @@ from projections.forensics import (
     explain_batch,
 )
 from projections.groups import PROJECTION_TOPICS
-from projections.read_models import DECISION, FILLS, check_trading_event, event_time, fill_of
+from projections.read_models import DECISIONS, FILLS, check_trading_event, event_time, fill_of
 from projections.worker import Envelope, PoisonMessage, Projection
 
 __all__ = ["ForensicsProjection"]
@@ -54,7 +54,7 @@ class ForensicsProjection(Projection):
         """Decisions explained before (a re-publish after a broker lost its data): no SHAP again."""
         ids = {}
         for i, e in enumerate(envelopes):
-            if e["event_type"] == DECISION:
+            if e["event_type"] in DECISIONS:
                 body = e.get("trading_decision")
                 decision_id = body.get("decision_id") if isinstance(body, dict) else None
                 if _is_uuid(decision_id):  # a malformed one is left to prepare, which dead-letters it
@@ -73,7 +73,7 @@ class ForensicsProjection(Projection):
     def prepare(self, envelopes: Sequence[Envelope]) -> list[Any]:
         by_version: dict[str, list[int]] = defaultdict(list)
         for i, e in enumerate(envelopes):
-            if e["event_type"] == DECISION:
+            if e["event_type"] in DECISIONS:
                 by_version[e["trading_decision"]["model_version"]].append(i)
         explained: dict[int, Explanation] = {}
         for version, indexes in by_version.items():
@@ -88,7 +88,7 @@ class ForensicsProjection(Projection):
                 raise PoisonMessage("bad_decision", f"cannot explain: {error!r}", permanent=True) from error
             explained.update(zip(indexes, results))
         return [
-            _Record(e, explained.get(i)) if e["event_type"] == DECISION or e["event_type"] in FILLS else None
+            _Record(e, explained.get(i)) if e["event_type"] in DECISIONS or e["event_type"] in FILLS else None
             for i, e in enumerate(envelopes)
         ]
 

@@ -21,7 +21,10 @@ from projections.worker import Envelope, Projection
 
 __all__ = ["ArchiveProjection", "DecisionsProjection", "check_trading_event", "event_time", "fill_of"]
 
-DECISION = "Trading.Decision.Taken.v1"
+DECISION = "Trading.Decision.Taken.v2"
+"""What a desk writes now."""
+DECISIONS = ("Trading.Decision.Taken.v1", DECISION)
+"""Every version read: v2 adds ``min_trade_fraction`` (the no-trade band), which nothing here reads."""
 FILLS = ("Trading.Order.Filled.v1", "Trading.Order.Filled.v2")
 
 
@@ -60,7 +63,7 @@ class DecisionsProjection(Projection):
     async def write(self, conn: psycopg.AsyncConnection[Any], schema: str, items: Sequence[Envelope]) -> None:
         decisions, positions, fills = [], [], []
         for e in items:  # in log order per symbol: a fill follows its decision
-            if e["event_type"] == DECISION:
+            if e["event_type"] in DECISIONS:
                 d, at = e["trading_decision"], event_time(e)
                 decisions.append((
                     d["decision_id"], d["symbol"], at, d["action"], d["quantity"], d["confidence"], d["price"],
@@ -155,7 +158,7 @@ _DECISIONS = BulkInsert("decisions", (
 
 def check_trading_event(envelope: Envelope) -> None:
     """Check a decision's or a fill's fields (other events pass); raises ``PoisonMessage``."""
-    if envelope["event_type"] == DECISION:
+    if envelope["event_type"] in DECISIONS:
         check_decision(envelope)
     elif envelope["event_type"] in FILLS:
         check_fill(envelope)

@@ -75,3 +75,14 @@ def test_tick_bounds_defaults_are_the_settings_defaults():
     from edge.ticks import TickBounds
 
     assert TickBounds.from_settings(Settings.from_env({})) == TickBounds()
+
+
+def test_min_trade_fraction_is_read_with_its_default_and_checked() -> None:
+    from aggregates.policy import Sizing
+
+    assert Settings.from_env({}).min_trade_fraction == Sizing().min_trade_fraction == 0.01
+    assert Settings.from_env({"GLASSBOX_MIN_TRADE_FRACTION": "0.05"}).min_trade_fraction == 0.05
+    assert Settings.from_env({"GLASSBOX_MIN_TRADE_FRACTION": "0"}).min_trade_fraction == 0.0
+    for bad in ("1", "-0.1", "nan", "inf", "a lot"):
+        with pytest.raises(SettingsError, match="GLASSBOX_MIN_TRADE_FRACTION=.* must be a fraction from 0"):
+            Settings.from_env({"GLASSBOX_MIN_TRADE_FRACTION": bad})

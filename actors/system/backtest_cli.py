@@ -30,7 +30,7 @@ from actors.system.options import iso_date, positive_float, positive_int
 from actors.sharding import assign_symbols
 from actors.system.services import system_backbone, system_redis
 from aggregates.backtest_run import BacktestRun
-from aggregates.policy import DecisionPolicy
+from aggregates.policy import DecisionPolicy, Sizing
 from aggregates.registry import ModelRegistry
 from aggregates.strategies import SmaCross, Strategy, TradingCosts
 from edge.history import History, load_history, parse_source
@@ -106,7 +106,8 @@ def build_strategy(args: argparse.Namespace, settings: Settings) -> Strategy:
 
                 print("training the regime specialists on the bundled bars (first run only) ...", flush=True)
                 version = train_specialists(registry)
-            return DecisionPolicy(registry.load(version), costs=costs)
+            return DecisionPolicy(registry.load(version), costs=costs,
+                                  sizing=Sizing(min_trade_fraction=settings.min_trade_fraction))
         if args.strategy == "sma-cross":
             return SmaCross(args.fast, args.slow, args.fraction, costs)
         if ":" in args.strategy:

@@ -59,7 +59,7 @@ from glassbox import GlassboxError, Settings
 from projections.groups import PROJECTIONS
 from projections.lag import partition_lags_at
 from projections.postgres_server import EmbeddedPostgres, reachable_data_dir
-from projections.read_models import DECISION
+from projections.read_models import DECISIONS
 
 __all__ = ["DoctorServices", "doctor_services", "examine", "ledger_json", "print_ledger", "projection_dead_letters",
            "run_doctor"]
@@ -264,7 +264,7 @@ def _table_counts(conn: psycopg.Connection[Any], schema: str) -> ProjectionCount
         decision_ids=one("SELECT count(DISTINCT decision_id) FROM {s}.decisions"),
         ticks_decided_twice=some("SELECT symbol || ' ' || correlation_id FROM {s}.decisions "
                                  "GROUP BY symbol, correlation_id HAVING count(DISTINCT decision_id) > 1 LIMIT 1000"),
-        archived_decisions=one("SELECT count(*) FROM {s}.event_archive WHERE event_type = %s", DECISION),
+        archived_decisions=one("SELECT count(*) FROM {s}.event_archive WHERE event_type = ANY(%s)", list(DECISIONS)),
         forensics_rows=one("SELECT count(*) FROM {s}.forensics"),
         forensics_ids=one("SELECT count(DISTINCT decision_id) FROM {s}.forensics"),
         explained=one("SELECT count(DISTINCT d.decision_id) FROM {s}.decisions d "

@@ -35,11 +35,11 @@ def test_every_committed_event_is_relayed_once_in_order_with_its_envelope(
         mine = [e for e in envelopes if e["symbol"] == symbol and e["_topic"].endswith("trading_decisions")]
         assert [e["log_position"] for e in mine] == sorted(e["log_position"] for e in mine)
     types = Counter(e["event_type"] for e in envelopes)
-    assert types["Trading.Decision.Taken.v1"] == 300
-    decision = next(e for e in envelopes if e["event_type"] == "Trading.Decision.Taken.v1")
+    assert types["Trading.Decision.Taken.v2"] == 300
+    decision = next(e for e in envelopes if e["event_type"] == "Trading.Decision.Taken.v2")
     assert decision["_key"] == decision["symbol"].encode()
     assert decision["_headers"] == {
-        "event_type": b"Trading.Decision.Taken.v1",
+        "event_type": b"Trading.Decision.Taken.v2",
         "log_position": str(decision["log_position"]).encode(),
         "schema_version": b"1",
     }

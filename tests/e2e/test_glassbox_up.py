@@ -48,7 +48,8 @@ def _counts(run, redis_url: str, database_url: str) -> dict[str, int]:
     with psycopg.connect(database_url) as conn:
         for name, query in {
             "archived": "SELECT count(*) FROM {s}.event_archive",
-            "archived_decisions": "SELECT count(*) FROM {s}.event_archive WHERE event_type = 'Trading.Decision.Taken.v1'",
+            "archived_decisions": "SELECT count(*) FROM {s}.event_archive "
+                                  "WHERE event_type IN ('Trading.Decision.Taken.v1', 'Trading.Decision.Taken.v2')",
             "decisions": "SELECT count(*) FROM {s}.decisions",
             "forensics": "SELECT count(*) FROM {s}.forensics",
             "forensics_distinct": "SELECT count(DISTINCT decision_id) FROM {s}.forensics",
