@@ -21,7 +21,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 from datetime import datetime, timedelta, timezone
-from typing import Any, ClassVar, Sequence
+from typing import Any, ClassVar, Mapping, Sequence
 from uuid import NAMESPACE_URL, UUID, uuid5
 
 from eventsourcing.domain import Aggregate, Snapshot
@@ -38,6 +38,16 @@ DESK_NAMESPACE = uuid5(NAMESPACE_URL, "https://glassbox.invalid/desk")
 NS_PER_DAY = 86_400 * 1_000_000_000
 V1_MIN_TRADE_FRACTION = 0.01
 """The no-trade band every ``Trading.Decision.Taken.v1`` of the regime-blend policy was decided with."""
+
+
+def v1_min_trade_fraction(state: Mapping[str, Any]) -> float:
+    """The band a ``Trading.Decision.Taken.v1`` (recorded without one) was decided with.
+
+    v1 had no setting: the regime-blend policy (the one with a model) skipped
+    rebalances under 1 % of equity; strategies without a model had no band.
+    """
+    return V1_MIN_TRADE_FRACTION if state.get("model_version") else 0.0
+
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
@@ -127,9 +137,7 @@ class SymbolDesk(Aggregate):
 
         @staticmethod
         def upcast_v1_v2(state: dict[str, Any]) -> None:
-            # v1 had no setting: the regime-blend policy (the one with a model) skipped
-            # rebalances under 1 % of equity; strategies without a model had no band.
-            state["min_trade_fraction"] = V1_MIN_TRADE_FRACTION if state.get("model_version") else 0.0
+            state["min_trade_fraction"] = v1_min_trade_fraction(state)
 
         def apply(self, desk: SymbolDesk) -> None:
             desk.last_tick_id = self.correlation_id

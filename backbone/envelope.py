@@ -6,7 +6,7 @@ value, headers) out.
 
 Envelope, schema version 1::
 
-    {"event_id": "<uuid>", "event_type": "Trading.Decision.Taken.v1",
+    {"event_id": "<uuid>", "event_type": "Trading.Decision.Taken.v2",
      "schema_version": 1, "store": "glassbox:shard-0", "log_position": 42,
      "originator_id": "<uuid>", "originator_version": 7, "symbol": "GOOG",
      "timestamp": "2026-11-25T14:30:00.123456Z", "timestamp_ns": 1795...,
@@ -34,6 +34,7 @@ from uuid import NAMESPACE_URL, UUID, uuid5
 
 import orjson
 
+from aggregates.desk import v1_min_trade_fraction
 from aggregates.ids import uuid5_text
 
 __all__ = [
@@ -195,6 +196,9 @@ def trading_decision(
         "score": state["score"],
         "regime_entropy": state["regime_entropy"],
         "specialist_margins": state["specialist_margins"],
+        # Stored state is never upcast on its way out: a v1 decision gets the band it was decided with.
+        "min_trade_fraction": state["min_trade_fraction"] if "min_trade_fraction" in state
+        else v1_min_trade_fraction(state),
     }
 
 

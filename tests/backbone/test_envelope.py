@@ -97,3 +97,16 @@ def test_timestamp_still_in_the_stores_wrapping_is_read() -> None:
              "timestamp": {"_type_": "datetime", "_data_": "2023-11-14T22:13:20.123456+00:00"}}
     envelope = orjson.loads(envelope_record(StoredNotification(1, DESK, 1, "Trading.Decision.Taken", state), "s0", names).value)
     assert envelope["timestamp"] == "2023-11-14T22:13:20.123456Z"
+
+
+def test_a_decision_carries_its_no_trade_band_and_a_v1_one_the_band_it_was_decided_with() -> None:
+    v2 = {**DECISION_STATE, "class_version": 2, "min_trade_fraction": 0.05}
+    body = orjson.loads(envelope_record(StoredNotification(1, DESK, 1, "Trading.Decision.Taken", v2), "s0", names).value)
+    assert body["event_type"] == "Trading.Decision.Taken.v2" and body["trading_decision"]["min_trade_fraction"] == 0.05
+    v1 = orjson.loads(envelope_record(StoredNotification(2, DESK, 2, "Trading.Decision.Taken", DECISION_STATE),
+                                      "s0", names).value)
+    assert v1["event_type"] == "Trading.Decision.Taken.v1" and v1["trading_decision"]["min_trade_fraction"] == 0.01
+    no_model = {**DECISION_STATE, "model_version": ""}
+    strategy = orjson.loads(envelope_record(StoredNotification(3, DESK, 3, "Trading.Decision.Taken", no_model),
+                                            "s0", names).value)
+    assert strategy["trading_decision"]["min_trade_fraction"] == 0.0
