@@ -21,12 +21,15 @@ None for such a model and the caller keeps shap.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import numpy as np
 from numba import njit
 
 __all__ = ["MAX_INTERNAL_NODES", "TreeShapTables"]
+
+log = logging.getLogger(__name__)
 
 MAX_INTERNAL_NODES = 10
 """Largest internal-node count per tree tabulated (2**10 explanations a tree); deeper models keep shap."""
@@ -218,15 +221,22 @@ class TreeShapTables:
 
     @classmethod
     def from_explainer(cls, explainer: Any, n_features: int) -> TreeShapTables | None:
-        """Tables for a path-dependent ``shap.TreeExplainer`` of a raw-output model; None where shap must stay."""
+        """Tables for a path-dependent ``shap.TreeExplainer`` of a raw-output model; None where shap must stay.
+
+        Falling back is said once per explainer (a warning): shap is ~15 times slower on the
+        deployed model, so a model the tables cannot take shows as forensics lag otherwise unexplained.
+        """
         if getattr(explainer, "feature_perturbation", None) != "tree_path_dependent":
-            return None
-        if getattr(explainer.model, "model_output", None) != "raw" or explainer.model.input_dtype != np.float32:
-            return None
-        try:
-            return cls(explainer.model, n_features)
-        except ValueError:
-            return None
+            why = f"feature_perturbation is {getattr(explainer, 'feature_perturbation', None)!r}"
+        elif getattr(explainer.model, "model_output", None) != "raw" or explainer.model.input_dtype != np.float32:
+            why = "the model's output is not raw float32 scores"
+        else:
+            try:
+                return cls(explainer.model, n_features)
+            except Exception as error:  # noqa: BLE001 - any shape the tables do not know (a shap change too): shap stays
+                why = str(error) or repr(error)
+        log.warning("exact TreeSHAP tables not used (%s); shap.TreeExplainer explains these decisions", why)
+        return None
 
     def shap_values(self, X: np.ndarray) -> np.ndarray:
         """SHAP values, shape ``(n, n_features)``, equal to ``TreeExplainer.shap_values(X)`` (1e-9).

@@ -170,7 +170,9 @@ class WorkerSettings:
     step_interval_ms: int = 50
     """Least time from one step's start to the next's unless a step took ``max_records``
     (edge.batching): records gather in the consumer's fetch buffer meanwhile, so a batch's
-    fixed cost (transaction, offsets, statements) is paid per interval, not per few records."""
+    fixed cost (transaction, offsets, statements) is paid per interval, not per few records.
+    While a backlog drains a step rarely takes ``max_records`` messages (packs; one fetch per
+    partition), but such a step takes longer than the interval, so it is not slowed either."""
     max_retries: int = 3
     backoff_base: float = 0.05
     backoff_cap: float = 2.0
