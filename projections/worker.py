@@ -167,6 +167,9 @@ class WorkerSettings:
     poll_timeout_ms: int = 200
     fetch_max_wait_ms: int = 50
     """At least 10: the embedded broker stalled for good with 1 ms."""
+    fetch_min_bytes: int = 65_536
+    """What the broker gathers (up to ``fetch_max_wait_ms``) before answering a fetch. With 1 the
+    consumer's background fetcher asked again as soon as each answer came, a few records each."""
     step_interval_ms: int = 50
     """Least time from one step's start to the next's unless a step took ``max_records``
     (edge.batching): records gather in the consumer's fetch buffer meanwhile, so a batch's
@@ -304,6 +307,7 @@ class ProjectionWorker:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             fetch_max_wait_ms=self.settings.fetch_max_wait_ms,
+            fetch_min_bytes=self.settings.fetch_min_bytes,
             max_partition_fetch_bytes=4 * 1024 * 1024,
         )
         self._consumer.subscribe(
