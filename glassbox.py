@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Mapping
+from typing import Callable, Mapping
 from urllib.parse import urlsplit, urlunsplit
 
 __all__ = ["GlassboxError", "SettingsError", "Settings", "redact_url"]
@@ -67,30 +67,28 @@ def _int(environ: Mapping[str, str], name: str, default: int | None, minimum: in
     return number
 
 
-def _positive_float(environ: Mapping[str, str], name: str, default: float) -> float:
+def _float(environ: Mapping[str, str], name: str, default: float, accept: Callable[[float], bool],
+           must_be: str) -> float:
+    """``name``'s number, or ``default`` when unset; a value ``accept`` refuses (or no number) is an error."""
     value = environ.get(name, "").strip()
     if not value:
         return default
     try:
         number = float(value)
     except ValueError:
-        number = -1.0
-    if not number > 0 or number == float("inf"):
-        raise SettingsError(f"{name}={value!r} must be a positive number")
+        number = float("nan")
+    if not accept(number):
+        raise SettingsError(f"{name}={value!r} must be {must_be}")
     return number
+
+
+def _positive_float(environ: Mapping[str, str], name: str, default: float) -> float:
+    return _float(environ, name, default, lambda n: 0 < n < float("inf"), "a positive number")
 
 
 def _fraction(environ: Mapping[str, str], name: str, default: float) -> float:
-    value = environ.get(name, "").strip()
-    if not value:
-        return default
-    try:
-        number = float(value)
-    except ValueError:
-        number = -1.0
-    if not 0.0 <= number < 1.0:
-        raise SettingsError(f"{name}={value!r} must be a fraction from 0 (no band) up to, not including, 1")
-    return number
+    return _float(environ, name, default, lambda n: 0.0 <= n < 1.0,
+                  "a fraction from 0 (no band) up to, not including, 1")
 
 
 def _name(environ: Mapping[str, str], name: str, default: str, pattern: str) -> str:
