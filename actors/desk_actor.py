@@ -15,6 +15,7 @@ decision.
 
 from __future__ import annotations
 
+import logging
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Sequence
@@ -30,8 +31,13 @@ from aggregates.strategies import Strategy
 from edge.tick_stream import StreamEntry
 from edge.ticks import BadTick, TickBounds, decode_tick, sent_ns_of, validate_tick
 
-__all__ = ["ActorSettings", "BatchOutcome", "SymbolActor", "TickBatch"]
+__all__ = ["ActorSettings", "BatchOutcome", "DeskNotLoaded", "SymbolActor", "TickBatch"]
 
+log = logging.getLogger(__name__)
+
+
+class DeskNotLoaded(RuntimeError):
+    """A desk asked to decide whose last load failed (its cause is the store's error)."""
 
 
 @dataclass(frozen=True)
@@ -91,15 +97,35 @@ class SymbolActor(pykka.ThreadingActor):
         self._book = book
         self._settings = settings
         self.desk: SymbolDesk | None = None
+        self.load_failure: Exception | None = None
         self.engine = FeatureEngine()
         self.history: deque[float] = deque(maxlen=policy.lookback)
         """The symbol's last prices, for a strategy with a lookback (checkpointed after the features)."""
 
     def on_start(self) -> None:
-        self.reload()
+        try:
+            self.reload()
+        except Exception:  # noqa: BLE001 - kept in load_failure; decide raises it
+            # A store refusing the load is the store's trouble, not this symbol's: the actor
+            # lives on, and the shard backs off and reloads every desk (:meth:`decide` raises).
+            log.warning("desk %s could not load from the event store; it waits for the shard's reload",
+                        self.symbol, exc_info=True)
 
     def reload(self) -> None:
-        """Rebuild desk and features from the event store (snapshot + later events)."""
+        """Rebuild desk and features from the event store (snapshot + later events).
+
+        Until a reload succeeds, :attr:`load_failure` holds why the last one failed
+        and :meth:`decide` refuses: deciding on a desk that never loaded would open
+        it afresh and decide its ticks again.
+        """
+        try:
+            self._load()
+        except Exception as error:
+            self.load_failure = error
+            raise
+        self.load_failure = None
+
+    def _load(self) -> None:
         self.engine = FeatureEngine()
         self.history.clear()
         self.desk = self._app.load_desk(self.symbol)
@@ -133,6 +159,8 @@ class SymbolActor(pykka.ThreadingActor):
 
     def decide(self, batch: TickBatch) -> BatchOutcome:
         """:meth:`decide_batch`, reloading the desk from the store first if it raises."""
+        if self.load_failure is not None:
+            raise DeskNotLoaded(f"the desk of {self.symbol} did not load from the event store") from self.load_failure
         try:
             return self.decide_batch(batch)
         except Exception:

@@ -201,9 +201,7 @@ class Shard:
                     self._step()
                     in_a_row = 0
                 except Exception as error:
-                    # A desk actor started while the store refuses dies loading its desk: same refusal.
-                    loading = bool(in_a_row) and isinstance(error, pykka.ActorDeadError)
-                    if redis_lost(error) or not (store_refused(error) or loading):
+                    if redis_lost(error) or not store_refused(error):
                         raise
                     in_a_row += 1
                     self._back_off(in_a_row, error)
@@ -243,6 +241,8 @@ class Shard:
             try:
                 outcomes.append(self._decide(symbol, entries))
             except Exception as error:  # noqa: BLE001 - the actor reloaded; the ticks stay pending
+                if store_refused(error):
+                    raise  # a desk that cannot load (or reload) is the store's refusal: back off, redo
                 self._after_failure(symbol, batches[symbol], error)
         try:
             self._commit(outcomes)
@@ -270,6 +270,8 @@ class Shard:
         try:
             outcome = self._decide(symbol, entries)
         except Exception as error:  # noqa: BLE001 - the actor reloaded; the ticks stay pending
+            if store_refused(error):
+                raise
             self._after_failure(symbol, entries, error)
             return False
         try:

@@ -328,8 +328,12 @@ def test_forensics_when_asked_explain_every_decision_in_the_runs_own_schema(
 def _schemas(database_url: str) -> set[str]:
     import psycopg
 
+    # pg_temp_N / pg_toast_temp_N are PostgreSQL's own, made for a backend's first temporary
+    # table (the projections stage their COPYs in one) and kept: not a schema the run made.
     with psycopg.connect(database_url) as conn:
-        return {r[0] for r in conn.execute("SELECT schema_name FROM information_schema.schemata").fetchall()}
+        return {r[0] for r in conn.execute(
+            "SELECT schema_name FROM information_schema.schemata"
+            " WHERE schema_name NOT LIKE 'pg\\_temp\\_%' AND schema_name NOT LIKE 'pg\\_toast\\_temp\\_%'").fetchall()}
 
 
 def test_forensics_are_refused_for_a_strategy_without_a_model(glassbox_env, tmp_path) -> None:
