@@ -8,19 +8,32 @@ backtest alike).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Sequence, TypeVar
 
 import numpy as np
 
 from aggregates.blend import (
     Action,
+    Blend,
     BlendThresholds,
+    WeightCheck,
     blend,
     validate_weights,
 )
-from aggregates.regime import REGIMES, RegimeModel, regime_step
+from aggregates.errors import FeatureMismatch
+from aggregates.policy_kernel import (
+    CONFIDENCE,
+    CORE_SIZE,
+    DIRECTION,
+    ENTROPY,
+    OK,
+    PROBABILITY_UP,
+    SCORE,
+    STATUS,
+    policy_core,
+)
+from aggregates.regime import REGIMES, RegimeModel
 from aggregates.risk import OthersView, RiskLimits, assess_order
 from aggregates.specialists import SpecialistSet
 from aggregates.strategies import PolicyDecision, Strategy, TradingCosts
@@ -29,6 +42,7 @@ __all__ = ["DecisionPolicy", "PolicyDecision", "Sizing"]
 
 RETURN_FEATURE = "ret_1"
 VOLATILITY_FEATURE = "ewma_vol"
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -73,6 +87,8 @@ class DecisionPolicy(Strategy):
         self._means = np.ascontiguousarray(self.regime_model.means, dtype=np.float64)
         self._stds = np.ascontiguousarray(self.regime_model.stds, dtype=np.float64)
         self._initial = np.ascontiguousarray(self.regime_model.initial, dtype=np.float64)
+        self._forests = specialists.kernel_arrays()
+        self._shape = (len(names),)
 
     @property
     def model_version(self) -> str:  # type: ignore[override]
@@ -101,15 +117,30 @@ class DecisionPolicy(Strategy):
         own_day_pnl: float,
         others: OthersView,
     ) -> PolicyDecision:
-        """Decide for one tick; see :class:`PolicyDecision`."""
+        """Decide for one tick; see :class:`PolicyDecision`.
+
+        Regime step, margins and blend are one compiled call (:func:`policy_core`);
+        the rare tick whose weights need repairing, or whose blend is not finite,
+        is blended here in Python (:func:`validate_weights`, :func:`blend`), which
+        says why. The figures are the same either way (tests/aggregates/test_policy_kernel.py).
+        """
         x = np.asarray(features, dtype=np.float64)
-        probs, entropy = self._regime(prior_regime_probs, x)
-        prob_list = probs.tolist()
-        weights = validate_weights(prob_list)
-        margins = np.empty(len(REGIMES), dtype=np.float64)
-        self.specialists.margins(x, margins)
-        margin_list = margins.tolist()
-        blended = blend(margin_list, weights.weights, self.thresholds)
+        if x.shape != self._shape:
+            raise FeatureMismatch(f"the policy takes {self._shape[0]} features, got an array of shape {x.shape}")
+        prior = np.asarray(prior_regime_probs, dtype=np.float64) if len(prior_regime_probs) else self._initial
+        out = np.empty(CORE_SIZE, dtype=np.float64)
+        policy_core(prior, x, self._return_index, self._volatility_index, self._trans, self._means, self._stds,
+                    *self._forests, self.thresholds.entry_edge, out)
+        figures = out.tolist()
+        prob_list = figures[0:3]
+        margin_list = figures[4:7]
+        if figures[STATUS] == OK:
+            weights = _built(WeightCheck, {"weights": tuple(prob_list), "anomaly": None, "detail": ""})
+            blended = _built(Blend, {"score": figures[SCORE], "probability_up": figures[PROBABILITY_UP],
+                                     "confidence": figures[CONFIDENCE], "direction": int(figures[DIRECTION])})
+        else:
+            weights = validate_weights(prob_list)
+            blended = blend(margin_list, weights.weights, self.thresholds)
         equity = others.capital + others.pnl + own_pnl
         side, quantity = self._order(blended.direction, equity, price, position)
         risk = None
@@ -125,28 +156,20 @@ class DecisionPolicy(Strategy):
                 self.limits,
             )
         executed = side if risk is None or risk.passed else Action.HOLD
-        return PolicyDecision(
-            regime=REGIMES[_first_max(prob_list)],
-            regime_probs=dict(zip(REGIMES, prob_list)),
-            regime_entropy=entropy,
-            weights=weights,
-            strategy_weights=dict(zip(REGIMES, weights.weights)),
-            specialist_margins=dict(zip(REGIMES, margin_list)),
-            blend=blended,
-            action=executed,
-            side=side,
-            requested_quantity=quantity,
-            quantity=quantity if executed != Action.HOLD else 0.0,
-            risk=risk,
-        )
-
-    def _regime(self, prior: Sequence[float], x: np.ndarray) -> tuple[np.ndarray, float]:
-        prev = np.asarray(prior, dtype=np.float64) if len(prior) else self._initial
-        volatility = x[self._volatility_index]
-        z = x[self._return_index] / volatility if volatility > 0 else math.nan
-        out = np.empty(len(REGIMES), dtype=np.float64)
-        entropy = regime_step(prev, z, self._trans, self._means, self._stds, out)
-        return out, float(entropy)
+        return _built(PolicyDecision, {
+            "regime": REGIMES[_first_max(prob_list)],
+            "regime_probs": dict(zip(REGIMES, prob_list)),
+            "regime_entropy": figures[ENTROPY],
+            "weights": weights,
+            "strategy_weights": dict(zip(REGIMES, weights.weights)),
+            "specialist_margins": dict(zip(REGIMES, margin_list)),
+            "blend": blended,
+            "action": executed,
+            "side": side,
+            "requested_quantity": quantity,
+            "quantity": quantity if executed != Action.HOLD else 0.0,
+            "risk": risk,
+        })
 
     def _order(self, direction: int, equity: float, price: float, position: float) -> tuple[str, float]:
         if direction == 0 or equity <= 0:
@@ -156,6 +179,16 @@ class DecisionPolicy(Strategy):
         if abs(delta) * price < self.sizing.min_trade_fraction * equity:
             return Action.HOLD, 0.0
         return (Action.BUY if delta > 0 else Action.SELL), round(abs(delta), 6)
+
+
+def _built(cls: type[_T], fields: dict[str, Any]) -> _T:
+    """A frozen dataclass holding ``fields`` (every field), without its ``__init__``'s per-field ``object.__setattr__``.
+
+    The instance compares equal to ``cls(**fields)``; the policy builds three a tick.
+    """
+    instance = object.__new__(cls)
+    instance.__dict__.update(fields)
+    return instance
 
 
 def _first_max(values: list[float]) -> int:

@@ -147,6 +147,10 @@ class SpecialistSet:
             raise KeyError(f"unknown regime {regime!r}: expected one of {REGIMES}")
         return self.forests[REGIMES.index(regime)]
 
+    def kernel_arrays(self) -> tuple[np.ndarray, ...]:
+        """The compiled forests' arrays, for a kernel that computes the margins inside itself (the policy's)."""
+        return self._stack.kernel_arrays()
+
     def margins(self, x: np.ndarray, out: np.ndarray) -> None:
         """Write the three raw margins (log-odds of "up") for one float64 feature vector into ``out``.
 

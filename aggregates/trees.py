@@ -350,6 +350,11 @@ class ForestStack:
     def __len__(self) -> int:
         return len(self.forests)
 
+    def kernel_arrays(self) -> tuple[np.ndarray, ...]:
+        """The stack's node arrays in ``_stack_margins``' argument order, for a kernel that calls it itself."""
+        return (self._left, self._right, self._feature, self._threshold, self._value, self._roots,
+                self._bounds, self._inits, self._rates)
+
     def margins(self, x: np.ndarray, out: np.ndarray) -> None:
         """Write each forest's raw margin for one float64 feature vector into ``out``; allocation-free.
 
