@@ -131,12 +131,19 @@ class PlainEventMapper(Mapper):  # type: ignore[type-arg]
         state = dict(vars(domain_event))
         originator_id = state.pop("originator_id")
         originator_version = state.pop("originator_version")
+        timestamp = state.get("timestamp")
+        if type(timestamp) is datetime:
+            # Wrapped here, as the transcoder's default would (same bytes), without orjson calling back into Python.
+            state["timestamp"] = {"_type_": "datetime_iso", "_data_": timestamp.isoformat()}
         class_version = getattr(cls, "class_version", 1)
         if class_version > 1:
             state["class_version"] = class_version
-        return StoredEvent(
+        # StoredEvent's frozen __init__ sets each field through object.__setattr__; the same fields, set at once.
+        stored = object.__new__(StoredEvent)
+        stored.__dict__.update(
             originator_id=originator_id,
             originator_version=originator_version,
             topic=get_topic(cls),
             state=transcoder.encode_plain(state),
         )
+        return stored
