@@ -151,6 +151,7 @@ def _ensure_day(
                 "INCLUDING GENERATED INCLUDING STORAGE INCLUDING COMPRESSION)"
             ).format(partition, parent)
         )
+        _copy_statistics_targets(conn, parent, partition)
         if table.default_partition is not None:
             default = sql.Identifier(schema, table.default_partition)
             _move_rows(conn, default, partition, table, span)
@@ -159,6 +160,23 @@ def _ensure_day(
             sql.SQL("ALTER TABLE {} ATTACH PARTITION {} {}").format(parent, partition, bounds)
         )
     return name
+
+
+def _copy_statistics_targets(conn: psycopg.Connection[Any], parent: sql.Identifier, partition: sql.Identifier) -> None:
+    """Give ``partition`` the parent's per-column statistics targets, which LIKE leaves out.
+
+    Autovacuum analyzes the partitions, not the parent: a target set on the parent (0 for the
+    JSON documents, migration 0005) only counts if every partition has it too.
+    """
+    with conn.cursor(row_factory=tuple_row) as cursor:
+        targets = cursor.execute(
+            "SELECT attname, attstattarget FROM pg_attribute WHERE attrelid = %s::regclass"
+            " AND attnum > 0 AND NOT attisdropped AND attstattarget >= 0",
+            (parent.as_string(conn),)).fetchall()
+    if targets:
+        conn.execute(sql.SQL("ALTER TABLE {} {}").format(partition, sql.SQL(", ").join(
+            sql.SQL("ALTER COLUMN {} SET STATISTICS {}").format(sql.Identifier(name), sql.Literal(target))
+            for name, target in targets)))
 
 
 def _exists(conn: psycopg.Connection[Any], schema: str, name: str) -> bool:

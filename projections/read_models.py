@@ -143,7 +143,8 @@ _ARCHIVE = BulkInsert("event_archive", (
     ("originator_id", "text", "originator_id::uuid"), ("originator_version", "int4", "originator_version"),
     ("event_type", "text", "event_type"), ("symbol", "text", "symbol"), ("event_time", "timestamptz", "event_time"),
     ("schema_version", "int4", "schema_version"), ("correlation_id", "text", "correlation_id"),
-    ("payload", "jsonb", "payload"),
+    # json: the text is validated, not parsed into jsonb (migration 0004; a jsonb target casts it).
+    ("payload", "json", "payload"),
 ))
 _DECISIONS = BulkInsert("decisions", (
     ("decision_id", "text", "decision_id::uuid"), ("symbol", "text", "symbol"),

@@ -83,6 +83,17 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 Envelope = Mapping[str, Any]
+_LZ4_IF_AVAILABLE = (
+    "SELECT set_config('default_toast_compression', 'lz4', false) FROM pg_settings"
+    " WHERE name = 'default_toast_compression' AND 'lz4' = ANY(enumvals)"
+)
+"""Compress this session's large values (envelopes, SHAP maps) with lz4 where the server has it.
+
+A column without its own compression method is compressed with the setting of the session
+that writes it; pglz was ~30 % of PostgreSQL's CPU for an archived 1.9 KB envelope (measured:
+~86 µs a row with pglz, ~56 µs with lz4). Readers decompress either; a server built without lz4
+keeps pglz (the statement then sets nothing).
+"""
 _REQUIRED = ("event_id", "event_type", "schema_version", "log_position", "symbol", "timestamp_ns")
 
 
@@ -422,13 +433,14 @@ class ProjectionWorker:
             self._postgres_lost(error)
             return False
         use_orjson(conn)
-        if not self.settings.synchronous_commit:
-            try:
+        try:
+            await conn.execute(_LZ4_IF_AVAILABLE)
+            if not self.settings.synchronous_commit:
                 await conn.execute("SET synchronous_commit = off")  # see WorkerSettings.synchronous_commit
-            except psycopg.OperationalError as error:
-                conn.pgconn.finish()
-                self._postgres_lost(error)
-                return False
+        except psycopg.OperationalError as error:
+            conn.pgconn.finish()
+            self._postgres_lost(error)
+            return False
         self._conn = conn
         if self._postgres_down_since is not None:
             log.warning("%s: PostgreSQL is back at %s after %.1f s; resuming from the stored offsets",

@@ -28,7 +28,7 @@ from projections.migrate import (
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-BUNDLED = ["0001_foundation", "0002_time_series", "0003_dead_letters"]
+BUNDLED = ["0001_foundation", "0002_time_series", "0003_dead_letters", "0004_archive_payload_json", "0005_no_statistics_on_documents"]
 TABLES = [
     "schema_migrations", "storage_mode", "projection_tracking", "positions",
     "decision_index", "event_archive", "decisions", "forensics", "dead_letters",
@@ -75,13 +75,30 @@ def test_applies_every_migration_once(
     database_url: str, conn: psycopg.Connection, schema: str
 ) -> None:
     assert apply_migrations(database_url, schema) == BUNDLED
-    assert _recorded(conn, schema) == [(1, "foundation"), (2, "time_series"), (3, "dead_letters")]
+    assert _recorded(conn, schema) == [(1, "foundation"), (2, "time_series"), (3, "dead_letters"), (4, "archive_payload_json"), (5, "no_statistics_on_documents")]
     assert _missing_tables(conn, schema, TABLES) == []
     assert storage_mode(conn, schema) == detect_storage_mode(conn)  # native here
+    # 0004: the native archive keeps payloads as json text (validated, not parsed into jsonb), partitions too.
+    assert set(conn.execute(
+        "SELECT DISTINCT a.atttypid::regtype::text FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid"
+        " JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relname LIKE 'event_archive%%'"
+        " AND a.attname = 'payload'", (schema,)).fetchall()) == {("json",)}
+    # 0005: no planner statistics for the JSON documents, in the parents and every partition (those
+    # ensure_partitions created after the migrations included): autovacuum analyzes the partitions.
+    documents = {"decisions": ["regime_probs", "strategy_weights", "features", "risk_checks", "fill"],
+                 "forensics": ["shap_values", "top_features", "risk_checks", "fill"], "event_archive": ["payload"]}
+    for table, columns in documents.items():
+        targets = conn.execute(
+            "SELECT c.relname, a.attname, a.attstattarget FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid"
+            " JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relkind IN ('r', 'p')"
+            " AND c.relname ~ %s AND a.attname = ANY(%s)", (schema, f"^{table}(_p[0-9]{{8}}|_default)?$", columns)
+        ).fetchall()
+        assert len({relname for relname, _, _ in targets}) > 3  # the parent, the default and the daily partitions
+        assert {(name, target) for _, name, target in targets} == {(name, 0) for name in columns}
 
     assert apply_migrations(database_url, schema) == []  # by URL ...
     assert apply_migrations(conn, schema) == []  # ... or on a connection
-    assert _recorded(conn, schema) == [(1, "foundation"), (2, "time_series"), (3, "dead_letters")]
+    assert _recorded(conn, schema) == [(1, "foundation"), (2, "time_series"), (3, "dead_letters"), (4, "archive_payload_json"), (5, "no_statistics_on_documents")]
 
 
 def test_a_new_migration_is_applied_alone(
@@ -90,8 +107,8 @@ def test_a_new_migration_is_applied_alone(
     folder = _copy_of_bundled(tmp_path)
     settings = MigrationSettings(migrations_dir=folder)
     apply_migrations(database_url, schema, settings)
-    (folder / "0004_notes.sql").write_text("CREATE TABLE {schema}.notes (body text);\n")
-    assert apply_migrations(database_url, schema, settings) == ["0004_notes"]
+    (folder / "0006_notes.sql").write_text("CREATE TABLE {schema}.notes (body text);\n")
+    assert apply_migrations(database_url, schema, settings) == ["0006_notes"]
     assert _missing_tables(conn, schema, ["notes"]) == []
 
 
@@ -99,14 +116,14 @@ def test_a_failing_migration_is_rolled_back_and_named(
     tmp_path: Path, database_url: str, conn: psycopg.Connection, schema: str
 ) -> None:
     folder = _copy_of_bundled(tmp_path)
-    (folder / "0004_broken.sql").write_text(
+    (folder / "0006_broken.sql").write_text(
         "CREATE TABLE {schema}.half_done (a int);\nSELECT no_such_function();\n"
     )
     settings = MigrationSettings(migrations_dir=folder)
-    with pytest.raises(MigrationError, match="migration 0004_broken .* rolled back") as raised:
+    with pytest.raises(MigrationError, match="migration 0006_broken .* rolled back") as raised:
         apply_migrations(database_url, schema, settings)
     assert "no_such_function" in str(raised.value)
-    assert _recorded(conn, schema) == [(1, "foundation"), (2, "time_series"), (3, "dead_letters")]
+    assert _recorded(conn, schema) == [(1, "foundation"), (2, "time_series"), (3, "dead_letters"), (4, "archive_payload_json"), (5, "no_statistics_on_documents")]
     assert _missing_tables(conn, schema, ["half_done"]) == ["half_done"]
 
 
@@ -118,7 +135,7 @@ def test_a_migration_changed_after_it_was_applied_is_refused(
     apply_migrations(database_url, schema, settings)
     with (folder / "0001_foundation.sql").open("a") as changed:
         changed.write("CREATE TABLE {schema}.sneaked_in (a int);\n")
-    (folder / "0004_notes.sql").write_text("CREATE TABLE {schema}.notes (body text);\n")
+    (folder / "0006_notes.sql").write_text("CREATE TABLE {schema}.notes (body text);\n")
 
     with pytest.raises(MigrationChecksumMismatch) as raised:
         apply_migrations(database_url, schema, settings)
@@ -164,7 +181,7 @@ def test_concurrent_appliers_apply_each_migration_once(
         thread.join()
     assert errors == []
     assert sorted(label for applied in results for label in applied) == BUNDLED
-    assert _recorded(conn, schema) == [(1, "foundation"), (2, "time_series"), (3, "dead_letters")]
+    assert _recorded(conn, schema) == [(1, "foundation"), (2, "time_series"), (3, "dead_letters"), (4, "archive_payload_json"), (5, "no_statistics_on_documents")]
 
 
 def test_any_schema_name_is_quoted(database_url: str, conn: psycopg.Connection) -> None:

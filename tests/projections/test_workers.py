@@ -85,6 +85,11 @@ def test_every_decision_gets_exactly_one_forensics_row_and_the_read_models_match
         )
 
     run_workers(workers, done)
+    # The workers' sessions compress with lz4 (this PostgreSQL has it): no large value pglz-compressed.
+    compressed = ("SELECT count(*) FROM (SELECT pg_column_compression(payload) AS m FROM {s}.event_archive"
+                  " UNION ALL SELECT pg_column_compression(shap_values) FROM {s}.forensics) AS c WHERE m = ")
+    assert count(database_url, schema, compressed + "'pglz'") == 0
+    assert count(database_url, schema, compressed + "'lz4'") > 0
     fills = count(database_url, schema, "SELECT count(*) FROM {s}.event_archive WHERE event_type = 'Trading.Order.Filled.v2'")
     assert fills > 0
     assert count(database_url, schema, "SELECT count(*) FROM {s}.decisions WHERE fill IS NOT NULL") == fills
