@@ -14,9 +14,9 @@ Envelope, schema version 2 (what the relay writes)::
      "state": {...}}             # the stored state, byte for byte as committed
 
 Encode once: the relay splices the bytes the shard stored into the envelope
-without decoding or re-encoding them, so relaying costs a few microseconds an
-event (perf.forensics ``relay_throughput_per_s``; measured in docs/design.md,
-"Backbone"). The consumers' one reader, :func:`read_envelope`, gives every
+without decoding or re-encoding them: decoding and re-encoding each state was
+most of the relay's CPU (see docs/design.md (Events) for the figures). The
+consumers' one reader, :func:`read_envelope`, gives every
 envelope, of either schema, in the shape of schema version 1::
 
     {"event_id": "<uuid>", "event_type": "Trading.Decision.Taken.v2",

@@ -16,7 +16,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from psycopg import sql
 
 from backbone.broker import run_coroutine
-from backbone.envelope import topic_for, unpack
+from backbone.envelope import read_envelope, topic_for, unpack
 from backbone.relay import Relay, RelaySettings
 from backbone.topics import (
     TopicSettings,
@@ -168,13 +168,18 @@ def test_poison_messages_go_to_the_dead_letter_topic_with_their_reason_and_the_r
 
 
 def _decision_envelopes(redis_url, store, servers, topics: TopicSettings):
-    """Envelopes as the relay would send them, without sending them (a scratch relay prefix)."""
+    """Decision envelopes of the relay's events, without sending them (a scratch relay prefix), as schema 1 records.
+
+    The relay writes schema 2; read back (``read_envelope``) they are the schema 1 envelopes of the
+    same events, which the workers still read (old records), and whose fields these tests vary.
+    """
     scratch = TopicSettings(partitions=1, prefix=topics.prefix + "scratch.")
     relay_until_caught_up(Relay(redis_url, store, servers, scratch, feature_names, RelaySettings(name="scratch")))
     for value, _ in _read_all(servers, scratch.name("trading_decisions"), 1):
-        for envelope in unpack(orjson.loads(value)):
+        for item in unpack(orjson.loads(value)):
+            envelope = dict(read_envelope(item))
             if "trading_decision" in envelope:
-                yield envelope
+                yield {**envelope, "schema_version": 1}
 
 
 def _read_all(servers: str, topic: str, at_least: int) -> list[tuple[bytes, list]]:
