@@ -46,7 +46,6 @@ and dead-letters only the broken envelope (:func:`decode_pack_lines`).
 from __future__ import annotations
 
 import functools
-import hashlib
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Callable, Mapping, NamedTuple, Sequence
@@ -382,7 +381,7 @@ class RecordBuilder:
                 extra += _WRAPPED
             position = entry_id[:-2]
             line = line_template % (
-                _event_id(facts.id_text + b"/" + version), position,
+                uuid5_text(_EVENT_NAMESPACE_BYTES, facts.id_text + b"/" + version).encode(), position,
                 facts.id_json, version, facts.symbol_json, route.topic_json, store_json, extra, state,
             )
             group = facts.key if route.kafka_topic == _DEFAULT_TOPIC else (route.kafka_topic, facts.key)
@@ -435,18 +434,9 @@ class RecordBuilder:
             try:
                 names = b',"feature_names":' + orjson.dumps(list(self._feature_names(version.decode())))
             except (KeyError, UnicodeDecodeError):
-                names = b""
+                return b""  # unknown here (yet): asked again next time, as schema 1 did
             self._names[version] = names
         return names
-
-
-def _event_id(name: bytes) -> bytes:
-    # event_id_text's uuid5 on bytes, formatted without a bytearray (one per relayed event).
-    h = hashlib.sha1(_EVENT_NAMESPACE_BYTES + name).hexdigest()
-    return f"{h[:8]}-{h[8:12]}-5{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:32]}".encode()
-
-
-_VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}
 
 
 def _last_position(record: EventRecord) -> int:
