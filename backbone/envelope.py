@@ -475,6 +475,7 @@ def decode_pack_lines(value: bytes) -> list[Any] | None:
 
 
 _TRANSCODER = OrjsonTranscoder()
+_V2_FIELDS = ("event_id", "log_position", "originator_id", "originator_version", "symbol", "topic", "state")
 
 
 def read_envelope(item: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -484,11 +485,14 @@ def read_envelope(item: Mapping[str, Any]) -> Mapping[str, Any]:
     state: event type, time, correlation id and the decision body or payload.
 
     Raises:
-        ValueError: a schema 2 envelope whose state is not an object.
+        ValueError: a schema 2 envelope without its fields, or whose state is not an object.
     """
     if item.get("schema_version") != ENVELOPE_SCHEMA_VERSION:
         return item
-    state = item.get("state")
+    missing = [k for k in _V2_FIELDS if k not in item]
+    if missing:
+        raise ValueError(f"a schema 2 envelope without {missing}")
+    state = item["state"]
     if not isinstance(state, dict):
         raise ValueError(f"the stored state must be an object, not {type(state).__name__}")
     timestamp_ns = _int_or_zero(state.get("timestamp_ns"))
@@ -503,17 +507,17 @@ def read_envelope(item: Mapping[str, Any]) -> Mapping[str, Any]:
         state = orjson.loads(orjson.dumps(decoded, default=str))
     else:
         timestamp_ns = timestamp_ns or _ns_of(state.get("timestamp"))
-    topic = str(item.get("topic"))
+    topic = str(item["topic"])
     timestamp = _iso(timestamp_ns)
     envelope: dict[str, Any] = {
-        "event_id": item.get("event_id"),
+        "event_id": item["event_id"],
         "event_type": f"{topic}.v{_int_or_zero(state.get('class_version', 1))}",
         "schema_version": ENVELOPE_SCHEMA_VERSION,
         "store": item.get("store"),
-        "log_position": item.get("log_position"),
-        "originator_id": item.get("originator_id"),
-        "originator_version": item.get("originator_version"),
-        "symbol": item.get("symbol"),
+        "log_position": item["log_position"],
+        "originator_id": item["originator_id"],
+        "originator_version": item["originator_version"],
+        "symbol": item["symbol"],
         "timestamp": timestamp,
         "timestamp_ns": timestamp_ns,
         "correlation_id": state.get("correlation_id"),

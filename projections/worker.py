@@ -56,7 +56,14 @@ from aiokafka import (
 from aiokafka.errors import KafkaError
 from psycopg import sql
 
-from backbone.envelope import ENVELOPE_SCHEMA_VERSION, READABLE_SCHEMA_VERSIONS, Undecodable, decode_pack_lines, read_envelope, unpack
+from backbone.envelope import (
+    ENVELOPE_SCHEMA_VERSION,
+    READABLE_SCHEMA_VERSIONS,
+    Undecodable,
+    decode_pack_lines,
+    read_envelope,
+    unpack,
+)
 from backbone.topics import (
     TopicSettings,
     dead_letter_topic,
