@@ -21,30 +21,22 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
-import orjson
 import redis
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from backbone.circuit import BreakerSettings, CircuitBreaker, CircuitState
-from backbone.envelope import (
-    EventRecord,
-    StoredNotification,
-    envelope_record,
-    pack_records,
-)
+from backbone.envelope import EventRecord, RecordBuilder
 from backbone.errors import TopicError
 from backbone.topics import TopicSettings, ensure_topics, glassbox_topics
 from edge.batching import StepSpacing
 from edge.eventstore import RedisApplicationRecorder, RedisDatastore, RedisStoreSettings
 from edge.store_layout import StoreKeys
-from edge.transcoding import OrjsonTranscoder
 
 __all__ = ["Relay", "RelayKeys", "RelayMetrics", "RelayPosition", "RelaySettings"]
 
 log = logging.getLogger(__name__)
 
-_TYPE_MARKER = b'"_type_"'
 _BROKER_TROUBLE = (KafkaError, TopicError, OSError, asyncio.TimeoutError)
 
 
@@ -169,7 +161,8 @@ class Relay:
 
     Use :meth:`step` for one batch or :meth:`run` until an event is set.
     ``feature_names(model_version)`` names decision feature vectors in the
-    envelope (see :func:`backbone.envelope.envelope_record`).
+    envelope (see :class:`backbone.envelope.RecordBuilder`: stored states are
+    forwarded as they were committed, never decoded and encoded again).
     """
 
     def __init__(
@@ -186,10 +179,10 @@ class Relay:
         self.store_name = store_name
         self._topics = topics
         self._bootstrap = bootstrap_servers
-        self._feature_names = feature_names
         self._datastore = RedisDatastore(RedisStoreSettings(url=redis_url, key_prefix=store_name))
         self._recorder = RedisApplicationRecorder(self._datastore)
-        self._transcoder = OrjsonTranscoder()
+        self._builder = RecordBuilder(store_name, feature_names, self.settings.pack_max_events,
+                                      self.settings.pack_max_bytes)
         self._client = redis.Redis.from_url(redis_url)
         self.position = RelayPosition(self._client, store_name, self.settings.name)
         self.breaker = CircuitBreaker(self.settings.breaker, clock)
@@ -274,32 +267,13 @@ class Relay:
                 log.debug("relay %s: a read-ahead failed; reading again", self.settings.name)
 
     def _read(self, after: int) -> _Batch:
-        # Runs in a worker thread: decoding and enveloping overlap the broker's acknowledgement.
+        # Runs in a worker thread: enveloping overlaps the broker's acknowledgement.
         head = self._recorder.max_notification_id() or 0
         self.metrics.head = head
-        entries = self._recorder.read_log_entries(after, self.settings.batch_size, self.settings.block_ms)
-        if not entries:
+        flat = self._recorder.read_log_flat(after, self.settings.batch_size, self.settings.block_ms)
+        if not flat:
             return _Batch(0, 0, [])
-        records = [
-            envelope_record(
-                StoredNotification(e.position, e.originator_id, e.originator_version, e.topic,
-                                   self._decode_state(e.state)),
-                self.store_name, self._feature_names,
-            )
-            for e in entries
-        ]
-        packed = pack_records(records, self.settings.pack_max_events, self.settings.pack_max_bytes)
-        return _Batch(records[-1].log_position, len(records), packed)
-
-    def _decode_state(self, data: bytes) -> dict[str, Any]:
-        # Plain orjson unless something besides the event's timestamp is wrapped by the
-        # transcoder: the envelope reads the time from timestamp_ns, and unwrapping every
-        # state would cost the relay a third of its time.
-        state = orjson.loads(data)
-        wrapped_timestamp = isinstance(state.get("timestamp"), dict)
-        if data.count(_TYPE_MARKER) > wrapped_timestamp:
-            return self._transcoder.decode(data)
-        return state
+        return _Batch(int(flat[-5][:-2]), len(flat) // 5, self._builder.build(flat))
 
     async def _produce(self, records: list[EventRecord]) -> None:
         timeout = self.settings.request_timeout_ms / 1000

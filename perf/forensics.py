@@ -3,7 +3,9 @@
     python -m perf.forensics --symbols 50 --ticks 1000 --json out.json
 
 1. Fills an event store with decisions (the real hot path on synthetic ticks).
-2. ``relay_throughput_per_s``: the relay moves the whole log to the broker.
+2. ``relay_throughput_per_s``: the relay moves the whole log to the broker;
+   ``relay_cpu_us_per_event`` the relay's CPU for it (this process's, read
+   thread and event loop; Redis and the broker are processes of their own).
 3. ``shap_raw_rows_per_s``: ``shap.TreeExplainer`` alone on the deployed
    model's three specialists (the floor of the forensics projection).
 4. ``forensics_rows_per_s_per_worker``: one forensics worker from the first
@@ -47,7 +49,7 @@ from projections.worker import Projection, ProjectionWorker, WorkerSettings
 
 
 def relay_all(services: Services, store: str, name: str = "relay") -> float:
-    """Seconds the relay takes to move the whole log."""
+    """Seconds the relay takes to move the whole log (:data:`RELAY_CPU_S` its CPU seconds, this process's)."""
     relay = Relay(services.redis_url, store, services.kafka_servers, services.topics,
                   registry_feature_names(services.registry), RelaySettings(name=name))
 
@@ -59,9 +61,14 @@ def relay_all(services: Services, store: str, name: str = "relay") -> float:
             await relay.close()
 
     settle_garbage_collector()  # as relay_main does
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     run_coroutine(drive())
+    RELAY_CPU_S[0] = time.process_time() - cpu
     return time.perf_counter() - started
+
+
+RELAY_CPU_S = [0.0]
+"""CPU seconds of the last :func:`relay_all` (its read thread and event loop: the relay's own process)."""
 
 
 def shap_raw_rows_per_s(services: Services, rows: int) -> float:
@@ -164,6 +171,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         lag50, lag99, live_rate = live_lag_ms(services, 10, args.live_rate, args.live_seconds)
     metrics = {
         "relay_throughput_per_s": events / relay_s,
+        "relay_cpu_us_per_event": RELAY_CPU_S[0] / events * 1e6,
         "shap_raw_rows_per_s": raw,
         "forensics_rows_per_s_per_worker": decisions / forensics_s,
         "forensics_vs_raw_ratio": decisions / forensics_s / raw,

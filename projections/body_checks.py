@@ -1,7 +1,7 @@
 """Checks of the envelope fields and bodies each projection writes, before any row is written.
 
 Pure code. An envelope that passed :func:`projections.worker.check_envelope`
-(it has the required keys and schema version 1) may still carry values no
+(it has the required keys and a readable schema version) may still carry values no
 table can hold: an ``event_id`` that is no UUID, a ``null`` quantity, a NaN
 price, a dict where a symbol belongs, a timestamp past year 9999. These
 checks catch such a record cheaply and say which field is wrong, so it is
@@ -121,7 +121,7 @@ def check_event_fields(envelope: Mapping[str, Any]) -> None:
     _uuid(envelope, "originator_id")
     _integer(envelope, "originator_version", -_INT32 - 1, _INT32)
     _integer(envelope, "log_position", 0, INT64_MAX)
-    _integer(envelope, "schema_version", 1, 1)
+    _integer(envelope, "schema_version", 1, 2)
     _integer(envelope, "timestamp_ns", _INT64_MIN, INT64_MAX)
     _text(envelope, "event_type")
     _text(envelope, "symbol", optional=True)

@@ -56,7 +56,14 @@ from aiokafka import (
 from aiokafka.errors import KafkaError
 from psycopg import sql
 
-from backbone.envelope import ENVELOPE_SCHEMA_VERSION, unpack
+from backbone.envelope import (
+    ENVELOPE_SCHEMA_VERSION,
+    READABLE_SCHEMA_VERSIONS,
+    Undecodable,
+    decode_pack_lines,
+    read_envelope,
+    unpack,
+)
 from backbone.topics import (
     TopicSettings,
     dead_letter_topic,
@@ -100,28 +107,42 @@ _REQUIRED = ("event_id", "event_type", "schema_version", "log_position", "symbol
 def decode_envelopes(value: bytes | None) -> list[Any]:
     """The items of one record: a single envelope, or the envelopes of a pack (unchecked).
 
+    A schema 2 pack that is not JSON as a whole is read line by line: its
+    broken lines come back as :class:`backbone.envelope.Undecodable` items,
+    which :func:`check_envelope` refuses, so only those are dead-lettered.
+
     Raises:
         PoisonMessage: the value is not JSON.
     """
     try:
         return unpack(orjson.loads(value or b""))
     except orjson.JSONDecodeError as error:
-        raise PoisonMessage("undecodable", f"not JSON ({error})", permanent=True) from None
+        lines = decode_pack_lines(value or b"")
+        if lines is None:
+            raise PoisonMessage("undecodable", f"not JSON ({error})", permanent=True) from None
+        return lines
 
 
 def check_envelope(item: object) -> Envelope:
-    """``item`` as an envelope this worker reads.
+    """``item`` as an envelope this worker reads, in schema 1's shape (:func:`backbone.envelope.read_envelope`).
 
     Raises:
         PoisonMessage: not an envelope, or an envelope schema this code does not read.
     """
+    if isinstance(item, Undecodable):
+        raise PoisonMessage("undecodable", item.reason, permanent=True)
+    if isinstance(item, dict) and item.get("schema_version") == ENVELOPE_SCHEMA_VERSION:
+        try:
+            item = read_envelope(item)
+        except ValueError as error:
+            raise PoisonMessage("invalid_record", str(error), permanent=True) from None
     if not isinstance(item, dict) or any(k not in item for k in _REQUIRED):
         missing = [k for k in _REQUIRED if not isinstance(item, dict) or k not in item]
         raise PoisonMessage("undecodable", f"not an event envelope (missing {missing})", permanent=True)
-    if item["schema_version"] != ENVELOPE_SCHEMA_VERSION:
+    if item["schema_version"] not in READABLE_SCHEMA_VERSIONS:
         raise PoisonMessage(
             "unknown_schema_version",
-            f"envelope schema {item['schema_version']!r}; this worker reads {ENVELOPE_SCHEMA_VERSION}",
+            f"envelope schema {item['schema_version']!r}; this worker reads {sorted(READABLE_SCHEMA_VERSIONS)}",
             permanent=True,
         )
     return item
@@ -697,6 +718,8 @@ def _value_of(message: Any, item: object, alone: bool) -> bytes | None:
     """What a dead letter carries: the record's bytes, or the one envelope of a pack."""
     if alone:
         return message.value
+    if isinstance(item, Undecodable):
+        return item.line
     try:
         return orjson.dumps(item)
     except TypeError:

@@ -366,15 +366,19 @@ def test_every_route_the_readme_lists_is_served() -> None:
     assert [r for r in listed if r not in served] == []
 
 
-def test_the_envelope_shape_in_its_docstring_is_what_the_relay_builds() -> None:
+def test_the_envelope_shapes_in_its_docstring_are_what_the_relay_builds_and_the_workers_read() -> None:
     doc = backbone.envelope.__doc__ or ""
-    shown = set(re.findall(r'"(\w+)": ', doc.split("Envelope, schema version 1::", 1)[1].split("``event_id``")[0]))
-    note = backbone.envelope.StoredNotification(
-        log_position=42, originator_id=UUID(int=1), originator_version=7, topic="Regime.Probabilities.Changed",
-        state={"symbol": "GOOG", "timestamp_ns": 1_795_000_000_000_000_000, "correlation_id": "1-0",
-               "previous": "bull", "current": "bear"})
-    built = orjson.loads(backbone.envelope.envelope_record(note, "glassbox:shard-0", lambda v: []).value)
-    assert shown - {"trading_decision"} == set(built)  # a decision carries trading_decision instead of payload
+    written = doc.split("Envelope, schema version 2 (what the relay writes)::", 1)[1].split("Encode once")[0]
+    read = doc.split("in the shape of schema version 1::", 1)[1].split("(``schema_version``")[0]
+    state = {"symbol": "GOOG", "timestamp_ns": 1_795_000_000_000_000_000, "correlation_id": "1-0",
+             "previous": "bull", "current": "bear", "model_version": "m"}
+    flat = [b"42-0", str(UUID(int=1)).encode(), b"7", b"Regime.Probabilities.Changed", orjson.dumps(state)]
+    record = backbone.envelope.RecordBuilder("glassbox:shard-0", lambda v: [], 100, 10_000).build(flat)[0]
+    built = orjson.loads(record.value)[0]
+    optional = {"feature_names", "wrapped"}  # a decision's names; transcoder-wrapped values
+    assert set(re.findall(r'"(\w+)": ', written)) - optional == set(built)
+    shown = set(re.findall(r'"(\w+)": ', read))
+    assert shown - {"trading_decision"} == set(backbone.envelope.read_envelope(built))  # a decision: instead of payload
 
 
 # -- the design document ----------------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ from aiokafka import AIOKafkaConsumer
 
 from actors.features import FEATURE_NAMES
 from backbone.broker import run_coroutine
-from backbone.envelope import unpack
+from backbone.envelope import read_envelope, unpack
 from backbone.relay import Relay
 from backbone.topics import EVENT_TOPICS, TopicSettings
 
@@ -38,7 +38,8 @@ def consume_all(servers: str, topics: TopicSettings, expected: int, timeout_ms: 
                     break
                 for messages in batch.values():
                     for m in messages:
-                        for envelope in unpack(orjson.loads(m.value)):
+                        for item in unpack(orjson.loads(m.value)):
+                            envelope = dict(read_envelope(item))  # as every consumer reads it
                             envelope["_headers"] = dict(m.headers)
                             envelope["_key"] = m.key
                             envelope["_topic"] = m.topic

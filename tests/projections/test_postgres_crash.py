@@ -12,7 +12,7 @@ import signal
 
 import orjson
 
-from backbone.envelope import unpack
+from backbone.envelope import read_envelope, unpack
 from backbone.relay import Relay, RelaySettings
 from projections.migrate import apply_migrations
 from projections.postgres_server import EmbeddedPostgres
@@ -33,7 +33,7 @@ def test_a_postgresql_killed_mid_stream_loses_no_decision_and_applies_no_fill_tw
     relay_until_caught_up(Relay(redis_url, store, kafka_servers, topic_settings, feature_names,
                                 RelaySettings(pack_max_events=1)))
     topic = topic_settings.name("trading_decisions")
-    envelopes = [e for value, _ in _read_all(kafka_servers, topic, 1) for e in unpack(orjson.loads(value))]
+    envelopes = [read_envelope(e) for value, _ in _read_all(kafka_servers, topic, 1) for e in unpack(orjson.loads(value))]
     decisions = {e["trading_decision"]["decision_id"] for e in envelopes if e["event_type"] == DECISION}
     fills = sorted((e for e in envelopes if e["event_type"] in FILLS), key=lambda e: e["log_position"])
     expected: dict[str, tuple[float, float]] = {}

@@ -16,7 +16,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from psycopg import sql
 
 from backbone.broker import run_coroutine
-from backbone.envelope import topic_for, unpack
+from backbone.envelope import RecordBuilder, read_envelope, topic_for, unpack
 from backbone.relay import Relay, RelaySettings
 from backbone.topics import (
     TopicSettings,
@@ -24,6 +24,7 @@ from backbone.topics import (
     ensure_topics,
     glassbox_topics,
 )
+from edge.eventstore import RedisApplicationRecorder, RedisDatastore, RedisStoreSettings
 from projections.forensics import ExplainerCache
 from projections.forensics_projection import ForensicsProjection
 from projections.migrate import apply_migrations
@@ -172,14 +173,52 @@ def test_poison_messages_go_to_the_dead_letter_topic_with_their_reason_and_the_r
     assert all(dict(h)["source"].startswith(topic.encode()) for _, h in letters)
 
 
+def test_a_corrupt_stored_state_dead_letters_only_its_envelope_of_a_schema_2_pack(
+    redis_url, store, kafka_servers, topic_settings, database_url, migrated, model_registry
+):
+    schema = migrated
+    recorder = RedisApplicationRecorder(RedisDatastore(RedisStoreSettings(url=redis_url, key_prefix=store)))
+    flat = recorder.read_log_flat(0, 10_000, None)
+    entries = [flat[i:i + 5] for i in range(0, len(flat), 5)]
+    desk = next(e[1] for e in entries if e[3] == b"Trading.Decision.Taken")
+    three = [e for e in entries if e[1] == desk and e[3] == b"Trading.Decision.Taken"][:3]
+    three[1] = [*three[1][:4], three[1][4][:40]]  # the middle decision's state cut short: not JSON
+    [record] = RecordBuilder(store, feature_names, 100, 1_000_000).build([x for e in three for x in e])
+    topic = topic_settings.name("trading_decisions")
+
+    async def produce() -> None:
+        await ensure_topics(kafka_servers, glassbox_topics(topic_settings, ["forensics"]))
+        producer = AIOKafkaProducer(bootstrap_servers=kafka_servers, acks="all")
+        await producer.start()
+        try:
+            await producer.send_and_wait(topic, record.value, key=record.key, headers=list(record.headers))
+        finally:
+            await producer.stop()
+
+    run_coroutine(produce())
+    [worker] = workers_for([ForensicsProjection(ExplainerCache(model_registry))], kafka_servers, database_url, schema,
+                           topic_settings)
+    run_workers([worker], lambda: count(database_url, schema, "SELECT count(*) FROM {s}.forensics") == 2
+                and worker.metrics.dead_letter_reasons)
+    assert worker.metrics.dead_letter_reasons == {"undecodable": 1}
+    [(index, value)] = [tuple(r) for r in psycopg.connect(database_url).execute(sql.SQL(
+        "SELECT pack_index, record_value FROM {}.dead_letters").format(sql.Identifier(schema))).fetchall()]
+    assert index == 1 and bytes(value).endswith(three[1][4] + b"}")  # the broken line, as it travelled
+
+
 def _decision_envelopes(redis_url, store, servers, topics: TopicSettings):
-    """Envelopes as the relay would send them, without sending them (a scratch relay prefix)."""
+    """Decision envelopes of the relay's events, without sending them (a scratch relay prefix), as schema 1 records.
+
+    The relay writes schema 2; read back (``read_envelope``) they are the schema 1 envelopes of the
+    same events, which the workers still read (old records), and whose fields these tests vary.
+    """
     scratch = TopicSettings(partitions=1, prefix=topics.prefix + "scratch.")
     relay_until_caught_up(Relay(redis_url, store, servers, scratch, feature_names, RelaySettings(name="scratch")))
     for value, _ in _read_all(servers, scratch.name("trading_decisions"), 1):
-        for envelope in unpack(orjson.loads(value)):
+        for item in unpack(orjson.loads(value)):
+            envelope = dict(read_envelope(item))
             if "trading_decision" in envelope:
-                yield envelope
+                yield {**envelope, "schema_version": 1}
 
 
 def _read_all(servers: str, topic: str, at_least: int) -> list[tuple[bytes, list]]:
