@@ -204,9 +204,9 @@ def trading_decision(
 
 
 def _decision_body(state: Mapping[str, Any], timestamp: str, names: Sequence[str]) -> dict[str, Any]:
-    vector = list(state["features"])
+    vector = state["features"]
     features: dict[str, float] | list[float] = (
-        dict(zip(names, vector, strict=True)) if len(names) == len(vector) else vector
+        dict(zip(_known_names(state["model_version"], names), vector)) if len(names) == len(vector) else list(vector)
     )
     return {
         "event_type": "trading_decision",
@@ -217,7 +217,8 @@ def _decision_body(state: Mapping[str, Any], timestamp: str, names: Sequence[str
         "quantity": state["quantity"],
         "confidence": state["confidence"],
         "regime_probs": state["regime_probs"],
-        "strategy_weights": {f"{regime}_specialist": w for regime, w in state["strategy_weights"].items()},
+        "strategy_weights": {_SPECIALISTS.get(regime) or f"{regime}_specialist": w
+                             for regime, w in state["strategy_weights"].items()},
         "features": features,
         "risk_checks": state["risk_checks"],
         "risk_passed": state["risk_passed"],
@@ -232,6 +233,25 @@ def _decision_body(state: Mapping[str, Any], timestamp: str, names: Sequence[str
         "min_trade_fraction": state["min_trade_fraction"] if "min_trade_fraction" in state
         else v1_min_trade_fraction(state),
     }
+
+
+_SPECIALISTS = {regime: f"{regime}_specialist" for regime in ("bull", "bear", "sideways")}
+_NAMES: dict[object, tuple[list[str], tuple[str, ...]]] = {}
+"""Per model version, the feature names last met and the same names kept (see :func:`_known_names`)."""
+
+
+def _known_names(version: object, names: Sequence[str]) -> Sequence[str]:
+    # Every decision of a model version carries the same names, decoded afresh each time: new
+    # strings whose hashes the features dict would compute again. Equal to the names kept for its
+    # version (a comparison, no hashing), the kept ones, whose hashes are known, are used instead.
+    found = _NAMES.get(version) if type(version) is str else None
+    if found is not None and found[0] == names:
+        return found[1]
+    if type(version) is str and type(names) is list:
+        if len(_NAMES) >= 64:
+            _NAMES.clear()
+        _NAMES[version] = (names, tuple(names))
+    return names
 
 
 def pack_records(records: Sequence[EventRecord], max_events: int, max_bytes: int) -> list[EventRecord]:
@@ -476,6 +496,7 @@ def decode_pack_lines(value: bytes) -> list[Any] | None:
 
 _TRANSCODER = OrjsonTranscoder()
 _V2_FIELDS = ("event_id", "log_position", "originator_id", "originator_version", "symbol", "topic", "state")
+_V2_KEYS = frozenset(_V2_FIELDS)
 
 
 def read_envelope(item: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -489,8 +510,8 @@ def read_envelope(item: Mapping[str, Any]) -> Mapping[str, Any]:
     """
     if item.get("schema_version") != ENVELOPE_SCHEMA_VERSION:
         return item
-    missing = [k for k in _V2_FIELDS if k not in item]
-    if missing:
+    if not _V2_KEYS <= item.keys():
+        missing = [k for k in _V2_FIELDS if k not in item]
         raise ValueError(f"a schema 2 envelope without {missing}")
     state = item["state"]
     if not isinstance(state, dict):

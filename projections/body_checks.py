@@ -18,6 +18,7 @@ characters; no text holds a NUL (PostgreSQL refuses it).
 from __future__ import annotations
 
 import math
+import re
 from typing import Any, Mapping
 from uuid import UUID
 
@@ -51,8 +52,14 @@ def _invalid(field: str, problem: str, value: object) -> PoisonMessage:
     return PoisonMessage("invalid_record", f"{field} {problem} (got {shown})", permanent=True)
 
 
+_CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}").fullmatch
+"""The form every id the relay and the desks write has: a match needs no ``UUID()`` (a fifth of its cost)."""
+
+
 def _uuid(body: Mapping[str, Any], field: str, where: str = "") -> None:
     value = body.get(field)
+    if type(value) is str and _CANONICAL_UUID(value):
+        return
     ok = isinstance(value, str) and len(value) <= 64
     if ok:
         try:
@@ -85,6 +92,8 @@ def _integer(body: Mapping[str, Any], field: str, low: int, high: int, where: st
 
 
 def _finite(value: object, field: str) -> None:
+    if (type(value) is float or type(value) is int) and -MAX_MAGNITUDE <= value <= MAX_MAGNITUDE:
+        return  # the common case, decided without a call (NaN compares false and is refused below)
     if type(value) not in (int, float):
         raise _invalid(field, "must be a number", value)
     try:
@@ -108,7 +117,8 @@ def _number_map(body: Mapping[str, Any], field: str, where: str, keys: tuple[str
         if key not in value:
             raise _invalid(where + field, f"must hold {key!r}", value)
     for key, number in value.items():
-        _finite(number, f"{where}{field}.{key}")
+        if not ((type(number) is float or type(number) is int) and -MAX_MAGNITUDE <= number <= MAX_MAGNITUDE):
+            _finite(number, f"{where}{field}.{key}")
 
 
 def check_event_fields(envelope: Mapping[str, Any]) -> None:
@@ -158,7 +168,8 @@ def check_decision(envelope: Mapping[str, Any]) -> None:
     if not isinstance(values, (list, type({}.values()))):
         raise _invalid(w + "features", "must be an object or a list of numbers", features)
     for value in values:
-        if value is not None:
+        if value is not None and not (
+                (type(value) is float or type(value) is int) and -MAX_MAGNITUDE <= value <= MAX_MAGNITUDE):
             _finite(value, w + "features")
     if not isinstance(d.get("risk_checks"), (dict, list)):
         raise _invalid(w + "risk_checks", "must be an object or a list", d.get("risk_checks"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from uuid import UUID
 
 import psycopg
 import pytest
@@ -111,3 +112,55 @@ def test_a_fill_out_of_shape_is_named():
     check_fill(fill)
     with pytest.raises(PoisonMessage, match="payload.side"):
         check_fill({**fill, "payload": {**fill["payload"], "side": None}})
+
+
+def _number_ok(value: object) -> bool:
+    """The rule the number checks state, written the plain way (their fast paths must agree)."""
+    if type(value) not in (int, float):
+        return False
+    try:
+        return abs(float(value)) <= 1e12  # type: ignore[arg-type]
+    except OverflowError:
+        return False
+
+
+def _uuid_ok(value: object) -> bool:
+    if not isinstance(value, str) or len(value) > 64:
+        return False
+    try:
+        UUID(value)
+    except ValueError:
+        return False
+    return True
+
+
+_ANY_VALUE = st.one_of(
+    st.none(), st.booleans(), st.integers(), st.integers(min_value=-2 * 10**12, max_value=2 * 10**12),
+    st.sampled_from([10**12, -10**12, 10**12 + 1, 1e12, -1e12, 1e12 + 0.5, 2**53 + 1, 10**400]),
+    st.floats(allow_nan=True, allow_infinity=True), st.text(), st.binary(), st.lists(st.floats(), max_size=3),
+    st.dictionaries(st.text(max_size=3), st.integers(), max_size=2), st.uuids().map(str),
+    st.uuids().map(lambda u: str(u).upper()), st.uuids().map(lambda u: "{" + str(u) + "}"),
+    st.uuids().map(lambda u: u.hex), st.uuids().map(lambda u: str(u) + "\n"), st.uuids().map(lambda u: " " + str(u)),
+)
+
+
+@given(st.lists(_ANY_VALUE, min_size=1, max_size=40))
+def test_the_body_checks_accept_exactly_what_their_rules_say(values):
+    """Every number field, map entry, feature and id: passed iff the plain rule passes it."""
+    for value in values:
+        d = GOOD_DECISION["trading_decision"]
+        bodies = {
+            "price": {**d, "price": value},
+            "regime_probs": {**d, "regime_probs": {"bull": value}},
+            "features": {**d, "features": [1.0, value]},
+            "decision_id": {**d, "decision_id": value},
+        }
+        for field, body in bodies.items():
+            ok = _uuid_ok(value) if field == "decision_id" else (value is None or _number_ok(value)) \
+                if field == "features" else _number_ok(value)
+            try:
+                check_decision({**GOOD_DECISION, "trading_decision": body})
+            except PoisonMessage as refused:
+                assert not ok and f"trading_decision.{field}" in str(refused), (field, value)
+            else:
+                assert ok, (field, value)
