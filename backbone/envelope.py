@@ -205,8 +205,11 @@ def trading_decision(
 
 def _decision_body(state: Mapping[str, Any], timestamp: str, names: Sequence[str]) -> dict[str, Any]:
     vector = state["features"]
+    if type(vector) is not list:
+        vector = list(vector)
     features: dict[str, float] | list[float] = (
-        dict(zip(_known_names(state["model_version"], names), vector)) if len(names) == len(vector) else list(vector)
+        dict(zip(_known_names(state.get("model_version"), names), vector)) if len(names) == len(vector)
+        else list(vector)
     )
     return {
         "event_type": "trading_decision",

@@ -32,3 +32,31 @@ def test_fetch_settings_reach_the_consumer_and_offsets_stay_ours() -> None:
 def test_fetch_min_bytes_below_one_is_refused(value: int) -> None:
     with pytest.raises(ValueError, match="fetch_min_bytes"):
         WorkerSettings(fetch_min_bytes=value)
+
+
+def test_checking_a_batch_pauses_the_collector_and_always_turns_it_back_on() -> None:
+    """The collector is paused while a batch decodes (docs/design.md, Events), on again after, bad records or not."""
+    import gc
+    from types import SimpleNamespace
+
+    from projections.dead_letters import DeadLetter
+
+    worker = _worker(WorkerSettings())
+    seen: list[bool] = []
+
+    class Watching(DecisionsProjection):
+        def validate(self, envelope):  # type: ignore[no-untyped-def]
+            seen.append(gc.isenabled())
+            super().validate(envelope)
+
+    worker.projection = Watching()
+    good = b'{"event_id":"00000000-0000-0000-0000-000000000001","event_type":"X.v1","schema_version":1,' \
+           b'"log_position":1,"symbol":"A","timestamp_ns":0}'
+    messages = [SimpleNamespace(topic="t", partition=0, offset=i, key=b"A", value=value)
+                for i, value in enumerate([good, b"not json", b"[1, 2]"])]
+    letters: list[DeadLetter] = []
+    found = worker._checked(messages, letters)
+    assert gc.isenabled() and seen == [False]
+    assert [o.envelope["event_id"] for o in found] == ["00000000-0000-0000-0000-000000000001"]
+    assert sorted((letter.offset, letter.index, letter.reason) for letter in letters) == [
+        (1, None, "undecodable"), (2, 0, "undecodable"), (2, 1, "undecodable")]
