@@ -305,7 +305,7 @@ class SymbolDesk(Aggregate):
             "timestamp_ns": ts_ns,
             "timestamp": _timestamp(ts_ns),
         }
-        decision_id = uuid5_text(self.id, tick_id)
+        decision_id = uuid5_text(self._id, tick_id)
         if decision.weights.anomaly is not None:
             self._emit(self.WeightsCorrected, {
                 "symbol": self.symbol,

@@ -82,9 +82,7 @@ class RiskAssessment:
 
     @property
     def reasons(self) -> tuple[str, ...]:
-        return tuple(
-            f"{c.name}: {c.value:.6g} exceeds {c.limit:.6g}" for c in self.checks if not c.passed
-        )
+        return tuple([f"{c.name}: {c.value:.6g} exceeds {c.limit:.6g}" for c in self.checks if not c.passed])
 
 
 def assess_order(
