@@ -12,6 +12,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 
+from aggregates.frozen import built
 from aggregates.risk import OthersView
 
 __all__ = ["PortfolioBook", "DeskFigures"]
@@ -24,6 +25,9 @@ class DeskFigures:
     pnl: float = 0.0
     day_pnl: float = 0.0
     exposure: float = 0.0
+
+
+_NO_FIGURES = DeskFigures()
 
 
 class PortfolioBook:
@@ -42,7 +46,7 @@ class PortfolioBook:
     def publish(self, symbol: str, figures: DeskFigures) -> None:
         """Replace a desk's figures after it committed a batch."""
         with self._lock:
-            old = self._desks.get(symbol, DeskFigures())
+            old = self._desks.get(symbol, _NO_FIGURES)
             self._desks[symbol] = figures
             self._pnl += figures.pnl - old.pnl
             self._day_pnl += figures.day_pnl - old.day_pnl
@@ -51,13 +55,14 @@ class PortfolioBook:
     def others(self, symbol: str) -> OthersView:
         """Everything but ``symbol``'s own desk, as of the last publications."""
         with self._lock:
-            own = self._desks.get(symbol, DeskFigures())
-            return OthersView(
-                capital=self.capital,
-                pnl=self._pnl - own.pnl,
-                day_pnl=self._day_pnl - own.day_pnl,
-                gross_exposure=max(self._exposure - own.exposure, 0.0),
-            )
+            own = self._desks.get(symbol, _NO_FIGURES)
+            # Asked once a batch of often one or two ticks: built without the frozen __init__.
+            return built(OthersView, {
+                "capital": self.capital,
+                "pnl": self._pnl - own.pnl,
+                "day_pnl": self._day_pnl - own.day_pnl,
+                "gross_exposure": max(self._exposure - own.exposure, 0.0),
+            })
 
     def equity(self) -> float:
         with self._lock:

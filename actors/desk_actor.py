@@ -26,7 +26,7 @@ from eventsourcing.domain import DomainEventProtocol, Snapshot
 from actors.application import DeskApplication
 from actors.book import DeskFigures, PortfolioBook
 from actors.features import STATE_SIZE, FeatureEngine
-from aggregates.desk import SymbolDesk
+from aggregates.desk import SymbolDesk, tick_order
 from aggregates.strategies import Strategy
 from edge.tick_stream import StreamEntry
 from edge.ticks import BadTick, TickBounds, decode_tick, sent_ns_of, validate_tick
@@ -174,10 +174,13 @@ class SymbolActor(pykka.ThreadingActor):
         others = self._book.others(self.symbol)
         bounds = self._settings.bounds
         latest_ns = bounds.latest_ns()
+        # What ``desk.has_seen`` tells, with the last decided id parsed once a batch, not once a tick.
+        seen = tick_order(self.desk.last_tick_id) if self.desk is not None and self.desk.last_tick_id else None
         for entry_id, fields in batch.entries:
             outcome.acks.append(entry_id)
             tick_id = entry_id.decode()
-            if self.desk is not None and self.desk.has_seen(tick_id):
+            order = tick_order(tick_id)
+            if seen is not None and order <= seen:
                 outcome.duplicates += 1
                 continue
             try:
@@ -195,6 +198,7 @@ class SymbolActor(pykka.ThreadingActor):
                 bid=tick.bid, ask=tick.ask, features=features, policy=self._policy, others=others,
                 history=self.history,
             )
+            seen = order
             outcome.decisions += 1
             if self.desk.decisions % self._settings.checkpoint_every == 0:
                 self.desk.checkpoint_features(self.engine.state_list() + list(self.history), tick_id, tick.ts_ns)

@@ -32,7 +32,7 @@ from aggregates.ids import uuid5_text
 from aggregates.risk import OthersView
 from aggregates.strategies import PolicyDecision, Strategy
 
-__all__ = ["SymbolDesk", "desk_id", "wire_name", "NS_PER_DAY"]
+__all__ = ["SymbolDesk", "desk_id", "tick_order", "wire_name", "NS_PER_DAY"]
 
 DESK_NAMESPACE = uuid5(NAMESPACE_URL, "https://glassbox.invalid/desk")
 NS_PER_DAY = 86_400 * 1_000_000_000
@@ -63,12 +63,20 @@ def wire_name(event: object) -> str:
 
 
 def _timestamp(ts_ns: int) -> datetime:
-    return _EPOCH + timedelta(microseconds=ts_ns // 1_000)
+    # Seconds and µs given apart: the same datetime as timedelta(microseconds=...), built faster.
+    seconds, micros = divmod(ts_ns // 1_000, 1_000_000)
+    return _EPOCH + timedelta(0, seconds, micros)
 
 
 def _floats(values: dict[str, float]) -> dict[str, float]:
-    # Exact floats whatever a strategy returned (numpy scalars included): desk events are JSON_PLAIN.
-    return {str(k): float(v) for k, v in values.items()}
+    """Exact floats under str keys whatever a strategy returned (numpy scalars included): desk events are JSON_PLAIN.
+
+    Most dicts already are (the regime-blend policy builds them so), and are copied as they are.
+    """
+    for k, v in values.items():
+        if type(v) is not float or type(k) is not str:
+            return {str(k): float(v) for k, v in values.items()}
+    return dict(values)
 
 
 @functools.cache
@@ -76,8 +84,8 @@ def _field_names(event_class: type[Any]) -> frozenset[str]:
     return frozenset(f.name for f in dataclasses.fields(event_class))
 
 
-def _tick_order(tick_id: str) -> tuple[int, int]:
-    # Stream entry ids "<ms>-<seq>" order numerically, not as strings.
+def tick_order(tick_id: str) -> tuple[int, int]:
+    """A stream entry id ``<ms>-<seq>`` as a pair that orders numerically, as the ids do (not as strings)."""
     ms, _, seq = tick_id.partition("-")
     return int(ms), int(seq or 0)
 
@@ -257,7 +265,7 @@ class SymbolDesk(Aggregate):
 
     def has_seen(self, tick_id: str) -> bool:
         """Whether a tick with this id (or a later one) was already decided."""
-        return bool(self.last_tick_id) and _tick_order(tick_id) <= _tick_order(self.last_tick_id)
+        return bool(self.last_tick_id) and tick_order(tick_id) <= tick_order(self.last_tick_id)
 
     # -- commands ----------------------------------------------------------
 
@@ -297,7 +305,7 @@ class SymbolDesk(Aggregate):
             "timestamp_ns": ts_ns,
             "timestamp": _timestamp(ts_ns),
         }
-        decision_id = uuid5_text(self.id, tick_id)
+        decision_id = uuid5_text(self._id, tick_id)
         if decision.weights.anomaly is not None:
             self._emit(self.WeightsCorrected, {
                 "symbol": self.symbol,
@@ -372,14 +380,18 @@ class SymbolDesk(Aggregate):
         ``fields`` must name every field of the class but the id and version,
         which are set here, as ``trigger_event`` sets them.
         """
-        fields["originator_id"] = self.id
-        fields["originator_version"] = self.version + 1
+        fields["originator_id"] = self._id
+        fields["originator_version"] = self._version + 1
         if fields.keys() != _field_names(event_class):
             raise TypeError(f"{event_class.__qualname__} takes the fields {sorted(_field_names(event_class))}, "
                             f"not {sorted(fields)}")
         event = object.__new__(event_class)
         event.__dict__.update(fields)
-        event.mutate(self)
+        # What the event's ``mutate`` does (eventsourcing's CanMutateAggregate.mutate), without its
+        # two checks, which hold by construction: the id and version were set just above.
+        event.apply(self)
+        self._version = fields["originator_version"]
+        self._modified_on = fields["timestamp"]
         self._pending_events.append(event)
 
     def checkpoint_features(self, state: Sequence[float], tick_id: str, ts_ns: int) -> None:

@@ -9,7 +9,7 @@ backtest alike).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Sequence, TypeVar
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -33,6 +33,7 @@ from aggregates.policy_kernel import (
     STATUS,
     policy_core,
 )
+from aggregates.frozen import built as _built
 from aggregates.regime import REGIMES, RegimeModel
 from aggregates.risk import OthersView, RiskLimits, assess_order
 from aggregates.specialists import SpecialistSet
@@ -42,7 +43,6 @@ __all__ = ["DecisionPolicy", "PolicyDecision", "Sizing"]
 
 RETURN_FEATURE = "ret_1"
 VOLATILITY_FEATURE = "ewma_vol"
-_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -179,16 +179,6 @@ class DecisionPolicy(Strategy):
         if abs(delta) * price < self.sizing.min_trade_fraction * equity:
             return Action.HOLD, 0.0
         return (Action.BUY if delta > 0 else Action.SELL), round(abs(delta), 6)
-
-
-def _built(cls: type[_T], fields: dict[str, Any]) -> _T:
-    """A frozen dataclass holding ``fields`` (every field), without its ``__init__``'s per-field ``object.__setattr__``.
-
-    The instance compares equal to ``cls(**fields)``; the policy builds three a tick.
-    """
-    instance = object.__new__(cls)
-    instance.__dict__.update(fields)
-    return instance
 
 
 def _first_max(values: list[float]) -> int:

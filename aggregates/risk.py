@@ -10,6 +10,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from aggregates.frozen import built
+
 __all__ = ["CheckResult", "OthersView", "RiskAssessment", "RiskLimits", "assess_order"]
 
 QUANTITY_EPSILON = 1e-9
@@ -80,9 +82,7 @@ class RiskAssessment:
 
     @property
     def reasons(self) -> tuple[str, ...]:
-        return tuple(
-            f"{c.name}: {c.value:.6g} exceeds {c.limit:.6g}" for c in self.checks if not c.passed
-        )
+        return tuple([f"{c.name}: {c.value:.6g} exceeds {c.limit:.6g}" for c in self.checks if not c.passed])
 
 
 def assess_order(
@@ -106,39 +106,43 @@ def assess_order(
     reducing = abs(position) if side * position < 0 else 0.0
 
     cap = max(equity, 0.0) * limits.max_position_fraction / price
-    concentration = CheckResult(
-        "position_concentration",
-        abs(after) <= cap + QUANTITY_EPSILON or abs(after) < abs(position),
-        _ratio(abs(after) * price, equity),
-        limits.max_position_fraction,
-        max(cap - side * position, reducing, 0.0),
-    )
+    concentration = built(CheckResult, {
+        "name": "position_concentration",
+        "passed": abs(after) <= cap + QUANTITY_EPSILON or abs(after) < abs(position),
+        "value": _ratio(abs(after) * price, equity),
+        "limit": limits.max_position_fraction,
+        "max_quantity": max(cap - side * position, reducing, 0.0),
+    })
 
     gross_cap = (max(equity, 0.0) * limits.max_leverage - others.gross_exposure) / price
     gross_after = others.gross_exposure + abs(after) * price
-    leverage = CheckResult(
-        "leverage",
-        abs(after) <= gross_cap + QUANTITY_EPSILON or abs(after) < abs(position),
-        _ratio(gross_after, equity),
-        limits.max_leverage,
-        max(gross_cap - side * position, reducing, 0.0),
-    )
+    leverage = built(CheckResult, {
+        "name": "leverage",
+        "passed": abs(after) <= gross_cap + QUANTITY_EPSILON or abs(after) < abs(position),
+        "value": _ratio(gross_after, equity),
+        "limit": limits.max_leverage,
+        "max_quantity": max(gross_cap - side * position, reducing, 0.0),
+    })
 
     day_pnl = others.day_pnl + own_day_pnl
     day_start_equity = equity - day_pnl
     day_loss = _ratio(-day_pnl, day_start_equity)
     loss_breached = day_loss >= limits.daily_loss_limit
-    daily = CheckResult(
-        "daily_loss",
-        not loss_breached or abs(after) < abs(position),
-        day_loss,
-        limits.daily_loss_limit,
-        reducing if loss_breached else math.inf,
-    )
+    daily = built(CheckResult, {
+        "name": "daily_loss",
+        "passed": not loss_breached or abs(after) < abs(position),
+        "value": day_loss,
+        "limit": limits.daily_loss_limit,
+        "max_quantity": reducing if loss_breached else math.inf,
+    })
 
-    checks = (concentration, daily, leverage)
-    max_quantity = min(c.max_quantity for c in checks)
-    return RiskAssessment(all(c.passed for c in checks), checks, max_quantity)
+    # Built without the frozen dataclasses' __init__ (four a proposed order): equal to
+    # CheckResult(...) and RiskAssessment(...), as tests/aggregates/test_risk.py checks.
+    return built(RiskAssessment, {
+        "passed": concentration.passed and daily.passed and leverage.passed,
+        "checks": (concentration, daily, leverage),
+        "max_quantity": min(concentration.max_quantity, daily.max_quantity, leverage.max_quantity),
+    })
 
 
 def _ratio(numerator: float, denominator: float) -> float:

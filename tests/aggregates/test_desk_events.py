@@ -12,7 +12,7 @@ from actors.application import DeskApplication
 from actors.features import FeatureEngine
 from aggregates.desk import V1_MIN_TRADE_FRACTION, SymbolDesk, wire_name
 from aggregates.policy import DecisionPolicy, Sizing
-from aggregates.risk import OthersView
+from aggregates.risk import OthersView, RiskLimits
 from aggregates.strategies import SmaCross
 from edge.feeds import SyntheticFeed
 
@@ -53,6 +53,34 @@ def test_events_built_by_the_desk_equal_the_dataclass_built_ones(policy: Decisio
         rebuilt = type(event)(**fields)  # the dataclass __init__, as trigger_event builds it
         assert rebuilt == event
         assert vars(rebuilt) == vars(event)
+
+
+def _library_emit(desk: SymbolDesk, event_class: type, fields: dict) -> None:
+    """The eventsourcing way: the dataclass ``__init__`` and the event's generic ``mutate``."""
+    desk.trigger_event(event_class, **fields)
+
+
+def test_a_desk_decides_as_it_would_through_the_librarys_trigger_event(policy: DecisionPolicy,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    # A day's loss limit soon hit: fills, risk rejections and regime changes all happen, and a checkpoint.
+    tight = DecisionPolicy(policy.specialists, limits=RiskLimits(daily_loss_limit=1e-4))
+
+    def decided() -> tuple[str, list]:
+        desk = run_desk(tight, ticks=1_000)
+        state = repr(sorted(vars(desk).items()))  # before the checkpoint (its trigger_event sets version and time)
+        desk.checkpoint_features([1.0, 2.0], "9-0", desk.last_ts_ns)
+        return state, desk.collect_events()
+
+    fast_state, fast = decided()
+    monkeypatch.setattr(SymbolDesk, "_emit", _library_emit)
+    library_state, library = decided()
+    kinds = {type(e) for e in fast}
+    assert {SymbolDesk.DecisionTaken, SymbolDesk.RegimeChanged, SymbolDesk.OrderFilled,
+            SymbolDesk.RiskRejected, SymbolDesk.FeaturesCheckpointed} <= kinds
+    # repr tells every float apart (NaN and -0.0 included); the fields' order is the dataclass's in one.
+    assert [(type(e), repr(sorted(vars(e).items()))) for e in fast] == \
+           [(type(e), repr(sorted(vars(e).items()))) for e in library]
+    assert fast_state == library_state
 
 
 def test_a_missing_field_is_refused_not_stored(policy: DecisionPolicy) -> None:

@@ -3,6 +3,8 @@
 import math
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from aggregates.risk import OthersView, RiskLimits, assess_order
 
@@ -68,3 +70,55 @@ def test_audit_form_is_json_safe():
 
     for check in assess(+1, 100).checks + assess(+1, 10, day_pnl=-2_000_000).checks:
         json.dumps(check.as_dict(), allow_nan=False)
+
+
+def dataclass_built_assessment(side, quantity, price, position, own_pnl, own_day_pnl, others, limits):
+    """``assess_order`` as it was written with the dataclasses' own ``__init__`` (the reference)."""
+    from aggregates.risk import QUANTITY_EPSILON, CheckResult, RiskAssessment, _ratio
+
+    equity = others.capital + others.pnl + own_pnl
+    after = position + side * quantity
+    reducing = abs(position) if side * position < 0 else 0.0
+    cap = max(equity, 0.0) * limits.max_position_fraction / price
+    concentration = CheckResult("position_concentration",
+                                abs(after) <= cap + QUANTITY_EPSILON or abs(after) < abs(position),
+                                _ratio(abs(after) * price, equity), limits.max_position_fraction,
+                                max(cap - side * position, reducing, 0.0))
+    gross_cap = (max(equity, 0.0) * limits.max_leverage - others.gross_exposure) / price
+    leverage = CheckResult("leverage", abs(after) <= gross_cap + QUANTITY_EPSILON or abs(after) < abs(position),
+                           _ratio(others.gross_exposure + abs(after) * price, equity), limits.max_leverage,
+                           max(gross_cap - side * position, reducing, 0.0))
+    day_pnl = others.day_pnl + own_day_pnl
+    day_loss = _ratio(-day_pnl, equity - day_pnl)
+    breached = day_loss >= limits.daily_loss_limit
+    daily = CheckResult("daily_loss", not breached or abs(after) < abs(position), day_loss,
+                        limits.daily_loss_limit, reducing if breached else math.inf)
+    checks = (concentration, daily, leverage)
+    return RiskAssessment(all(c.passed for c in checks), checks, min(c.max_quantity for c in checks))
+
+
+any_float = st.floats(allow_nan=True, allow_infinity=True)
+some_float = st.one_of(any_float, st.floats(-1e7, 1e7), st.sampled_from([0.0, -0.0, 1e-300, 1e300, 5e-324]))
+
+
+@given(st.lists(st.tuples(st.sampled_from([1, -1]), st.floats(1e-9, 1e9), some_float.filter(lambda p: p != 0),
+                          some_float, some_float, some_float, some_float, some_float, some_float),
+                min_size=1, max_size=50))
+def test_assessments_built_without_init_equal_the_dataclass_built_ones(orders) -> None:
+    # Compared through repr (every float told apart, -0.0 and NaN included), attribute by attribute.
+    for side, quantity, price, position, own_pnl, own_day_pnl, pnl, day_pnl, gross in orders:
+        inputs = (side, quantity, price, position, own_pnl, own_day_pnl,
+                  OthersView(CAPITAL, pnl, day_pnl, gross), LIMITS)
+        try:
+            fast = assess_order(*inputs)
+        except ZeroDivisionError as error:  # the same refusal either way is "the same"
+            fast = error
+        try:
+            reference = dataclass_built_assessment(*inputs)
+        except ZeroDivisionError as error:
+            reference = error
+        assert repr(fast) == repr(reference)
+        if not isinstance(fast, Exception):
+            assert repr([vars(c) for c in fast.checks]) == repr([vars(c) for c in reference.checks])
+            assert list(vars(fast)) == list(vars(reference))
+            assert fast.reasons == reference.reasons
