@@ -149,17 +149,7 @@ def test_poison_messages_go_to_the_dead_letter_topic_with_their_reason_and_the_r
               orjson.dumps(unknown_too)]
     topic = topic_settings.name("trading_decisions")
 
-    async def produce() -> None:
-        await ensure_topics(kafka_servers, glassbox_topics(topic_settings, ["forensics"]))
-        producer = AIOKafkaProducer(bootstrap_servers=kafka_servers, acks="all")
-        await producer.start()
-        try:
-            for value in poison:
-                await producer.send_and_wait(topic, value, key=b"AAA")
-        finally:
-            await producer.stop()
-
-    run_coroutine(produce())
+    run_coroutine(_produce(kafka_servers, topic_settings, topic, [(value, b"AAA", []) for value in poison]))
     relay_until_caught_up(Relay(redis_url, store, kafka_servers, topic_settings, feature_names))
     [worker] = workers_for([ForensicsProjection(ExplainerCache(model_registry))], kafka_servers, database_url, schema, topic_settings)
     run_workers([worker], lambda: count(database_url, schema, "SELECT count(*) FROM {s}.forensics") == 300)
@@ -186,16 +176,7 @@ def test_a_corrupt_stored_state_dead_letters_only_its_envelope_of_a_schema_2_pac
     [record] = RecordBuilder(store, feature_names, 100, 1_000_000).build([x for e in three for x in e])
     topic = topic_settings.name("trading_decisions")
 
-    async def produce() -> None:
-        await ensure_topics(kafka_servers, glassbox_topics(topic_settings, ["forensics"]))
-        producer = AIOKafkaProducer(bootstrap_servers=kafka_servers, acks="all")
-        await producer.start()
-        try:
-            await producer.send_and_wait(topic, record.value, key=record.key, headers=list(record.headers))
-        finally:
-            await producer.stop()
-
-    run_coroutine(produce())
+    run_coroutine(_produce(kafka_servers, topic_settings, topic, [(record.value, record.key, list(record.headers))]))
     [worker] = workers_for([ForensicsProjection(ExplainerCache(model_registry))], kafka_servers, database_url, schema,
                            topic_settings)
     run_workers([worker], lambda: count(database_url, schema, "SELECT count(*) FROM {s}.forensics") == 2
@@ -341,3 +322,15 @@ def _someone_waits_on(gate: psycopg.Connection, lock: int) -> bool:
     return gate.execute(
         "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = %s AND NOT granted", (lock,)
     ).fetchone()[0] > 0
+
+
+async def _produce(kafka_servers: str, topic_settings, topic: str, records: list[tuple[bytes, bytes, list]]) -> None:
+    """``records`` (value, key, headers) sent to ``topic`` one by one, the forensics topics created first."""
+    await ensure_topics(kafka_servers, glassbox_topics(topic_settings, ["forensics"]))
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_servers, acks="all")
+    await producer.start()
+    try:
+        for value, key, headers in records:
+            await producer.send_and_wait(topic, value, key=key, headers=headers)
+    finally:
+        await producer.stop()
