@@ -52,10 +52,13 @@ class RelaySettings:
     short while the relay catches up, at 95 % of the throughput of 5,000 (38k vs 40k events/s)."""
     block_ms: int = 100
     """How long a read waits for new events when the relay has caught up."""
-    step_interval_ms: int = 20
+    step_interval_ms: int = 100
     """Least time from one step's start to the next's unless a step took a whole batch
-    (edge.batching): a step's fixed cost (position, read, produce round trips) is then paid
-    once per interval, not once per few events, when the relay keeps up."""
+    (edge.batching): a step's fixed cost (position, read, produce round trips, and a produce
+    request per partition at the broker) is then paid once per interval, not once per few
+    events, when the relay keeps up. 100 rather than 20: the relay at 100 ticks/s cost 0.05
+    cores instead of 0.14 (``perf.pipeline``, with the workers' fetch settings of the same run),
+    for at most a tenth of a second more forensics lag, well inside its one-second budget."""
     linger_ms: int = 5
     max_batch_bytes: int = 262_144
     request_timeout_ms: int = 2_000

@@ -22,6 +22,11 @@ backlog ``glassbox up`` publishes. Figures:
 
 - ``cpu_us_per_decision_<component>`` and ``_total``: CPU µs over the window
   divided by the decisions committed in it;
+- for the relay and each worker (:data:`UNITS`), ``cpu_us_per_unit_<stage>``: its CPU
+  over the window divided by the units it did in the window (events relayed, rows
+  inserted), and ``done_share_<stage>``: those units over what the window's decisions
+  asked of it (below 1: the stage fell behind, and its CPU per decision understates
+  what a decision costs it);
 - ``rate_achieved_per_s``: decisions committed per second of the window, by the shards' own
   clock (their counters are published once a second with the time they were taken);
 - ``tick_latency_us_p50``/``p99`` (tick sent → committed): the median of the
@@ -71,6 +76,7 @@ from psycopg import sql
 
 from actors.shard_metrics import shard_metrics_key
 from actors.system.training import train_specialists
+from backbone.relay import RelayPosition
 from aggregates.registry import ModelRegistry
 from edge.feeds import SyntheticFeed
 from edge.store_layout import log_head
@@ -83,11 +89,14 @@ from perf.proc_cpu import ProcessTable, cpu_delta, cpu_seconds
 from perf.report import write_result
 from perf.services import Services, running_services
 
-__all__ = ["COMPONENTS", "main"]
+__all__ = ["COMPONENTS", "UNITS", "main"]
 
 COMPONENTS = ("shard", "feed", "redis", "relay", "broker", "worker_forensics", "worker_archive",
               "worker_read_models", "postgres", "api")
 """Every ``cpu_us_per_decision_<component>``; their sum is ``cpu_us_per_decision_total``."""
+UNITS = {"relay": "event relayed", "worker_forensics": "forensics row", "worker_archive": "event archived",
+         "worker_read_models": "decision row"}
+"""The stages whose work is counted apart from the decisions: ``cpu_us_per_unit_<stage>``, ``done_share_<stage>``."""
 SUSTAINED_SHARE = 0.98
 LAG_P99_LIMIT_MS = 1_000.0
 GROWTH_LIMIT = 0.01
@@ -246,6 +255,7 @@ def run_rate(services: Services, args: argparse.Namespace, rate: float, models: 
                     roots = _service_roots(table, {up.process.pid})
                     begin = {"at": now, "decisions": decisions, "events": events,
                              "cpu": _cpu(table, up.process.pid, components, roots),
+                             "done": _work_done(pg, services.schema, client, stores),
                              "restarts": sum(c["restarts"] for c in status["components"])}
                 for store, m in zip(stores, metrics):
                     if "updated_at" in m:
@@ -264,6 +274,7 @@ def run_rate(services: Services, args: argparse.Namespace, rate: float, models: 
                 break
             time.sleep(max(min(1.0, window_to - time.time()), 0.0))
         end_cpu = _cpu(ProcessTable(), up.process.pid, components, roots)
+        end_done = _work_done(pg, services.schema, client, stores)
         seconds = now - float(begin["at"])  # type: ignore[arg-type]
         achieved = sum((counted_last[s][1] - counted[s][1]) / (counted_last[s][0] - counted[s][0])
                        for s in counted if counted_last[s][0] > counted[s][0])
@@ -301,6 +312,15 @@ def run_rate(services: Services, args: argparse.Namespace, rate: float, models: 
             **{f"cpu_us_per_decision_{name}": spent.get(name, 0.0) * 1e6 / decided for name in COMPONENTS},
         }
         figures["cpu_us_per_decision_total"] = sum(figures[f"cpu_us_per_decision_{n}"] for n in COMPONENTS)
+        # A stage that falls behind does less than the window's decisions ask of it, and per decision
+        # looks cheaper than it is: its CPU per unit it did, and the share of the window's work it did.
+        began_done: dict[str, int] = begin["done"]  # type: ignore[assignment]
+        asked = {"relay": events_in_window, "worker_forensics": decided, "worker_archive": events_in_window,
+                 "worker_read_models": decided}
+        for name in UNITS:
+            done = end_done[name] - began_done[name]
+            figures[f"cpu_us_per_unit_{name}"] = spent.get(name, 0.0) * 1e6 / done if done > 0 else 0.0
+            figures[f"done_share_{name}"] = done / asked[name] if asked[name] > 0 else 0.0
         figures["cores"] = sum(spent.values()) / seconds
         figures["sustained"] = float(
             figures["rate_achieved_per_s"] >= SUSTAINED_SHARE * rate and lag99 < LAG_P99_LIMIT_MS
@@ -313,6 +333,17 @@ def run_rate(services: Services, args: argparse.Namespace, rate: float, models: 
         if up.process.poll() is None:
             up.process.kill()
             up.process.wait()
+
+
+def _work_done(conn: psycopg.Connection, schema: str, client: redis.Redis, stores: list[str]) -> dict[str, int]:
+    """Units of :data:`UNITS` done so far: rows each worker inserted (PostgreSQL's counters) and events relayed."""
+    rows = dict(conn.execute(
+        "SELECT CASE WHEN relname LIKE 'forensics%%' THEN 'worker_forensics'"
+        " WHEN relname LIKE 'event\\_archive%%' THEN 'worker_archive'"
+        " WHEN relname LIKE 'decisions%%' THEN 'worker_read_models' END AS stage, coalesce(sum(n_tup_ins), 0)"
+        " FROM pg_stat_user_tables WHERE schemaname = %s GROUP BY 1", (schema,)).fetchall())
+    relayed = sum(RelayPosition(client, store, "relay").get() for store in stores)
+    return {"relay": relayed, **{name: int(rows.get(name) or 0) for name in UNITS if name != "relay"}}
 
 
 def _forensics_rows(conn: psycopg.Connection, schema: str) -> int:

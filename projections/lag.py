@@ -18,7 +18,8 @@ from psycopg import sql
 from backbone.topics import TopicSettings, dead_letter_topic
 from projections.groups import PROJECTION_TOPICS
 
-__all__ = ["GroupLags", "PartitionLag", "group_lags", "group_lags_at", "partition_lags", "partition_lags_at"]
+__all__ = ["EndOffsets", "GroupLags", "LagReader", "PartitionLag", "group_lags", "group_lags_at", "partition_lags",
+           "partition_lags_at"]
 
 
 @dataclass(frozen=True)
@@ -50,15 +51,66 @@ class PartitionLag:
         return max(self.end_offset - self.next_offset, 0)
 
 
-async def partition_lags(conn: psycopg.AsyncConnection[Any], schema: str, kafka_servers: str,
+class EndOffsets:
+    """Topics' end offsets read over one Kafka client, kept from one read to the next.
+
+    Starting a consumer costs a bootstrap, a metadata round trip and the broker's
+    bookkeeping of a new connection; a caller asking every second (the supervisor's
+    progress line) keeps one. A read that fails closes the client: the next starts afresh.
+    """
+
+    def __init__(self, kafka_servers: str) -> None:
+        self._servers = kafka_servers
+        self._consumer: AIOKafkaConsumer | None = None
+
+    async def read(self, names: list[str]) -> dict[TopicPartition, int]:
+        """The end offset of every partition of the topics ``names`` (those the broker has)."""
+        try:
+            consumer = await self._started()
+            partitions = [
+                TopicPartition(name, p)
+                for name in names
+                for p in sorted(consumer.partitions_for_topic(name) or await _partitions(consumer, name))
+            ]
+            return await consumer.end_offsets(partitions) if partitions else {}
+        except BaseException:
+            await self.close()
+            raise
+
+    async def close(self) -> None:
+        consumer, self._consumer = self._consumer, None
+        if consumer is not None:
+            await consumer.stop()
+
+    async def _started(self) -> AIOKafkaConsumer:
+        if self._consumer is None:
+            consumer = AIOKafkaConsumer(bootstrap_servers=self._servers, enable_auto_commit=False)
+            try:
+                await consumer.start()
+            except BaseException:
+                await consumer.stop()
+                raise
+            self._consumer = consumer
+        return self._consumer
+
+
+async def partition_lags(conn: psycopg.AsyncConnection[Any], schema: str, kafka: str | EndOffsets,
                          topics: TopicSettings) -> tuple[list[PartitionLag], dict[str, int]]:
     """Every group's place on every partition it reads, and each group's dead-letter topic's size.
 
+    ``kafka``: the bootstrap servers (a client is started for this read) or a kept :class:`EndOffsets`.
     Raises what aiokafka and psycopg raise when the broker or the database cannot answer.
     """
     names = {topics.name(t) for group_topics in PROJECTION_TOPICS.values() for t in group_topics}
     names |= {topics.name(dead_letter_topic(g)) for g in PROJECTION_TOPICS}
-    ends = await _end_offsets(kafka_servers, sorted(names))
+    if isinstance(kafka, EndOffsets):
+        ends = await kafka.read(sorted(names))
+    else:
+        offsets = EndOffsets(kafka)
+        try:
+            ends = await offsets.read(sorted(names))
+        finally:
+            await offsets.close()
     cur = await conn.execute(sql.SQL(
         "SELECT consumer_group, topic, partition, next_offset FROM {}.projection_tracking").format(
         sql.Identifier(schema)))
@@ -75,15 +127,57 @@ async def partition_lags(conn: psycopg.AsyncConnection[Any], schema: str, kafka_
     return lags, dead
 
 
-async def group_lags(conn: psycopg.AsyncConnection[Any], schema: str, kafka_servers: str,
+async def group_lags(conn: psycopg.AsyncConnection[Any], schema: str, kafka: str | EndOffsets,
                      topics: TopicSettings) -> GroupLags:
     """The lags of every group of :data:`PROJECTION_TOPICS` in ``schema``, summed over partitions.
 
     Raises what aiokafka and psycopg raise when the broker or the database cannot answer.
     """
-    lags, dead = await partition_lags(conn, schema, kafka_servers, topics)
+    return _summed(*await partition_lags(conn, schema, kafka, topics))
+
+
+def _summed(lags: list[PartitionLag], dead: dict[str, int]) -> GroupLags:
     behind = {group: sum(p.behind for p in lags if p.group == group) for group in PROJECTION_TOPICS}
     return GroupLags(behind, dead)
+
+
+class LagReader:
+    """:func:`group_lags` and :func:`partition_lags` over a connection and a Kafka client it keeps.
+
+    For a caller that asks every second (the supervisor): opening a PostgreSQL
+    connection forks a backend, and starting a Kafka client costs the broker a
+    bootstrap, each time. A read that fails drops both; the next reconnects.
+    Use it from one event loop, the one it first read in.
+    """
+
+    def __init__(self, database_url: str, schema: str, kafka_servers: str, topics: TopicSettings) -> None:
+        self._database_url = database_url
+        self._schema = schema
+        self._topics = topics
+        self._offsets = EndOffsets(kafka_servers)
+        self._conn: psycopg.AsyncConnection[Any] | None = None
+
+    async def partition_lags(self) -> tuple[list[PartitionLag], dict[str, int]]:
+        """See :func:`partition_lags`; raises what it raises (and then reconnects on the next read)."""
+        try:
+            if self._conn is None or self._conn.closed:
+                self._conn = await psycopg.AsyncConnection.connect(self._database_url, autocommit=True)
+            return await partition_lags(self._conn, self._schema, self._offsets, self._topics)
+        except BaseException:
+            await self.close()
+            raise
+
+    async def group_lags(self) -> GroupLags:
+        """See :func:`group_lags`."""
+        return _summed(*await self.partition_lags())
+
+    async def close(self) -> None:
+        conn, self._conn = self._conn, None
+        try:
+            if conn is not None:
+                await conn.close()
+        finally:
+            await self._offsets.close()
 
 
 async def group_lags_at(database_url: str, schema: str, kafka_servers: str, topics: TopicSettings) -> GroupLags:
@@ -97,20 +191,6 @@ async def partition_lags_at(database_url: str, schema: str, kafka_servers: str,
     """:func:`partition_lags` over a connection of its own."""
     async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
         return await partition_lags(conn, schema, kafka_servers, topics)
-
-
-async def _end_offsets(kafka_servers: str, names: list[str]) -> dict[TopicPartition, int]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=kafka_servers, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        partitions = [
-            TopicPartition(name, p)
-            for name in names
-            for p in sorted(consumer.partitions_for_topic(name) or await _partitions(consumer, name))
-        ]
-        return await consumer.end_offsets(partitions) if partitions else {}
-    finally:
-        await consumer.stop()
 
 
 async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:

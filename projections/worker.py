@@ -198,15 +198,17 @@ class WorkerSettings:
 
     max_records: int = 2_000
     poll_timeout_ms: int = 200
-    fetch_max_wait_ms: int = 50
-    """At least 10: the embedded broker stalled for good with 1 ms."""
-    fetch_min_bytes: int = 65_536
-    """What the broker gathers (up to ``fetch_max_wait_ms``) before answering a fetch. With 1 the
-    consumer's background fetcher asked again as soon as each answer came, a few records each.
-    The embedded broker pays for each look that finds new records by what the partition holds
-    (``perf.broker_fetch``), so fewer, fuller looks are also what it wants; 1 was tried in
-    ``perf.pipeline`` at 1,000/s (broker 155 and 315 µs per decision against 196 and 128 with
-    65,536, one session): no difference the machine's noise lets one see, so 65,536 stays."""
+    fetch_max_wait_ms: int = 500
+    """How long the broker holds a fetch that finds nothing new. At least 10: the embedded broker
+    stalled for good with 1 ms. It looks at a waiting fetch again at halving intervals, and each
+    look costs it what the partition holds (``perf.broker_fetch``): 500 instead of 50 (with
+    ``fetch_min_bytes`` 1) took the whole system at 100 ticks/s from 1.21 to 0.52 cores, the broker
+    from 0.42 to 0.07 (``perf.pipeline``, one run each; docs/design.md, "What this machine allows")."""
+    fetch_min_bytes: int = 1
+    """What the broker gathers before answering a fetch: 1 answers as soon as there is a record, so
+    the long ``fetch_max_wait_ms`` never delays records that are there. It does not make fetches
+    chatty: the consumer fetches a partition again only once the worker took what it had (aiokafka
+    skips partitions with buffered records), and the worker steps every ``step_interval_ms``."""
     step_interval_ms: int = 50
     """Least time from one step's start to the next's unless a step took ``max_records``
     (edge.batching): records gather in the consumer's fetch buffer meanwhile, so a batch's

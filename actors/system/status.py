@@ -26,7 +26,7 @@ from backbone.topics import TopicSettings
 from edge.store_layout import log_head
 from edge.system_keys import SystemKeys
 from glassbox import GlassboxError, redact_url
-from projections.lag import GroupLags, PartitionLag, group_lags_at, partition_lags_at
+from projections.lag import GroupLags, LagReader, PartitionLag
 
 __all__ = ["Progress", "ProgressProbe", "StatusBoard", "read_status"]
 
@@ -51,15 +51,19 @@ class Progress:
 
 
 class ProgressProbe:
-    """Samples the running system's figures from the shards' metrics, the stores and the projection groups."""
+    """Samples the running system's figures from the shards' metrics, the stores and the projection groups.
+
+    The groups' lags are read over one PostgreSQL connection and one Kafka client
+    kept for the probe's life (:class:`projections.lag.LagReader`), in an event
+    loop of its own: the probe asks every second. :meth:`close` when done.
+    """
 
     def __init__(self, client: redis.Redis, services: ServiceUrls, stores: list[str], schema: str,
                  topics: TopicSettings) -> None:
         self._client = client
-        self._services = services
         self.stores = stores
-        self._schema = schema
-        self._topics = topics
+        self._loop = asyncio.new_event_loop()
+        self._lags = LagReader(services.database_url, schema, services.kafka_servers, topics)
 
     def sample(self) -> Progress:
         """Counters summed over the shards, the worst shard's p99, relay lag summed, forensics lag."""
@@ -82,19 +86,26 @@ class ProgressProbe:
     def group_lags(self) -> GroupLags | None:
         """Every projection group's lag, or None while the broker or the database cannot answer."""
         try:
-            return asyncio.run(asyncio.wait_for(group_lags_at(
-                self._services.database_url, self._schema, self._services.kafka_servers, self._topics), 5.0))
+            return self._loop.run_until_complete(asyncio.wait_for(self._lags.group_lags(), 5.0))
         except Exception:  # noqa: BLE001 - unreadable for now: the line shows "?", the drain asks again
             return None
 
     def partition_lags(self) -> list[PartitionLag] | None:
         """Where every group stands on every partition, or None while the broker or the database cannot answer."""
         try:
-            lags, _ = asyncio.run(asyncio.wait_for(partition_lags_at(
-                self._services.database_url, self._schema, self._services.kafka_servers, self._topics), 10.0))
+            lags, _ = self._loop.run_until_complete(asyncio.wait_for(self._lags.partition_lags(), 10.0))
         except Exception:  # noqa: BLE001 - the drain reports the groups as unreadable
             return None
         return lags
+
+    def close(self) -> None:
+        """Close the kept connection and Kafka client, and the probe's event loop."""
+        try:
+            self._loop.run_until_complete(asyncio.wait_for(self._lags.close(), 5.0))
+        except Exception:  # noqa: BLE001 - closing what a dead service held: nothing more to do
+            pass
+        finally:
+            self._loop.close()
 
 
 class StatusBoard:

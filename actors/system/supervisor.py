@@ -117,6 +117,7 @@ class Supervisor:
             stores = [self.keys.shard_store(i) for i, symbols in enumerate(owned) if symbols]
             probe = ProgressProbe(client, services, stores, self.settings.schema,
                                   TopicSettings.from_settings(self.settings, prefix=self.settings.topic_prefix))
+            stack.callback(probe.close)
             feeds_stop = threading.Event()
             feeds = start_feeds(services.redis_url, self.tick_keys, self.plan, feeds_stop,
                                 TickBounds.from_settings(self.settings), say=self.out)

@@ -17,13 +17,14 @@ from pathlib import Path
 import numpy as np
 
 from aggregates.registry import ModelRegistry
-from perf.pipeline import COMPONENTS, _slope
+from perf.pipeline import COMPONENTS, UNITS, _slope
 from perf.proc_cpu import ProcessTable, cpu_delta, cpu_seconds
 
 PER_RATE = ["rate_achieved_per_s", "tick_latency_us_p50", "tick_latency_us_p99", "forensics_lag_ms_p50",
             "forensics_lag_ms_p99", "forensics_lag_growth_per_s", "cpu_us_per_decision_total",
             "floor_hop_latency_us_p99", "ratio_tick_latency_p99_vs_floor",
-            *(f"cpu_us_per_decision_{name}" for name in COMPONENTS)]
+            *(f"cpu_us_per_decision_{name}" for name in COMPONENTS),
+            *(f"{figure}_{name}" for name in UNITS for figure in ("cpu_us_per_unit", "done_share"))]
 FLOORS = ["floor_produce_records_per_s", "floor_produce_cpu_us_per_record", "floor_shap_rows_per_s",
           "floor_copy_rows_per_s", "floor_copy_cpu_us_per_row"]
 
@@ -50,6 +51,9 @@ def test_a_tiny_run_writes_every_figure_per_rate_and_for_the_sustained_one(
         assert metrics[f"cpu_us_per_decision_total_at_{rate}"] > 0
         for name in ("shard", "feed", "redis", "relay", "broker", "worker_forensics", "postgres"):
             assert metrics[f"cpu_us_per_decision_{name}_at_{rate}"] > 0, name
+        for name in UNITS:  # every stage did some of the window's work, and its CPU per unit is a figure
+            assert metrics[f"cpu_us_per_unit_{name}_at_{rate}"] > 0, name
+            assert 0 < metrics[f"done_share_{name}_at_{rate}"] < 2, name
         assert metrics[f"forensics_lag_ms_p99_at_{rate}"] >= metrics[f"forensics_lag_ms_p50_at_{rate}"] > 0
         assert metrics[f"tick_latency_us_p99_at_{rate}"] >= metrics[f"tick_latency_us_p50_at_{rate}"] > 0
     assert metrics["sustained_decisions_per_s"] in (0, 100, 200)
