@@ -147,21 +147,23 @@ class ForensicsProjection(Projection):
                 # perf.pipeline, 228 scans reading 2.2 M rows for 29 k rows written.
                 # A fill carries its decision's tick time: both events were stamped by the same tick.
                 await cur.executemany(sql.SQL(
-                    "UPDATE {}.forensics SET fill = %s::jsonb WHERE decided_at = %s AND decision_id = %s::uuid"
+                    "UPDATE {}.forensics SET fill = %s::json WHERE decided_at = %s AND decision_id = %s::uuid"
                 ).format(s), [(fill, at, decision_id) for (decision_id, at), fill in fills.items()])
 
 
 _RECORDS = "glassbox_forensics_rows"
 _STAGE = sql.SQL(
     "CREATE TEMP TABLE IF NOT EXISTS {} (decision_id uuid, decided_at timestamptz, model_version text,"
-    " expected_value float8, model_output float8, shap_values jsonb, top_features jsonb, regime_reasoning text,"
-    " strategy_selection text, risk_checks jsonb)"
+    " expected_value float8, model_output float8, shap_values json, top_features json, regime_reasoning text,"
+    " strategy_selection text, risk_checks json)"
 ).format(sql.Identifier(_RECORDS))
-"""This connection's staging table for :meth:`ForensicsProjection.write` (TEMP: nobody else sees it)."""
+"""This connection's staging table for :meth:`ForensicsProjection.write` (TEMP: nobody else sees it).
+
+Its documents are json: validated text, not parsed into jsonb (migration 0006; a jsonb target casts them)."""
 
 
 def _json(value: Any) -> str:
-    """JSON text as the connection's ``Jsonb`` dumper writes it (orjson: NaN as null, ``str`` for the rest)."""
+    """JSON text as the connection's JSON dumpers write it (orjson: NaN as null, ``str`` for the rest)."""
     return orjson.dumps(value, default=str).decode()
 
 

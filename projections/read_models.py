@@ -12,7 +12,7 @@ from typing import Any, Sequence
 
 import psycopg
 from psycopg import sql
-from psycopg.types.json import Jsonb
+from psycopg.types.json import Json
 
 from projections.bulk import BulkInsert
 from projections.body_checks import check_decision, check_event_fields, check_fill
@@ -77,7 +77,7 @@ class DecisionsProjection(Projection):
                 positions.append((_FILL, f["symbol"], e["log_position"], (
                     f["symbol"], f["position_after"], -signed * f["price"] - f.get("commission", 0.0), f["price"], at,
                     e["log_position"])))
-                fills.append((Jsonb(fill_of(e)), at, f["decision_id"]))
+                fills.append((Json(fill_of(e)), at, f["decision_id"]))
         if decisions:
             await _DECISIONS.write(conn, schema, decisions)
         statements = _statements(conn, schema)
@@ -149,10 +149,11 @@ _ARCHIVE = BulkInsert("event_archive", (
 _DECISIONS = BulkInsert("decisions", (
     ("decision_id", "text", "decision_id::uuid"), ("symbol", "text", "symbol"),
     ("decided_at", "timestamptz", "decided_at"), ("action", "text", "action"), ("quantity", "float8", "quantity"),
-    ("confidence", "float8", "confidence"), ("price", "float8", "price"), ("regime_probs", "jsonb", "regime_probs"),
-    ("strategy_weights", "jsonb", "strategy_weights"), ("features", "jsonb", "features"),
+    # json: the documents' text is validated, not parsed into jsonb (migration 0006; a jsonb target casts it).
+    ("confidence", "float8", "confidence"), ("price", "float8", "price"), ("regime_probs", "json", "regime_probs"),
+    ("strategy_weights", "json", "strategy_weights"), ("features", "json", "features"),
     ("model_version", "text", "model_version"), ("risk_passed", "bool", "risk_passed"),
-    ("risk_checks", "jsonb", "risk_checks"), ("correlation_id", "text", "correlation_id"),
+    ("risk_checks", "json", "risk_checks"), ("correlation_id", "text", "correlation_id"),
     ("log_position", "int8", "log_position"),
 ))
 
