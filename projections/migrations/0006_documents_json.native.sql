@@ -6,7 +6,8 @@
 -- measured with the staging write of 12,000 decision rows (regime
 -- probabilities, weights, 20 features, 3 risk checks), 37-40 µs of
 -- PostgreSQL CPU per row as jsonb, 19-26 µs as json. A document now keeps the
--- key order its projection wrote. Rewrites both tables once.
+-- key order its projection wrote. Rewrites both tables once; 0005's
+-- statistics targets survive the change of type (tests/projections/test_migrate.py).
 -- Placeholders: {schema} is the quoted schema name; write {{ and }} for braces.
 ALTER TABLE {schema}.decisions
     ALTER COLUMN regime_probs TYPE json USING regime_probs::json,
@@ -19,15 +20,3 @@ ALTER TABLE {schema}.forensics
     ALTER COLUMN top_features TYPE json USING top_features::json,
     ALTER COLUMN risk_checks TYPE json USING risk_checks::json,
     ALTER COLUMN fill TYPE json USING fill::json;
--- 0005's statistics targets, set again: they must hold for the new type too.
-ALTER TABLE {schema}.decisions
-    ALTER COLUMN regime_probs SET STATISTICS 0,
-    ALTER COLUMN strategy_weights SET STATISTICS 0,
-    ALTER COLUMN features SET STATISTICS 0,
-    ALTER COLUMN risk_checks SET STATISTICS 0,
-    ALTER COLUMN fill SET STATISTICS 0;
-ALTER TABLE {schema}.forensics
-    ALTER COLUMN shap_values SET STATISTICS 0,
-    ALTER COLUMN top_features SET STATISTICS 0,
-    ALTER COLUMN risk_checks SET STATISTICS 0,
-    ALTER COLUMN fill SET STATISTICS 0;
