@@ -25,7 +25,7 @@ from backbone.circuit import CircuitState
 from backbone.relay import RelayKeys
 from backbone.topics import TopicSettings
 from edge.store_layout import StoreKeys
-from projections.lag import group_lags
+from projections.lag import EndOffsets, group_lags
 
 __all__ = ["MetricsSources", "render_metrics"]
 
@@ -104,8 +104,8 @@ async def _relay_metrics(sources: MetricsSources) -> list[Metric]:
 async def _kafka_metrics(sources: MetricsSources) -> list[Metric]:
     if sources.kafka_servers is None:
         return []
-    async with sources.pool.connection() as conn:
-        lags = await group_lags(conn, sources.schema, sources.kafka_servers, sources.topics)
+    async with sources.pool.connection() as conn, EndOffsets(sources.kafka_servers) as offsets:
+        lags = await group_lags(conn, sources.schema, offsets, sources.topics)
     lag = GaugeMetricFamily("glassbox_consumer_lag_messages", "Messages a projection has yet to process", labels=["group"])
     dead = GaugeMetricFamily("glassbox_dead_letters", "Messages in a group's dead-letter topic", labels=["group"])
     for group, behind in lags.behind.items():

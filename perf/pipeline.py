@@ -337,13 +337,8 @@ def run_rate(services: Services, args: argparse.Namespace, rate: float, models: 
 
 def _work_done(conn: psycopg.Connection, schema: str, client: redis.Redis, stores: list[str]) -> dict[str, int]:
     """Units of :data:`UNITS` done so far: rows each worker inserted (PostgreSQL's counters) and events relayed."""
-    rows = dict(conn.execute(
-        "SELECT CASE WHEN relname LIKE 'forensics%%' THEN 'worker_forensics'"
-        " WHEN relname LIKE 'event\\_archive%%' THEN 'worker_archive'"
-        " WHEN relname LIKE 'decisions%%' THEN 'worker_read_models' END AS stage, coalesce(sum(n_tup_ins), 0)"
-        " FROM pg_stat_user_tables WHERE schemaname = %s GROUP BY 1", (schema,)).fetchall())
     relayed = sum(RelayPosition(client, store, "relay").get() for store in stores)
-    return {"relay": relayed, **{name: int(rows.get(name) or 0) for name in UNITS if name != "relay"}}
+    return {"relay": relayed, **_rows_inserted(conn, schema)}
 
 
 def _forensics_rows(conn: psycopg.Connection, schema: str) -> int:
@@ -352,9 +347,17 @@ def _forensics_rows(conn: psycopg.Connection, schema: str) -> int:
     A duplicate dropped by ON CONFLICT is not counted; the counters reach the view within
     about a second of each commit, which a slope over tens of seconds does not notice.
     """
-    row = conn.execute("SELECT coalesce(sum(n_tup_ins), 0) FROM pg_stat_user_tables"
-                       " WHERE schemaname = %s AND relname LIKE 'forensics%%'", (schema,)).fetchone()
-    return int(row[0]) if row else 0
+    return _rows_inserted(conn, schema)["worker_forensics"]
+
+
+def _rows_inserted(conn: psycopg.Connection, schema: str) -> dict[str, int]:
+    """Rows inserted so far into each worker's tables in ``schema``, by the worker's :data:`UNITS` name."""
+    rows = dict(conn.execute(
+        "SELECT CASE WHEN relname LIKE 'forensics%%' THEN 'worker_forensics'"
+        " WHEN relname LIKE 'event\\_archive%%' THEN 'worker_archive'"
+        " WHEN relname LIKE 'decisions%%' THEN 'worker_read_models' END AS stage, coalesce(sum(n_tup_ins), 0)"
+        " FROM pg_stat_user_tables WHERE schemaname = %s GROUP BY 1", (schema,)).fetchall())
+    return {name: int(rows.get(name) or 0) for name in UNITS if name != "relay"}
 
 
 def _forensics_lag(services: Services, window_from: float, window_to: float) -> tuple[float, float, int]:

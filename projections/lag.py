@@ -57,6 +57,7 @@ class EndOffsets:
     Starting a consumer costs a bootstrap, a metadata round trip and the broker's
     bookkeeping of a new connection; a caller asking every second (the supervisor's
     progress line) keeps one. A read that fails closes the client: the next starts afresh.
+    For one read, ``async with EndOffsets(servers) as offsets`` closes it after.
     """
 
     def __init__(self, kafka_servers: str) -> None:
@@ -77,6 +78,12 @@ class EndOffsets:
             await self.close()
             raise
 
+    async def __aenter__(self) -> EndOffsets:
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.close()
+
     async def close(self) -> None:
         consumer, self._consumer = self._consumer, None
         if consumer is not None:
@@ -94,23 +101,15 @@ class EndOffsets:
         return self._consumer
 
 
-async def partition_lags(conn: psycopg.AsyncConnection[Any], schema: str, kafka: str | EndOffsets,
+async def partition_lags(conn: psycopg.AsyncConnection[Any], schema: str, offsets: EndOffsets,
                          topics: TopicSettings) -> tuple[list[PartitionLag], dict[str, int]]:
     """Every group's place on every partition it reads, and each group's dead-letter topic's size.
 
-    ``kafka``: the bootstrap servers (a client is started for this read) or a kept :class:`EndOffsets`.
     Raises what aiokafka and psycopg raise when the broker or the database cannot answer.
     """
     names = {topics.name(t) for group_topics in PROJECTION_TOPICS.values() for t in group_topics}
     names |= {topics.name(dead_letter_topic(g)) for g in PROJECTION_TOPICS}
-    if isinstance(kafka, EndOffsets):
-        ends = await kafka.read(sorted(names))
-    else:
-        offsets = EndOffsets(kafka)
-        try:
-            ends = await offsets.read(sorted(names))
-        finally:
-            await offsets.close()
+    ends = await offsets.read(sorted(names))
     cur = await conn.execute(sql.SQL(
         "SELECT consumer_group, topic, partition, next_offset FROM {}.projection_tracking").format(
         sql.Identifier(schema)))
@@ -127,13 +126,13 @@ async def partition_lags(conn: psycopg.AsyncConnection[Any], schema: str, kafka:
     return lags, dead
 
 
-async def group_lags(conn: psycopg.AsyncConnection[Any], schema: str, kafka: str | EndOffsets,
+async def group_lags(conn: psycopg.AsyncConnection[Any], schema: str, offsets: EndOffsets,
                      topics: TopicSettings) -> GroupLags:
     """The lags of every group of :data:`PROJECTION_TOPICS` in ``schema``, summed over partitions.
 
     Raises what aiokafka and psycopg raise when the broker or the database cannot answer.
     """
-    return _summed(*await partition_lags(conn, schema, kafka, topics))
+    return _summed(*await partition_lags(conn, schema, offsets, topics))
 
 
 def _summed(lags: list[PartitionLag], dead: dict[str, int]) -> GroupLags:
@@ -181,16 +180,18 @@ class LagReader:
 
 
 async def group_lags_at(database_url: str, schema: str, kafka_servers: str, topics: TopicSettings) -> GroupLags:
-    """:func:`group_lags` over a connection of its own (for callers without a pool)."""
-    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
-        return await group_lags(conn, schema, kafka_servers, topics)
+    """:func:`group_lags` once, over a connection and a Kafka client of its own (for callers without a pool)."""
+    return _summed(*await partition_lags_at(database_url, schema, kafka_servers, topics))
 
 
 async def partition_lags_at(database_url: str, schema: str, kafka_servers: str,
                             topics: TopicSettings) -> tuple[list[PartitionLag], dict[str, int]]:
-    """:func:`partition_lags` over a connection of its own."""
-    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
-        return await partition_lags(conn, schema, kafka_servers, topics)
+    """:func:`partition_lags` once, over a connection and a Kafka client of its own."""
+    reader = LagReader(database_url, schema, kafka_servers, topics)
+    try:
+        return await reader.partition_lags()
+    finally:
+        await reader.close()
 
 
 async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
