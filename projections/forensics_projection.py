@@ -15,10 +15,11 @@ from datetime import datetime
 from typing import Any, Sequence
 from uuid import UUID
 
-import orjson
 import psycopg
 from psycopg import sql
+from psycopg.types.json import Json
 
+from projections.bulk import BulkInsert
 from projections.forensics import (
     DecisionToExplain,
     ExplainerCache,
@@ -54,7 +55,7 @@ class ForensicsProjection(Projection):
     ) -> set[int]:
         """Decisions explained before (a re-publish after a broker lost its data): no SHAP again."""
         ids: dict[str, int] = {}
-        times: dict[str, datetime] = {}
+        times: list[datetime] = []
         for i, e in enumerate(envelopes):
             if e["event_type"] in DECISIONS:
                 body = e.get("trading_decision")
@@ -63,18 +64,21 @@ class ForensicsProjection(Projection):
                     at = event_time(e)
                 except (KeyError, TypeError, ValueError, OverflowError):
                     continue  # a malformed one is left to prepare, which dead-letters it
-                if _is_uuid(decision_id):
-                    key = str(UUID(decision_id))
-                    ids[key], times[key] = i, at
+                key = _uuid_text(decision_id)
+                if key is not None:
+                    ids[key] = i
+                    times.append(at)
         if not ids:
             return set()
-        # By the whole primary key (decided_at, decision_id): by the id alone this was a scan
-        # of every forensics row each batch, a cost that grew with the table (measured: the
-        # forensics backend was PostgreSQL's busiest process within two minutes of `glassbox up`).
+        # By the primary key (decided_at, decision_id): the batch's time span and its ids. By the id
+        # alone this was a scan of every forensics row each batch, a cost that grew with the table
+        # (measured: the forensics backend was PostgreSQL's busiest process within two minutes of
+        # `glassbox up`). The ids go as one text parameter: psycopg dumps a list parameter element
+        # by element in Python (~10 % of this worker's CPU when they went as two arrays).
         cursor = await conn.execute(
-            sql.SQL("SELECT f.decision_id::text FROM {}.forensics f"
-                    " JOIN unnest(%s::timestamptz[], %s::uuid[]) AS k(decided_at, decision_id)"
-                    " USING (decided_at, decision_id)").format(sql.Identifier(schema)), (list(times.values()), list(times)))
+            sql.SQL("SELECT decision_id::text FROM {}.forensics WHERE decided_at BETWEEN %s AND %s"
+                    " AND decision_id = ANY(string_to_array(%s, ',')::uuid[])").format(sql.Identifier(schema)),
+            (min(times), max(times), ",".join(ids)))
         return {ids[row[0]] for row in await cursor.fetchall()}
 
     def validate(self, envelope: Envelope) -> None:
@@ -104,14 +108,10 @@ class ForensicsProjection(Projection):
         ]
 
     async def write(self, conn: psycopg.AsyncConnection[Any], schema: str, items: Sequence[Any]) -> None:
-        """The batch's records by COPY into a session staging table, then one statement; fills by key.
+        """The batch's records in one binary COPY (:class:`projections.bulk.BulkInsert`); fills by key.
 
-        COPY is psycopg's C path (no per-row statement, no Python array dumping); the staging
-        table is this connection's own (``TEMP``) and emptied after each use, so a savepoint
-        that rolls back (the worker bisecting a refused batch) leaves nothing behind. Idempotent:
-        a decision explained before stays as it was (ON CONFLICT DO NOTHING).
+        Idempotent: a decision explained before stays as it was (ON CONFLICT DO NOTHING).
         """
-        s = sql.Identifier(schema)
         records, fills = [], {}
         for record in items:
             if record is None:
@@ -120,59 +120,51 @@ class ForensicsProjection(Projection):
             if x is not None:
                 records.append((
                     x.decision_id, event_time(e), x.model_version, x.expected_value, x.model_output,
-                    _json(x.shap_values), _json(x.top_features), x.regime_reasoning, x.strategy_selection,
-                    _json(e["trading_decision"]["risk_checks"]),
+                    x.shap_values, x.top_features, x.regime_reasoning, x.strategy_selection,
+                    e["trading_decision"]["risk_checks"],
                 ))
             else:
                 # A desk fills a decision at most once; should two fills of one decision meet in a
                 # batch, the later one is kept, as row-by-row updates would have left it.
-                fills[(e["payload"]["decision_id"], event_time(e))] = _json(fill_of(e))
-        async with conn.cursor() as cur:
-            await cur.execute(_STAGE)
-            # Decisions first: a fill in the same batch updates the row just inserted.
-            if records:
-                async with cur.copy(sql.SQL("COPY {} FROM STDIN").format(sql.Identifier(_RECORDS))) as copy:
-                    for row in records:
-                        await copy.write_row(row)
-                await cur.execute(sql.SQL(
-                    "INSERT INTO {}.forensics (decision_id, decided_at, model_version, expected_value, model_output,"
-                    " shap_values, top_features, regime_reasoning, strategy_selection, risk_checks)"
-                    " SELECT * FROM {} ON CONFLICT DO NOTHING; DELETE FROM {}"
-                ).format(s, sql.Identifier(_RECORDS), sql.Identifier(_RECORDS)))
-            if fills:
-                # One keyed UPDATE per fill (a batch holds few): by the whole primary key it is an
-                # index lookup whatever the planner knows. A join with a staged fills table was
-                # planned as a scan of the whole forensics partition each batch (no statistics on a
-                # fresh partition or a temp table), a cost that grew with the table: measured under
-                # perf.pipeline, 228 scans reading 2.2 M rows for 29 k rows written.
-                # A fill carries its decision's tick time: both events were stamped by the same tick.
+                fills[(e["payload"]["decision_id"], event_time(e))] = Json(fill_of(e))
+        # Decisions first: a fill in the same batch updates the row just inserted.
+        if records:
+            await _FORENSICS.write(conn, schema, records)
+        if fills:
+            # One keyed UPDATE per fill (a batch holds few): by the whole primary key it is an
+            # index lookup whatever the planner knows. A join with a staged fills table was
+            # planned as a scan of the whole forensics partition each batch (no statistics on a
+            # fresh partition or a temp table), a cost that grew with the table: measured under
+            # perf.pipeline, 228 scans reading 2.2 M rows for 29 k rows written.
+            # A fill carries its decision's tick time: both events were stamped by the same tick.
+            async with conn.cursor() as cur:
                 await cur.executemany(sql.SQL(
-                    "UPDATE {}.forensics SET fill = %s::json WHERE decided_at = %s AND decision_id = %s::uuid"
-                ).format(s), [(fill, at, decision_id) for (decision_id, at), fill in fills.items()])
+                    "UPDATE {}.forensics SET fill = %s WHERE decided_at = %s AND decision_id = %s::uuid"
+                ).format(sql.Identifier(schema)), [(fill, at, decision_id) for (decision_id, at), fill in fills.items()])
 
 
-_RECORDS = "glassbox_forensics_rows"
-_STAGE = sql.SQL(
-    "CREATE TEMP TABLE IF NOT EXISTS {} (decision_id uuid, decided_at timestamptz, model_version text,"
-    " expected_value float8, model_output float8, shap_values json, top_features json, regime_reasoning text,"
-    " strategy_selection text, risk_checks json)"
-).format(sql.Identifier(_RECORDS))
-"""This connection's staging table for :meth:`ForensicsProjection.write` (TEMP: nobody else sees it).
-
-Its documents are json: validated text, not parsed into jsonb (migration 0006; a jsonb target casts them)."""
-
-
-def _json(value: Any) -> str:
-    """JSON text as the connection's JSON dumpers write it (orjson: NaN as null, ``str`` for the rest)."""
-    return orjson.dumps(value, default=str).decode()
+# Documents as json: validated text, not parsed into jsonb (migration 0006; a jsonb target casts them).
+_FORENSICS = BulkInsert("forensics", (
+    ("decision_id", "text", "decision_id::uuid"), ("decided_at", "timestamptz", "decided_at"),
+    ("model_version", "text", "model_version"), ("expected_value", "float8", "expected_value"),
+    ("model_output", "float8", "model_output"), ("shap_values", "json", "shap_values"),
+    ("top_features", "json", "top_features"), ("regime_reasoning", "text", "regime_reasoning"),
+    ("strategy_selection", "text", "strategy_selection"), ("risk_checks", "json", "risk_checks"),
+))
+"""The forensics rows' COPY. Its staging table is ``ON COMMIT DELETE ROWS``: this projection's own
+staging table once was not, and since autovacuum never visits a temporary table, every batch's
+``INSERT ... SELECT`` and ``DELETE`` scanned the dead rows of all earlier ones (measured under
+perf.pipeline at 1,000 decisions/s: 200 µs of PostgreSQL CPU per row within a minute, and rising)."""
 
 
-def _is_uuid(value: object) -> bool:
+def _uuid_text(value: object) -> str | None:
+    """``value`` as PostgreSQL prints a uuid, or None when it is not a uuid's text."""
+    if not isinstance(value, str):
+        return None
     try:
-        UUID(str(value))
+        return str(UUID(value))
     except ValueError:
-        return False
-    return isinstance(value, str)
+        return None
 
 
 def _to_explain(envelope: Envelope, names: Sequence[str]) -> DecisionToExplain:

@@ -112,18 +112,32 @@ def test_every_decision_gets_exactly_one_forensics_row_and_the_read_models_match
         ).format(s=sql.Identifier(schema))).fetchall())
         assert positions == pytest.approx({s: last_fill.get(s, 0.0) for s in positions})
 
-    # Everything again (a broker that lost its data, or a re-publish on demand): no row twice.
+    # Everything again (a broker that lost its data, or a re-publish on demand): no row twice,
+    # and no decision explained again (already_written finds every one).
     again = Relay(redis_url, store, kafka_servers, topic_settings, feature_names, RelaySettings(pack_max_events=1))
     again.position.set(0)
     relay_until_caught_up(again)
     per_topic = messages_per_topic(database_url, schema)
-    workers = workers_for(projections, kafka_servers, database_url, schema, topic_settings)
+    forensics = CountingForensics(ExplainerCache(model_registry))
+    workers = workers_for([*projections[:2], forensics], kafka_servers, database_url, schema, topic_settings)
     expected = [sum(per_topic[t] for t in w.projection.topics) for w in workers]
     run_workers(workers, lambda: all(w.metrics.messages_total >= n for w, n in zip(workers, expected)))
     assert [w.metrics.messages_total for w in workers] == expected  # exactly the re-sent ones, from stored offsets
     assert count(database_url, schema, "SELECT count(*) FROM {s}.event_archive") == head
     assert count(database_url, schema, "SELECT count(*) FROM {s}.forensics") == 300
     assert count(database_url, schema, "SELECT count(*) FROM {s}.decisions") == 300
+    assert forensics.explained == 0
+
+
+class CountingForensics(ForensicsProjection):
+    """The forensics projection, counting the decisions it explains."""
+
+    explained = 0
+
+    def prepare(self, envelopes):
+        records = super().prepare(envelopes)
+        self.explained += sum(1 for r in records if r is not None and r.explanation is not None)
+        return records
 
 
 def messages_per_topic(database_url: str, schema: str) -> Counter:
