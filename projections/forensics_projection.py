@@ -19,6 +19,8 @@ import orjson
 import psycopg
 from psycopg import sql
 
+from projections.envelopes import Envelope
+from projections.failures import PoisonMessage
 from projections.forensics import (
     DecisionToExplain,
     ExplainerCache,
@@ -28,7 +30,7 @@ from projections.forensics import (
 )
 from projections.groups import PROJECTION_TOPICS
 from projections.read_models import DECISIONS, FILLS, check_trading_event, event_time, fill_of
-from projections.worker import Envelope, PoisonMessage, Projection
+from projections.worker import Projection
 
 __all__ = ["ForensicsProjection"]
 
