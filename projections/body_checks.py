@@ -1,6 +1,6 @@
 """Checks of the envelope fields and bodies each projection writes, before any row is written.
 
-Pure code. An envelope that passed :func:`projections.worker.check_envelope`
+Pure code. An envelope that passed :func:`projections.envelopes.check_envelope`
 (it has the required keys and a readable schema version) may still carry values no
 table can hold: an ``event_id`` that is no UUID, a ``null`` quantity, a NaN
 price, a dict where a symbol belongs, a timestamp past year 9999. These

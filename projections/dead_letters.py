@@ -20,6 +20,11 @@ atomic step; instead:
    as already sent: it marks those rows without sending them again. In the
    steady state that tail is empty and costs one end-offsets request.
 
+The worker asks :meth:`DeadLetterOutbox.due` after each step: rows may be
+waiting after a batch that recorded new ones commits, or at start (a crashed
+predecessor's); a broker that cannot be reached postpones the next try by
+``retry_after`` seconds (:meth:`DeadLetterOutbox.publish_when_reachable`).
+
 The records keep the headers the README and ``/metrics`` rely on: ``reason``,
 ``error``, ``source`` (``topic/partition/offset`` or ``...#index`` for one
 envelope of a pack) and ``consumer_group``; the value is the record's own
@@ -36,7 +41,10 @@ from typing import Any, Sequence
 
 import psycopg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import KafkaError
 from psycopg import sql
+
+from projections.failures import describe
 
 __all__ = ["DeadLetter", "DeadLetterOutbox"]
 
@@ -67,7 +75,7 @@ class DeadLetter:
 class DeadLetterOutbox:
     """The ``dead_letters`` rows of one consumer group and their publication to its DLQ topic."""
 
-    def __init__(self, schema: str, group: str, dlq_topic: str, bootstrap_servers: str) -> None:
+    def __init__(self, schema: str, group: str, dlq_topic: str, bootstrap_servers: str, *, retry_after: float) -> None:
         self._schema = sql.Identifier(schema)
         self._lock_name = f"{schema}.dead_letters/{group}"
         self._group = group
@@ -76,6 +84,10 @@ class DeadLetterOutbox:
         self._reader: AIOKafkaConsumer | None = None
         self._sent: dict[str, tuple[int, int]] = {}
         """Sent by this process in a round whose marks did not commit (end offsets may lag a send)."""
+        self._retry_after = retry_after
+        self._pending = True
+        """Unpublished rows may be waiting (at start: from a crashed predecessor)."""
+        self._next_publish = 0.0
 
     async def record(self, conn: psycopg.AsyncConnection[Any], letters: Sequence[DeadLetter]) -> list[DeadLetter]:
         """Insert ``letters`` in the open transaction of ``conn``; return those not recorded before."""
@@ -94,6 +106,25 @@ class DeadLetterOutbox:
             if await cursor.fetchone() is not None:
                 new.append(letter)
         return new
+
+    def committed(self, new: Sequence[DeadLetter]) -> None:
+        """The transaction that recorded ``new`` (what :meth:`record` returned) committed."""
+        self._pending = self._pending or bool(new)
+
+    def due(self) -> bool:
+        """Whether rows may be waiting to be published and no broker problem is being waited out."""
+        return self._pending and time.monotonic() >= self._next_publish
+
+    async def publish_when_reachable(self, conn: psycopg.AsyncConnection[Any], producer: AIOKafkaProducer) -> None:
+        """:meth:`publish`; a broker problem is logged and leaves the rows for ``retry_after`` seconds later."""
+        try:
+            await self.publish(conn, producer)
+        except (KafkaError, asyncio.TimeoutError) as error:
+            self._next_publish = time.monotonic() + self._retry_after
+            log.warning("%s: could not publish dead letters to its dead-letter topic (retrying in %.1f s): %s",
+                        self._group, self._retry_after, describe(error))
+            return
+        self._pending = False
 
     async def publish(self, conn: psycopg.AsyncConnection[Any], producer: AIOKafkaProducer) -> int:
         """Send every unpublished dead letter of the group once; return how many were sent now."""

@@ -20,6 +20,8 @@ from psycopg import sql
 from psycopg.types.json import Json
 
 from projections.bulk import BulkInsert
+from projections.envelopes import Envelope
+from projections.failures import PoisonMessage
 from projections.forensics import (
     DecisionToExplain,
     ExplainerCache,
@@ -29,7 +31,7 @@ from projections.forensics import (
 )
 from projections.groups import PROJECTION_TOPICS
 from projections.read_models import DECISIONS, FILLS, check_trading_event, event_time, fill_of
-from projections.worker import Envelope, PoisonMessage, Projection
+from projections.worker import Projection
 
 __all__ = ["ForensicsProjection"]
 

@@ -16,8 +16,9 @@ from psycopg.types.json import Json
 
 from projections.bulk import BulkInsert
 from projections.body_checks import check_decision, check_event_fields, check_fill
+from projections.envelopes import Envelope
 from projections.groups import PROJECTION_TOPICS
-from projections.worker import Envelope, Projection
+from projections.worker import Projection
 
 __all__ = ["ArchiveProjection", "DecisionsProjection", "check_trading_event", "event_time", "fill_of"]
 

@@ -19,7 +19,7 @@ preparing or writing a record's rows is classified (:mod:`projections.failures`)
   narrowed down by bisection: the batch is written in savepoints, a failing
   half is split again until the single bad record is found. If every record
   of a batch of several fails alone, it is the write, not the records: the
-  batch is retried like a transient failure (:class:`WholeBatchRefused`).
+  batch is retried like a transient failure (:class:`projections.failures.WholeBatchRefused`).
 - transient (a lost connection, a deadlock, a serialisation failure, an
   administrator's shutdown, a broker timeout, a table or column the schema
   does not have yet, an ``AttributeError`` of the code): nothing is dead-lettered; the
@@ -29,6 +29,9 @@ preparing or writing a record's rows is classified (:mod:`projections.failures`)
 
 An unknown model version is retried a bounded number of times with
 exponential backoff first (the registry may still be receiving it).
+Checking, preparing and the bisecting write of a batch, with their retry
+counts, are :class:`projections.batch_writes.BatchWriter`'s; what a record's
+envelopes are and how they are checked is :mod:`projections.envelopes`'.
 
 Dead letters are written exactly once: they are rows of ``dead_letters``,
 committed with the batch's offsets, and ``dlq.<group>`` is published from
@@ -39,14 +42,12 @@ after a crash (:mod:`projections.dead_letters` says how).
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, Mapping, NamedTuple, Sequence
+from typing import Any, Sequence
 
-import orjson
 import psycopg
 from aiokafka import (
     AIOKafkaConsumer,
@@ -54,17 +55,8 @@ from aiokafka import (
     ConsumerRebalanceListener,
     TopicPartition,
 )
-from aiokafka.errors import KafkaError
 from psycopg import sql
 
-from backbone.envelope import (
-    ENVELOPE_SCHEMA_VERSION,
-    READABLE_SCHEMA_VERSIONS,
-    Undecodable,
-    decode_pack_lines,
-    read_envelope,
-    unpack,
-)
 from backbone.topics import (
     TopicSettings,
     dead_letter_topic,
@@ -73,24 +65,16 @@ from backbone.topics import (
 )
 from edge.batching import StepSpacing
 from glassbox import redact_url
+from projections.batch_writes import BatchWriter
 from projections.dead_letters import DeadLetter, DeadLetterOutbox
-from projections.failures import PoisonMessage, WholeBatchRefused, describe, is_transient, reason_of
+from projections.envelopes import Envelope
+from projections.failures import describe, is_transient
 from projections.pg_json import use_orjson
 
-__all__ = [
-    "Envelope",
-    "PoisonMessage",
-    "Projection",
-    "ProjectionWorker",
-    "WorkerMetrics",
-    "WorkerSettings",
-    "check_envelope",
-    "decode_envelopes",
-]
+__all__ = ["Projection", "ProjectionWorker", "WorkerMetrics", "WorkerSettings"]
 
 log = logging.getLogger(__name__)
 
-Envelope = Mapping[str, Any]
 _LZ4_IF_AVAILABLE = (
     "SELECT set_config('default_toast_compression', 'lz4', false) FROM pg_settings"
     " WHERE name = 'default_toast_compression' AND 'lz4' = ANY(enumvals)"
@@ -102,58 +86,13 @@ that writes it; pglz was ~30 % of PostgreSQL's CPU for an archived 1.9 KB envelo
 ~86 µs a row with pglz, ~56 µs with lz4). Readers decompress either; a server built without lz4
 keeps pglz (the statement then sets nothing).
 """
-_REQUIRED = ("event_id", "event_type", "schema_version", "log_position", "symbol", "timestamp_ns")
-
-
-def decode_envelopes(value: bytes | None) -> list[Any]:
-    """The items of one record: a single envelope, or the envelopes of a pack (unchecked).
-
-    A schema 2 pack that is not JSON as a whole is read line by line: its
-    broken lines come back as :class:`backbone.envelope.Undecodable` items,
-    which :func:`check_envelope` refuses, so only those are dead-lettered.
-
-    Raises:
-        PoisonMessage: the value is not JSON.
-    """
-    try:
-        return unpack(orjson.loads(value or b""))
-    except orjson.JSONDecodeError as error:
-        lines = decode_pack_lines(value or b"")
-        if lines is None:
-            raise PoisonMessage("undecodable", f"not JSON ({error})", permanent=True) from None
-        return lines
-
-
-def check_envelope(item: object) -> Envelope:
-    """``item`` as an envelope this worker reads, in schema 1's shape (:func:`backbone.envelope.read_envelope`).
-
-    Raises:
-        PoisonMessage: not an envelope, or an envelope schema this code does not read.
-    """
-    if isinstance(item, Undecodable):
-        raise PoisonMessage("undecodable", item.reason, permanent=True)
-    if type(item) is dict and item.get("schema_version") == ENVELOPE_SCHEMA_VERSION:
-        try:
-            return read_envelope(item)  # has every required key, and its schema is readable
-        except ValueError as error:
-            raise PoisonMessage("invalid_record", str(error), permanent=True) from None
-    if not isinstance(item, dict) or any(k not in item for k in _REQUIRED):
-        missing = [k for k in _REQUIRED if not isinstance(item, dict) or k not in item]
-        raise PoisonMessage("undecodable", f"not an event envelope (missing {missing})", permanent=True)
-    if item["schema_version"] not in READABLE_SCHEMA_VERSIONS:
-        raise PoisonMessage(
-            "unknown_schema_version",
-            f"envelope schema {item['schema_version']!r}; this worker reads {sorted(READABLE_SCHEMA_VERSIONS)}",
-            permanent=True,
-        )
-    return item
 
 
 class Projection(ABC):
     """Turns envelopes into rows. One abstract method (:meth:`write`) and hooks around it.
 
     :meth:`validate` checks one envelope's fields cheaply and raises
-    :class:`PoisonMessage` for one this projection cannot write;
+    :class:`projections.failures.PoisonMessage` for one this projection cannot write;
     :meth:`prepare` runs outside the transaction (CPU work such as SHAP) and
     gives one item per envelope (None: nothing to write); :meth:`write`
     writes prepared items in the worker's transaction and must be idempotent
@@ -273,26 +212,6 @@ class _SeekToStoredOffsets(ConsumerRebalanceListener):
 
 
 
-
-class _Origin(NamedTuple):
-    """Where an envelope came from: its record and its index in the record's pack.
-
-    A named tuple, not a frozen dataclass: one is made per event, and a frozen dataclass's
-    ``__init__`` (an ``object.__setattr__`` per field) was about 1.5 % of a worker's samples.
-    """
-
-    message: Any
-    index: int
-    envelope: Envelope
-    alone: bool
-    """The only envelope of its record (then its dead letter is the record's: its bytes, no index)."""
-
-    @property
-    def where(self) -> int | None:
-        """The index a dead letter names: None for the record itself."""
-        return None if self.alone else self.index
-
-
 class ProjectionWorker:
     """Runs one :class:`Projection` as a member of its consumer group."""
 
@@ -314,7 +233,9 @@ class ProjectionWorker:
         self._topics = topics
         self._group = topics.name(projection.group)
         self._outbox = DeadLetterOutbox(
-            schema, self._group, topics.name(dead_letter_topic(projection.group)), bootstrap_servers)
+            schema, self._group, topics.name(dead_letter_topic(projection.group)), bootstrap_servers,
+            retry_after=self.settings.backoff_cap)
+        self._batches = BatchWriter(projection, schema, self._group, self.settings, self.metrics)
         self._consumer: AIOKafkaConsumer | None = None
         self._started = False
         self._producer: AIOKafkaProducer | None = None
@@ -323,18 +244,12 @@ class ProjectionWorker:
         """Held while ``_conn`` is in use: the rebalance listener (seeking to stored offsets) runs in
         aiokafka's coordinator task, beside :meth:`step`; two tasks' transactions on one connection
         nest and then end out of order (psycopg's ``OutOfOrderTransactionNesting``)."""
-        self._attempts: dict[tuple[str, int, int, int], int] = {}
-        self._whole_refusals: dict[tuple[str, int, int], int] = {}
-        """Batches (by first record) every record of which failed alone, and how many times in a row."""
         self._reseek = False
         """The consumer's positions may be past what is stored: seek to the stored offsets before fetching."""
         self._transient_failures = 0
         self._postgres_down_since: float | None = None
         self._reconnect_attempts = 0
         self._next_reconnect = 0.0
-        self._publish_pending = True
-        """Dead letters may be waiting in the outbox (at start: from a crashed predecessor)."""
-        self._next_publish = 0.0
 
     async def start(self) -> None:
         """Join the group and connect to PostgreSQL (a PostgreSQL that is down is waited for in :meth:`step`)."""
@@ -529,176 +444,40 @@ class ProjectionWorker:
 
     async def _process(self, messages: list[Any]) -> int:
         letters: list[DeadLetter] = []
-        found = self._checked(messages, letters)
+        found = self._batches.checked(messages, letters)
         conn = self._connection()
         if found:
             async with self._conn_lock:
                 skip = await self.projection.already_written(conn, self._schema, [o.envelope for o in found])
             found = [o for i, o in enumerate(found) if i not in skip]
-        prepared = await self._prepared(found, letters, messages)
+        prepared = await self._batches.prepared(found, letters)
         if prepared is None:
-            return 0  # a message is waiting out its backoff: the batch is redone from stored offsets
+            self._reseek = True
+            return 0  # a message waited out its backoff: the batch is redone from stored offsets
         async with self._conn_lock, conn.transaction():
-            await self._write_bisecting(conn, prepared, letters)
+            await self._batches.write_bisecting(conn, prepared, letters)
             new = await self._outbox.record(conn, letters)
             if new and not self.settings.synchronous_commit:
                 await conn.execute("SET LOCAL synchronous_commit = on")  # see WorkerSettings.synchronous_commit
             await self._store_offsets(conn, messages)
-        committed = {(m.topic, m.partition, m.offset) for m in messages}
-        self._attempts = {k: n for k, n in self._attempts.items() if k[:3] not in committed}
+        self._batches.committed(messages)
+        self._outbox.committed(new)
         for letter in new:
             self.metrics.dead_lettered_total += 1
             self.metrics.dead_letter_reasons[letter.reason] = self.metrics.dead_letter_reasons.get(letter.reason, 0) + 1
             log.warning("%s: dead-lettered %s (%s): %s", self._group, letter.source, letter.reason, letter.error)
-        self._publish_pending = self._publish_pending or bool(new)
         self.metrics.batches_total += 1
         self.metrics.processed_total += len(prepared)
         self.metrics.messages_total += len(messages)
         return len(messages)
 
-    def _checked(self, messages: list[Any], letters: list[DeadLetter]) -> list[_Origin]:
-        """The envelopes of ``messages`` that decode and pass the checks; the others become ``letters``.
-
-        The garbage collector is paused meanwhile: decoding a batch makes many thousands of
-        containers (each envelope's dicts and lists), none in a reference cycle, and each 700 of
-        them started a collection that walked the young ones again (and now and then every object
-        of the process). Nothing here awaits, so no other task runs while it is paused.
-        """
-        if not gc.isenabled():
-            return self._checked_all(messages, letters)
-        gc.disable()
-        try:
-            return self._checked_all(messages, letters)
-        finally:
-            gc.enable()
-
-    def _checked_all(self, messages: list[Any], letters: list[DeadLetter]) -> list[_Origin]:
-        found: list[_Origin] = []
-        for message in messages:
-            try:
-                items = decode_envelopes(message.value)
-            except PoisonMessage as poison:
-                letters.append(self._letter(message, None, poison, message.value))
-                continue
-            for index, item in enumerate(items):
-                try:
-                    envelope = check_envelope(item)
-                    self.projection.validate(envelope)
-                except Exception as error:  # noqa: BLE001 - a check is about its record
-                    alone = len(items) == 1
-                    letters.append(self._letter(message, None if alone else index, error,
-                                                _value_of(message, item, alone)))
-                else:
-                    found.append(_Origin(message, index, envelope, len(items) == 1))
-        return found
-
-    async def _prepared(
-        self, found: list[_Origin], letters: list[DeadLetter], messages: list[Any]
-    ) -> list[tuple[_Origin, Any]] | None:
-        """(origin, item) to write; failures about a record become ``letters``; None: back off first."""
-        try:
-            items = self.projection.prepare([o.envelope for o in found])
-        except Exception as error:  # noqa: BLE001 - classified below
-            if is_transient(error):
-                raise
-        else:
-            return [(o, item) for o, item in zip(found, items, strict=True) if item is not None]
-        prepared = []
-        for origin in found:  # find the culprits: prepare one by one
-            try:
-                item = self.projection.prepare_one(origin.envelope)
-            except Exception as error:  # noqa: BLE001 - classified below
-                if is_transient(error):
-                    raise
-                if isinstance(error, PoisonMessage) and not error.permanent:
-                    m = origin.message
-                    key = (m.topic, m.partition, m.offset, origin.index)
-                    attempt = self._attempts.get(key, 0) + 1
-                    if attempt <= self.settings.max_retries:
-                        self._attempts[key] = attempt
-                        self.metrics.retries_total += 1
-                        log.warning("%s: retrying %s/%d/%d#%d (attempt %d of %d): %s", self._group, m.topic,
-                                    m.partition, m.offset, origin.index, attempt, self.settings.max_retries, error)
-                        await asyncio.sleep(self.settings.backoff(attempt))
-                        self._reseek = True
-                        return None
-                    # The count stays until the batch commits: if another record of this batch backs
-                    # off first, the redo must dead-letter this one at once, not retry it from 1 again
-                    # (two such records in a batch would otherwise take turns for ever).
-                letters.append(self._letter(origin.message, origin.where, error,
-                                            _value_of(origin.message, origin.envelope, origin.alone)))
-                continue
-            if item is not None:
-                prepared.append((origin, item))
-        return prepared
-
-    async def _write_bisecting(
-        self, conn: psycopg.AsyncConnection[Any], batch: list[tuple[_Origin, Any]], letters: list[DeadLetter]
-    ) -> None:
-        """Write ``batch`` in a savepoint; if PostgreSQL refuses it, write each half the same way.
-
-        Halves that succeed keep their rows, so the refused records are found in about
-        2·k·log2(n) writes for k bad records in n, and only they become ``letters``.
-
-        Raises:
-            WholeBatchRefused: every record of a batch of several failed alone. That is most
-                likely the write (a schema or code the records do not fit), not the records: the
-                batch is retried with backoff ``max_retries`` times. If it still fails whole, the
-                records are dead-lettered one by one after all, so a group never stops for good
-                on a run of bad records (the body checks keep such runs rare).
-        """
-        refused: list[DeadLetter] = []
-        written = await self._bisect(conn, batch, refused)
-        records = sorted({(o.message.topic, o.message.partition, o.message.offset) for o, _ in batch})
-        if not written and len(records) > 1:
-            refusals = self._whole_refusals.get(records[0], 0) + 1
-            if refusals <= self.settings.max_retries:
-                self._whole_refusals[records[0]] = refusals
-                raise WholeBatchRefused(f"all {len(batch)} records of the batch failed alone "
-                                        f"({refusals} of {self.settings.max_retries} tries), e.g. {refused[0].error}")
-        if records:
-            self._whole_refusals.pop(records[0], None)
-        letters.extend(refused)
-
-    async def _bisect(
-        self, conn: psycopg.AsyncConnection[Any], batch: list[tuple[_Origin, Any]], letters: list[DeadLetter]
-    ) -> int:
-        """How many of ``batch`` were written; the refused ones become ``letters``."""
-        if not batch:
-            return 0
-        try:
-            async with conn.transaction():
-                await self.projection.write(conn, self._schema, [item for _, item in batch])
-            return len(batch)
-        except Exception as error:  # noqa: BLE001 - classified below
-            if is_transient(error):
-                raise
-            if len(batch) == 1:
-                origin = batch[0][0]
-                letters.append(self._letter(origin.message, origin.where, error,
-                                            _value_of(origin.message, origin.envelope, origin.alone)))
-                return 0
-        middle = len(batch) // 2
-        return await self._bisect(conn, batch[:middle], letters) + await self._bisect(conn, batch[middle:], letters)
-
-    def _letter(self, message: Any, index: int | None, error: BaseException, value: bytes | None) -> DeadLetter:
-        return DeadLetter(message.topic, message.partition, message.offset, index, reason_of(error),
-                          describe(error), message.key, value)
-
     async def _publish_dead_letters(self) -> None:
-        """Publish the outbox to ``dlq.<group>``; a broker problem leaves it for a later step."""
+        """Publish the outbox to ``dlq.<group>`` when it is due; a broker problem leaves it for a later step."""
         producer = self._producer
-        if not self._publish_pending or producer is None or time.monotonic() < self._next_publish:
+        if producer is None or not self._outbox.due():
             return
-        try:
-            async with self._conn_lock:
-                await self._outbox.publish(self._connection(), producer)
-        except (KafkaError, asyncio.TimeoutError) as error:
-            self._next_publish = time.monotonic() + self.settings.backoff_cap
-            log.warning("%s: could not publish dead letters to its dead-letter topic (retrying in %.1f s): %s",
-                        self._group, self.settings.backoff_cap, describe(error))
-            return
-        self._publish_pending = False
+        async with self._conn_lock:
+            await self._outbox.publish_when_reachable(self._connection(), producer)
 
     async def _store_offsets(self, conn: psycopg.AsyncConnection[Any], messages: list[Any]) -> None:
         nexts: dict[tuple[str, int], int] = {}
@@ -733,18 +512,6 @@ class ProjectionWorker:
         if self._conn is None:
             raise psycopg.OperationalError("not connected to PostgreSQL")
         return self._conn
-
-
-def _value_of(message: Any, item: object, alone: bool) -> bytes | None:
-    """What a dead letter carries: the record's bytes, or the one envelope of a pack."""
-    if alone:
-        return message.value
-    if isinstance(item, Undecodable):
-        return item.line
-    try:
-        return orjson.dumps(item)
-    except TypeError:
-        return message.value
 
 
 def _span(messages: list[Any]) -> str:

@@ -39,9 +39,10 @@ def test_checking_a_batch_pauses_the_collector_and_always_turns_it_back_on() -> 
     import gc
     from types import SimpleNamespace
 
+    from projections.batch_writes import BatchWriter
     from projections.dead_letters import DeadLetter
+    from projections.worker import WorkerMetrics
 
-    worker = _worker(WorkerSettings())
     seen: list[bool] = []
 
     class Watching(DecisionsProjection):
@@ -49,13 +50,13 @@ def test_checking_a_batch_pauses_the_collector_and_always_turns_it_back_on() -> 
             seen.append(gc.isenabled())
             super().validate(envelope)
 
-    worker.projection = Watching()
+    batches = BatchWriter(Watching(), "s", "p.read-models", WorkerSettings(), WorkerMetrics())
     good = b'{"event_id":"00000000-0000-0000-0000-000000000001","event_type":"X.v1","schema_version":1,' \
            b'"log_position":1,"symbol":"A","timestamp_ns":0}'
     messages = [SimpleNamespace(topic="t", partition=0, offset=i, key=b"A", value=value)
                 for i, value in enumerate([good, b"not json", b"[1, 2]"])]
     letters: list[DeadLetter] = []
-    found = worker._checked(messages, letters)
+    found = batches.checked(messages, letters)
     assert gc.isenabled() and seen == [False]
     assert [o.envelope["event_id"] for o in found] == ["00000000-0000-0000-0000-000000000001"]
     assert sorted((letter.offset, letter.index, letter.reason) for letter in letters) == [
