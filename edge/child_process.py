@@ -2,7 +2,9 @@
 
 The embedded servers (``edge.embedded_server``) and the supervisor's
 components each run as a child process on 127.0.0.1 and report their log
-when they do not come up.
+when they do not come up. :func:`stop_children` stops the children a
+process lost track of: an exception a signal handler raises just as a spawn
+returns (before its ``Popen`` is kept) loses a child that runs on.
 """
 
 from __future__ import annotations
@@ -13,10 +15,11 @@ import os
 import signal
 import socket
 import sys
+import time
 from pathlib import Path
 from typing import Callable
 
-__all__ = ["child_setup", "die_with_parent", "free_port", "log_tail"]
+__all__ = ["child_setup", "die_with_parent", "free_port", "log_tail", "running_children", "stop_children"]
 
 _PR_SET_PDEATHSIG = 1
 _LIBC = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True) if sys.platform == "linux" else None
@@ -69,3 +72,58 @@ def log_tail(logfile: Path, lines: int = 20) -> str:
     except OSError:
         return "(no log file)"
     return "\n".join(text[-lines:])
+
+
+def running_children() -> list[int]:
+    """The process ids of this process's children that still run (exited, unreaped ones not).
+
+    Read from ``/proc`` (Linux); an empty list where there is none.
+    """
+    if sys.platform != "linux":
+        return []
+    me, found = os.getpid(), []
+    for entry in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            # "pid (command) state ppid ...": the command may hold spaces and parentheses.
+            state, ppid = entry.read_text().rsplit(")", 1)[1].split()[:2]
+        except (OSError, IndexError, ValueError):
+            continue  # it exited while we read
+        if int(ppid) == me and state != "Z":
+            found.append(int(entry.parent.name))
+    return found
+
+
+def stop_children(timeout: float = 5.0) -> list[int]:
+    """SIGTERM every child of this process that still runs, then SIGKILL those left ``timeout`` seconds later.
+
+    For a parent that stopped every child it knows of and must not leave one it lost
+    track of. Waits for each to exit (at most ``timeout`` seconds after the SIGKILL too);
+    returns the ids of those it found. Raises nothing.
+    """
+    children = running_children()
+    left = children
+    for signum in (signal.SIGTERM, signal.SIGKILL):
+        for pid in left:
+            _signal(pid, signum)
+        deadline = time.monotonic() + timeout
+        while left and time.monotonic() < deadline:
+            time.sleep(0.05)
+            left = [pid for pid in left if not _reaped(pid)]
+        if not left:
+            break
+    return children
+
+
+def _signal(pid: int, signum: signal.Signals) -> None:
+    try:
+        os.kill(pid, signum)
+    except ProcessLookupError:
+        pass
+
+
+def _reaped(pid: int) -> bool:
+    """Whether our child ``pid`` has exited, reaping it (another waiter may have reaped it already)."""
+    try:
+        return os.waitpid(pid, os.WNOHANG)[0] == pid
+    except ChildProcessError:
+        return True

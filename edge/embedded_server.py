@@ -227,15 +227,17 @@ class EmbeddedServer(ABC):
         Raises the launcher's :class:`ServerNotFound` when there is no binary,
         its :class:`ServerStartError` when the server does not answer within
         the start-up timeout (the message ends with the tail of its log), and
-        :attr:`state_error` when already started.
+        :attr:`state_error` when already started. Whatever it raises, a server
+        it spawned is stopped first, also when the wait was interrupted (an
+        exception raised by a signal handler, as Ctrl-C's ``KeyboardInterrupt``).
         """
         if self._process is not None:
             msg = f"{type(self).__name__} is already running"
             raise self.state_error(msg)
         binary = self.find_binary()
         self.on_prepare(binary)
-        self._start_on_a_free_port(binary)
         try:
+            self._start_on_a_free_port(binary)
             self.on_ready()
         except BaseException:
             self.stop()
@@ -270,9 +272,11 @@ class EmbeddedServer(ABC):
     def stop(self) -> None:
         """Stop the server, sending :attr:`stop_signals` in turn until it exits.
 
-        Does nothing when it is not running. Raises nothing on purpose.
+        Does nothing when it is not running. Raises nothing on purpose. The
+        server counts as running until it has exited: a stop cut short (by a
+        signal handler's exception) leaves it to the next :meth:`stop`.
         """
-        process, self._process = self._process, None
+        process = self._process
         if process is None:
             return
         for stop_signal in self.stop_signals:
@@ -284,6 +288,7 @@ class EmbeddedServer(ABC):
             except subprocess.TimeoutExpired:
                 continue
         process.wait()
+        self._process = None
 
     def __enter__(self) -> Self:
         self.start()

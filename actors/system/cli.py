@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import sys
-import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -23,6 +21,7 @@ from actors.system.options import non_negative_int, positive_float, positive_int
 from actors.replay import DeskReplay
 from actors.system.plan import RunPlan
 from actors.system.status import read_status
+from actors.system.stop_signals import StopSignals
 from actors.system.supervisor import Supervisor
 from actors.system.services import system_redis
 from aggregates.registry import ModelRegistry
@@ -113,9 +112,9 @@ def _up(args: argparse.Namespace, settings: Settings) -> int:
     plan = _plan(args)
     if not plan.symbols:
         raise GlassboxError("no symbols to trade: use --source bundled, --source csv PATH or --symbols N with N > 0")
-    stop = threading.Event()
-    _install_stop_handlers(stop)
-    return Supervisor(settings, plan, out=lambda line: print(line, flush=True)).run(stop)
+    signals = StopSignals()
+    signals.install()  # before start-up: a Ctrl-C while the services start must stop them too
+    return Supervisor(settings, plan, out=lambda line: print(line, flush=True)).run(signals)
 
 
 def _plan(args: argparse.Namespace) -> RunPlan:
@@ -195,15 +194,6 @@ def _doctor(args: argparse.Namespace, settings: Settings) -> int:
     from actors.system.doctor import run_doctor
 
     return run_doctor(settings, as_json=args.json)
-
-
-def _install_stop_handlers(stop: threading.Event) -> None:
-    def handler(signum: int, _frame: object) -> None:
-        print(f"\n{signal.Signals(signum).name}: draining and stopping ...")
-        stop.set()
-
-    signal.signal(signal.SIGINT, handler)
-    signal.signal(signal.SIGTERM, handler)
 
 
 if __name__ == "__main__":

@@ -125,14 +125,25 @@ class Component:
         """Stopped on purpose (:meth:`stop`) and not started since: nothing brings it back by itself."""
         return self._stopped
 
-    def start(self) -> None:
-        """Start the process and wait until it is healthy.
+    def start(self, between: Callable[[], None] = lambda: None) -> None:
+        """Start the process and wait until it is healthy; when this raises, the process is stopped.
+
+        ``between()`` runs between two health checks; what it raises ends the wait (the
+        supervisor's raises when an embedded service died meanwhile). A stop signal raised
+        during the wait (:class:`~actors.system.stop_signals.StartupInterrupted`) ends it too.
 
         Raises:
             ComponentFailed: it exited or stayed unhealthy for ``start_timeout`` seconds
                 (the message names it and quotes the end of its log).
         """
         self._spawn()
+        try:
+            self._wait_until_healthy(between)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _wait_until_healthy(self, between: Callable[[], None]) -> None:
         deadline = self._clock() + self.spec.start_timeout
         while not self._healthy():
             process = self._process
@@ -143,11 +154,11 @@ class Component:
                     f"end of {self.log_path}:\n{log_tail(self.log_path)}"
                 )
             if self._clock() > deadline:
-                self.stop()
                 raise ComponentFailed(
                     self.name, f"{self.name} was not healthy after {self.spec.start_timeout:g} s; "
                     f"end of {self.log_path}:\n{log_tail(self.log_path)}"
                 )
+            between()
             time.sleep(0.1)
 
     def check(self, hold: bool = False) -> ComponentChange | None:

@@ -35,8 +35,8 @@ from edge.system_keys import SystemKeys
 from glassbox import GlassboxError, Settings
 from projections.postgres_server import EmbeddedPostgres, PostgresServerSettings, postgres_answers, reachable_data_dir
 
-__all__ = ["CHILD_TIMEOUT_S", "MIGRATIONS_TIMEOUT_S", "bring_up_services", "republish_into_fresh_broker",
-           "system_backbone", "system_redis"]
+__all__ = ["CHILD_TIMEOUT_S", "MIGRATIONS_TIMEOUT_S", "bring_up_services", "fail_if_exited",
+           "republish_into_fresh_broker", "system_backbone", "system_redis"]
 
 CHILD_TIMEOUT_S = 15.0
 """Seconds a short child (the offsets reset) may take: it runs on the watch loop after a broker restart,
@@ -92,6 +92,20 @@ def bring_up_services(stack: ExitStack, settings: Settings, shards: int, seed: i
                        answers=lambda: postgres_answers(database_url, timeout=2)),
     ]
     return services, watched
+
+
+def fail_if_exited(watched: list[WatchedService]) -> None:
+    """During start-up: raise if an embedded service's process has exited (nothing restarts it before the run).
+
+    Raises:
+        ComponentFailed: names the service, its exit code and the end of its log.
+    """
+    for service in watched:
+        server = service.server
+        code = None if server is None else server.exit_code
+        if server is not None and code is not None:
+            raise ComponentFailed(service.name, f"{service.name}: the embedded {service.name} exited with code {code} "
+                                                f"during start-up; end of {server.logfile}:\n{server.log_tail()}")
 
 
 def _bounded_redis(url: str) -> redis.Redis:

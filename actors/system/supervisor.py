@@ -5,7 +5,11 @@ Start order, each step behind a health check with a timeout: the services
 then the component processes of :mod:`actors.system.layout` (shards, one
 relay per shard store, the projection workers, the API), then the feeds. A
 step that fails stops start-up with one message naming it, a
-``System.Startup.Failed.v1`` event (once Redis is up) and a non-zero exit.
+``System.Startup.Failed.v1`` event (once Redis is up) and a non-zero exit;
+so does an embedded service that dies before start-up is done (it is
+restarted only once the system runs). Ctrl-C or SIGTERM during start-up
+(:mod:`actors.system.stop_signals`) interrupts whichever step waits, stops
+what had started, newest first, and exits with 128 + the signal's number.
 
 While running, a component process that exits is restarted with
 exponential backoff (a shard rebuilds its desks from the event store and
@@ -44,12 +48,14 @@ from actors.system.feeds import start_feeds
 from actors.system.history import SystemHistory
 from actors.system.layout import ProcessLayout, ServiceUrls
 from actors.system.plan import RunPlan
-from actors.system.service_watch import ServiceBack, ServiceDown, ServiceWatch, needs
-from actors.system.services import bring_up_services, republish_into_fresh_broker
+from actors.system.service_watch import ServiceBack, ServiceDown, ServiceWatch, WatchedService, needs
+from actors.system.services import bring_up_services, fail_if_exited, republish_into_fresh_broker
 from actors.system.status import Progress, ProgressProbe, StatusBoard
+from actors.system.stop_signals import StartupInterrupted, StopSignals
 from actors.system.stuck import Stuck, backlogs_of, stuck_work
 from backbone.relay import RelayPosition
 from backbone.topics import TopicSettings
+from edge.child_process import stop_children
 from edge.store_layout import log_head
 from edge.stray_streams import StraySweeper
 from edge.system_keys import SystemKeys
@@ -89,26 +95,23 @@ class Supervisor:
         self._quiet: set[str] = set()
         """Components whose exit an outage explained: their restart after it is not news either."""
 
-    def run(self, stop: threading.Event) -> int:
-        """Start everything, run until ``stop`` is set (or the duration passes), drain, stop."""
+    def run(self, signals: StopSignals) -> int:
+        """Start everything, run until a stop signal (or the duration passes), drain, stop.
+
+        ``signals`` are installed already: one during start-up interrupts it (what had
+        started is stopped, no drain: nothing ran yet) and the exit code is 128 + its number.
+        """
         self.run_dir.mkdir(parents=True, exist_ok=True)
         owned = assign_symbols(self.plan.symbols, self.plan.shards)
         with ExitStack() as stack:
             stack.callback(self.history.close)
             stack.callback(self.board.close)
             try:
-                services, watched = bring_up_services(stack, self.settings, self.plan.shards, self.plan.seed,
-                                                      self.out, on_redis=self._on_redis)
-                self.watch = ServiceWatch(watched)
-                for service in watched:
-                    if service.name == "broker" and service.server is not None:
-                        service.after_restart = lambda: self._after_broker_restart(services, owned)
-                self._start_components(stack, services, owned)
+                services = self._start_up(stack, signals, owned)
             except GlassboxError as error:
-                self.history.startup_failed(error.component if isinstance(error, ComponentFailed) else "supervisor",
-                                            str(error))
-                self.out(f"glassbox up: start-up failed: {error}")
-                return 1
+                return self._startup_failed(error)
+            except StartupInterrupted as interrupted:
+                return self._startup_interrupted(stack, interrupted)
             # Not retried by the client: the watch asks again a second later, and a timed-out call
             # counts as Redis being unreachable (the watch says so once).
             client = redis.Redis.from_url(services.redis_url, socket_timeout=REDIS_TIMEOUT_S,
@@ -124,7 +127,9 @@ class Supervisor:
             for line in self.started_lines(services, owned):
                 self.out(line)
             try:
-                self._watch(stop, probe, services, StraySweeper(client, self.tick_keys, self.plan.symbols))
+                self._watch(signals.stop, probe, services, StraySweeper(client, self.tick_keys, self.plan.symbols))
+                if signals.received is not None:
+                    self.out(f"{signals.received.name}: draining and stopping ...")
             finally:
                 feeds_stop.set()
                 joined_by = time.monotonic() + FEED_JOIN_S
@@ -139,17 +144,45 @@ class Supervisor:
 
     # -- start-up ------------------------------------------------------------
 
+    def _start_up(self, stack: ExitStack, signals: StopSignals, owned: list[list[str]]) -> ServiceUrls:
+        """The services, then the components; each stopped when ``stack`` closes."""
+        with signals.starting():
+            services, watched = bring_up_services(stack, self.settings, self.plan.shards, self.plan.seed,
+                                                  self.out, on_redis=self._on_redis)
+            self.watch = ServiceWatch(watched)
+            for service in watched:
+                if service.name == "broker" and service.server is not None:
+                    service.after_restart = lambda: self._after_broker_restart(services, owned)
+            self._start_components(stack, services, owned, watched)
+        return services
+
+    def _startup_failed(self, error: GlassboxError) -> int:
+        self.history.startup_failed(error.component if isinstance(error, ComponentFailed) else "supervisor", str(error))
+        self.out(f"glassbox up: start-up failed: {error}")
+        return 1
+
+    def _startup_interrupted(self, stack: ExitStack, interrupted: StartupInterrupted) -> int:
+        """Stop what had started (no drain: nothing ran yet); the exit code the signal calls for."""
+        self.history.stopped(str(interrupted))
+        self.out(f"glassbox up: stopped by {interrupted.signum.name} during start-up; stopping what it had started")
+        stack.close()  # the components, then the services, newest first
+        stop_children()  # and a child whose spawn the signal cut short (Popen raised before returning it)
+        return interrupted.exit_code
+
     def _on_redis(self, redis_url: str) -> None:
         self.board.attach(redis_url)
         self.history.open(redis_url, self.plan)
 
-    def _start_components(self, stack: ExitStack, services: ServiceUrls, owned: list[list[str]]) -> None:
+    def _start_components(self, stack: ExitStack, services: ServiceUrls, owned: list[list[str]],
+                          watched: list[WatchedService]) -> None:
         for spec in self.layout.specs(services, owned):
             component = Component(spec, self.log_dir)
             self.out(f"starting {spec.name} ...")
-            component.start()
+            stack.callback(component.stop)  # newest first on the way out; before the start, which may be interrupted
             self.components.append(component)
-            stack.callback(component.stop)  # newest first on the way out
+            # An embedded service that died meanwhile fails start-up at once: it is restarted only
+            # once the system runs, and the component would wait out its whole timeout for it.
+            component.start(between=lambda: fail_if_exited(watched))
 
     def started_lines(self, services: ServiceUrls, owned: list[list[str]]) -> list[str]:
         """What ``glassbox up`` prints once everything runs: where the services are, the shards, the API."""

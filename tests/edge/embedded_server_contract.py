@@ -14,6 +14,7 @@ import os
 import re
 import signal
 import socket
+import threading
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, ClassVar
 
@@ -32,6 +33,10 @@ __all__ = ["EmbeddedServerContract", "write_script"]
 
 EXIT_CODE = 3
 EXIT_MESSAGE = "cannot open the data dir"
+
+
+class Interrupted(BaseException):
+    """What a signal handler raises in the interrupted-start case, as Ctrl-C's KeyboardInterrupt is raised."""
 
 
 def write_script(path: Path, body: str) -> Path:
@@ -150,3 +155,26 @@ class EmbeddedServerContract(ABC):
             assert self.client_answers(server.address)
         finally:
             server.stop()
+
+    def test_a_start_interrupted_while_it_waits_leaves_nothing_running(self, server_dir: Path) -> None:
+        server = self.construct_server_that_exits(server_dir / "server", server_dir / "bin", "exec sleep 600")
+        spawned: list[int] = []
+
+        def interrupt(_signum: int, _frame: object) -> None:
+            spawned.append(server.pid)  # it waits for an answer that never comes
+            raise Interrupted
+
+        previous = signal.signal(signal.SIGUSR1, interrupt)
+        timer = threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGUSR1))
+        timer.start()
+        try:
+            with pytest.raises(Interrupted):
+                server.start()
+        finally:
+            timer.cancel()
+            signal.signal(signal.SIGUSR1, previous)
+        assert spawned, "start() returned before the interruption"
+        with pytest.raises(ProcessLookupError):
+            os.kill(spawned[0], 0)  # stopped and reaped by start() itself
+        with pytest.raises(self.state_error):
+            _ = server.pid
