@@ -15,10 +15,16 @@ file can be read while the process still runs.
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
+import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
+
+import pytest
 
 from edge.child_process import log_tail
 
@@ -141,3 +147,27 @@ def _tail(text: str | bytes | None) -> str:
 
 def _section(title: str, body: str) -> list[str]:
     return [f"--- {title}:", body]
+
+
+class Interrupted(BaseException):
+    """What :func:`interrupted_after` raises: a BaseException, as KeyboardInterrupt and StartupInterrupted are."""
+
+
+@contextmanager
+def interrupted_after(seconds: float, on_signal: Callable[[], None] = lambda: None) -> Iterator[None]:
+    """The block must be interrupted: SIGUSR1 to this process after ``seconds`` raises :class:`Interrupted`
+    in whatever the block waits on (``on_signal`` runs first, in the handler)."""
+
+    def interrupt(_signum: int, _frame: object) -> None:
+        on_signal()
+        raise Interrupted
+
+    previous = signal.signal(signal.SIGUSR1, interrupt)
+    timer = threading.Timer(seconds, os.kill, (os.getpid(), signal.SIGUSR1))
+    timer.start()
+    try:
+        with pytest.raises(Interrupted):
+            yield
+    finally:
+        timer.cancel()
+        signal.signal(signal.SIGUSR1, previous)

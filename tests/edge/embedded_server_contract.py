@@ -14,7 +14,6 @@ import os
 import re
 import signal
 import socket
-import threading
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, ClassVar
 
@@ -23,6 +22,7 @@ import pytest
 from edge import embedded_server
 from edge.child_process import free_port
 from edge.embedded_server import EmbeddedServer, ServerNotFound, ServerStartError, given_or_embedded
+from tests.process_report import interrupted_after
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -33,10 +33,6 @@ __all__ = ["EmbeddedServerContract", "write_script"]
 
 EXIT_CODE = 3
 EXIT_MESSAGE = "cannot open the data dir"
-
-
-class Interrupted(BaseException):
-    """What a signal handler raises in the interrupted-start case, as Ctrl-C's KeyboardInterrupt is raised."""
 
 
 def write_script(path: Path, body: str) -> Path:
@@ -159,20 +155,9 @@ class EmbeddedServerContract(ABC):
     def test_a_start_interrupted_while_it_waits_leaves_nothing_running(self, server_dir: Path) -> None:
         server = self.construct_server_that_exits(server_dir / "server", server_dir / "bin", "exec sleep 600")
         spawned: list[int] = []
-
-        def interrupt(_signum: int, _frame: object) -> None:
-            spawned.append(server.pid)  # it waits for an answer that never comes
-            raise Interrupted
-
-        previous = signal.signal(signal.SIGUSR1, interrupt)
-        timer = threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGUSR1))
-        timer.start()
-        try:
-            with pytest.raises(Interrupted):
-                server.start()
-        finally:
-            timer.cancel()
-            signal.signal(signal.SIGUSR1, previous)
+        # The handler notes the pid: the server waits for an answer that never comes.
+        with interrupted_after(1.0, on_signal=lambda: spawned.append(server.pid)):
+            server.start()
         assert spawned, "start() returned before the interruption"
         with pytest.raises(ProcessLookupError):
             os.kill(spawned[0], 0)  # stopped and reaped by start() itself

@@ -27,7 +27,7 @@ from actors.system.components import Component, ComponentSpec
 from actors.system.stop_signals import StartupInterrupted, StopSignals
 from aggregates.registry import ModelRegistry
 from tests.conftest import reachable_tmp_dir
-from tests.process_report import LoggedProcess, wait_until
+from tests.process_report import LoggedProcess, interrupted_after, wait_until
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -168,27 +168,12 @@ def test_an_embedded_broker_that_dies_during_start_up_fails_it_naming_the_broker
 # -- the parts, in this process ------------------------------------------------------------------------------
 
 
-class _Interrupted(BaseException):
-    """What a signal handler raises in the test below, as the supervisor's raises StartupInterrupted."""
-
-
 def test_a_component_whose_health_wait_is_interrupted_is_stopped(tmp_path: Path) -> None:
     spec = ComponentSpec("never-healthy", [sys.executable, "-c", "import time; time.sleep(600)"], {},
                          healthy=lambda: False, stop_timeout=10.0)
     component = Component(spec, tmp_path)
-
-    def interrupt(_signum: int, _frame: object) -> None:
-        raise _Interrupted
-
-    previous = signal.signal(signal.SIGUSR1, interrupt)
-    timer = threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGUSR1))
-    timer.start()
-    try:
-        with pytest.raises(_Interrupted):
-            component.start()
-    finally:
-        timer.cancel()
-        signal.signal(signal.SIGUSR1, previous)
+    with interrupted_after(1.0):  # as the supervisor's handler raises StartupInterrupted
+        component.start()
     assert component.state == "stopped" and not _stat(component.pid)  # stopped and reaped
 
 
