@@ -128,6 +128,19 @@ def _tick_bounds(env: Mapping[str, str]) -> dict[str, float | int]:
     return bounds
 
 
+def _risk_limits(env: Mapping[str, str]) -> dict[str, float]:
+    """The GLASSBOX_RISK_* limits: each a positive finite number; the stale move a fraction below 1."""
+    return {
+        "risk_max_position_fraction": _positive_float(env, "GLASSBOX_RISK_MAX_POSITION_FRACTION",
+                                                      Settings.risk_max_position_fraction),
+        "risk_max_leverage": _positive_float(env, "GLASSBOX_RISK_MAX_LEVERAGE", Settings.risk_max_leverage),
+        "risk_daily_loss_limit": _positive_float(env, "GLASSBOX_RISK_DAILY_LOSS_LIMIT",
+                                                 Settings.risk_daily_loss_limit),
+        "risk_stale_move": _float(env, "GLASSBOX_RISK_STALE_MOVE", Settings.risk_stale_move,
+                                  lambda n: 0.0 <= n < 1.0, "a fraction from 0 up to, not including, 1"),
+    }
+
+
 @dataclass(frozen=True)
 class Settings:
     """Where Glassbox keeps its data and which external services it uses.
@@ -172,6 +185,16 @@ class Settings:
     min_trade_fraction: float = 0.01
     """The desks' no-trade band: a rebalance worth less than this fraction of equity is not placed
     (``aggregates.policy.Sizing``); every decision records it."""
+    risk_max_position_fraction: float = 0.25
+    """No order may take one position past this fraction of the book's equity.
+
+    These ``risk_*`` defaults are the one source of ``aggregates.risk.RiskLimits``' defaults."""
+    risk_max_leverage: float = 1.5
+    """No order may take the book's gross exposure past this multiple of its equity."""
+    risk_daily_loss_limit: float = 0.02
+    """Once the book has lost this fraction of its start-of-day equity, no order may grow a position."""
+    risk_stale_move: float = 0.005
+    """The adverse move a shard assumes the other shards' positions made since they last published."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -180,7 +203,9 @@ class Settings:
         ``GLASSBOX_NAMESPACE``, ``GLASSBOX_SCHEMA``, ``GLASSBOX_TOPIC_PREFIX``, ``GLASSBOX_LOG_LEVEL``,
         ``GLASSBOX_API_TOKENS``, ``GLASSBOX_API_RATE_PER_S``, ``GLASSBOX_RELAY_STORES`` and the tick
         bounds ``GLASSBOX_TICK_EARLIEST``, ``GLASSBOX_TICK_MAX_FUTURE_S``, ``GLASSBOX_TICK_MIN_PRICE``,
-        ``GLASSBOX_TICK_MAX_PRICE``, ``GLASSBOX_TICK_MAX_SIZE`` and ``GLASSBOX_MIN_TRADE_FRACTION``.
+        ``GLASSBOX_TICK_MAX_PRICE``, ``GLASSBOX_TICK_MAX_SIZE``, ``GLASSBOX_MIN_TRADE_FRACTION`` and the
+        risk limits ``GLASSBOX_RISK_MAX_POSITION_FRACTION``, ``GLASSBOX_RISK_MAX_LEVERAGE``,
+        ``GLASSBOX_RISK_DAILY_LOSS_LIMIT`` and ``GLASSBOX_RISK_STALE_MOVE``.
 
         Raises:
             SettingsError: for a URL of the wrong kind or a number out of range.
@@ -204,6 +229,7 @@ class Settings:
             relay_stores=tuple(s for s in env.get("GLASSBOX_RELAY_STORES", "").split(",") if s.strip()),
             min_trade_fraction=_fraction(env, "GLASSBOX_MIN_TRADE_FRACTION", Settings.min_trade_fraction),
             **_tick_bounds(env),
+            **_risk_limits(env),
         )
 
     @property

@@ -13,12 +13,20 @@ letters, the event stores and their snapshots), so it never reads or writes a
 live system's keys even on the same Redis; its topics and database schema,
 when ``--forensics`` asks for them, are named after the run too.
 
+Risk: every order of every strategy goes through the book's limits
+(``BacktestSettings.limits``), as live; the result counts the orders risk cut
+and refused, and the rules they would have broken.
+
 Shards: with ``shards`` > 1 the symbols are split as ``glassbox up --shards``
 splits them (:func:`~actors.sharding.assign_symbols`) and each shard runs in
-a process of its own with its own event store (``…glassbox:shard-<i>``) and
-its own portfolio view, exactly as a live shard has; the shards' ledgers are
-then combined into the portfolio's (:meth:`Ledger.combined`). So a run with
-N shards decides as a live system with N shards would.
+a process of its own with its own event store (``…glassbox:shard-<i>``),
+sharing the book through the run's shared book in Redis as live shards do.
+The shards take the run's cycles in step — each decides its symbols' ticks of
+a cycle, publishes its figures, and waits for the others before the next — so
+every shard's risk sees the others exactly one cycle behind, whatever their
+speeds; the shards' ledgers are then combined into the portfolio's
+(:meth:`Ledger.combined`). So a run with N shards decides as a live system
+with N shards would.
 """
 
 from __future__ import annotations
@@ -38,6 +46,7 @@ from actors.runtime import HotPath, HotPathSettings
 from actors.shard import ShardSettings
 from actors.sharding import assign_symbols
 from aggregates.desk import SymbolDesk, desk_id
+from aggregates.risk import RiskLimits
 from aggregates.strategies import Strategy
 from edge.gc_settling import settle_garbage_collector
 from edge.history import History
@@ -75,6 +84,8 @@ class BacktestSettings:
     long runs; nothing left to inspect or explain afterwards)."""
     shards: int = 1
     """Processes the symbols are split across, as live shards split them (see the module docstring)."""
+    limits: RiskLimits = field(default_factory=RiskLimits)
+    """The book's risk limits, which every order goes through, as live."""
     bounds: TickBounds = field(default_factory=TickBounds)
     """What a tick may hold; the desks drop the wall-clock bound (:meth:`TickBounds.for_history`):
     replayed history, synthetic history included, may run past today."""
@@ -93,12 +104,12 @@ class BacktestSettings:
     def namespace(self) -> str:
         return f"backtest:{self.run_id}:"
 
-    def hot_path(self, shard: int = 0) -> HotPathSettings:
+    def hot_path(self, shard: int = 0, book_share: float = 1.0) -> HotPathSettings:
         """Shard ``shard``'s hot path, its event store ``SystemKeys(namespace).shard_store(shard)`` as live."""
         return HotPathSettings(
-            self.redis_url, namespace=self.namespace, capital=self.capital,
+            self.redis_url, namespace=self.namespace, capital=self.capital, book_share=book_share,
             shard=ShardSettings(name=f"shard-{shard}", actor=ActorSettings(
-                checkpoint_every=self.checkpoint_every, bounds=self.bounds.for_history())),
+                checkpoint_every=self.checkpoint_every, bounds=self.bounds.for_history(), limits=self.limits)),
         )
 
 
@@ -116,23 +127,33 @@ class BacktestResult:
     rejected_ticks: int = 0
     seconds: float = 0.0
     rejections: dict[str, int] = field(default_factory=dict)
+    orders_cut: int = 0
+    """Orders risk cut to the largest quantity that passes (a ``Risk.Check.Rejected`` and a smaller fill)."""
+    orders_refused: int = 0
+    """Orders risk refused outright (a ``Risk.Check.Rejected`` and no fill)."""
+    limits_broken: dict[str, int] = field(default_factory=dict)
+    """Orders cut or refused, per rule they would have broken (one breaking two counts under both)."""
 
     @property
     def events_per_s(self) -> float:
         return self.events / self.seconds if self.seconds > 0 else 0.0
 
 
-def tick_batches(ticks: list[Tick], cycle_ticks: int) -> Iterator[dict[str, list[StreamEntry]]]:
+def tick_batches(ticks: list[Tick], cycle_ticks: int,
+                 symbols: frozenset[str] | None = None) -> Iterator[dict[str, list[StreamEntry]]]:
     """Cycles of stream entries as a live read would bring them, ids made from tick time.
 
     An id is ``<ms>-<n>`` with ``n`` counting ticks of the symbol in the same
     millisecond, so ids rise with time as Redis's own do and name the same
-    tick in every run.
+    tick in every run. With ``symbols``, each cycle holds only their ticks
+    (maybe none), cut where the cycle of all ticks is cut: shards in step.
     """
     last: dict[str, tuple[int, int]] = {}
     for start in range(0, len(ticks), cycle_ticks):
         batches: dict[str, list[StreamEntry]] = {}
         for tick in ticks[start:start + cycle_ticks]:
+            if symbols is not None and tick.symbol not in symbols:
+                continue
             ms = tick.ts_ns // 1_000_000
             prev_ms, prev_n = last.get(tick.symbol, (-1, -1))
             n = prev_n + 1 if ms == prev_ms else 0
@@ -158,14 +179,12 @@ def run_backtest(settings: BacktestSettings, strategy: Strategy, history: Histor
     if len(owned) == 1:
         shard, symbols = owned[0]
         return _run_shard(settings, shard, symbols, strategy, history.ticks, _counting(progress, total))
-    members = {symbol: i for i, symbols in owned for symbol in symbols}
-    parts: dict[int, list[Tick]] = {i: [] for i, _ in owned}
-    for tick in history.ticks:
-        parts[members[tick.symbol]].append(tick)
+    book = len(history.symbols)
 
     def part(shard: int, symbols: list[str]) -> Callable[[PartContext[BacktestResult]], BacktestResult]:
-        return lambda context: _run_shard(settings, shard, symbols, strategy, parts[shard],
-                                          lambda done, _seconds: context.progressed(done), context.ready)
+        return lambda context: _run_shard(settings, shard, symbols, strategy, history.ticks,
+                                          lambda done, _seconds: context.progressed(done), context.in_step,
+                                          len(symbols) / book)
 
     started = time.perf_counter()
     counting = _counting(progress, total)
@@ -182,11 +201,18 @@ def _counting(progress: Progress | None, total: int) -> Callable[[int, float], N
 
 
 def _run_shard(settings: BacktestSettings, shard: int, symbols: list[str], strategy: Strategy, ticks: list[Tick],
-               progress: Callable[[int, float], None], ready: Callable[[], None] = lambda: None) -> BacktestResult:
-    """One shard's run over its own symbols' ticks, in this process; ``ready`` waits for the other shards."""
-    hot_settings = settings.hot_path(shard)
+               progress: Callable[[int, float], None], in_step: Callable[[], None] | None = None,
+               book_share: float = 1.0) -> BacktestResult:
+    """One shard's run over its own symbols' ticks, in this process.
+
+    ``in_step`` (a sharded run) waits for the other shards: once when started, and twice a
+    cycle — after reading the others' figures (so nobody publishes over a figure set another
+    has yet to read) and after publishing its own (so everybody reads the same cycle's).
+    """
+    hot_settings = settings.hot_path(shard, book_share)
     hot = HotPath(hot_settings, symbols, strategy)
     result = BacktestResult(settings.run_id, [hot_settings.store_name], Ledger(settings.capital))
+    sharded = in_step is not None
     try:
         if hot.app.recorder.max_notification_id():  # type: ignore[attr-defined]
             raise BacktestError(f"backtest run {settings.run_id} already has events in {hot_settings.store_name}; "
@@ -194,15 +220,23 @@ def _run_shard(settings: BacktestSettings, shard: int, symbols: list[str], strat
         warm_up()
         settle_garbage_collector()
         hot.shard.start_actors()
-        ready()
+        if sharded:
+            hot.shard.publish_book()
+            in_step()
         started = time.perf_counter()
-        for batches in tick_batches(ticks, settings.cycle_ticks):
+        for batches in tick_batches(ticks, settings.cycle_ticks, frozenset(symbols) if sharded else None):
+            hot.shard.read_book()
+            if sharded:
+                in_step()
             try:
                 outcomes = hot.shard.decide_unstreamed(batches)
             except RuntimeError as error:
                 raise BacktestError(str(error)) from error
+            if sharded:
+                hot.shard.publish_book()
+                in_step()
             _post(result, outcomes)
-            if not settings.keep_events:
+            if not settings.keep_events and batches:
                 hot.app.recorder.forget_history([desk_id(s) for s in batches])  # type: ignore[attr-defined]
             progress(result.ticks, time.perf_counter() - started)
         result.seconds = time.perf_counter() - started
@@ -223,7 +257,12 @@ def _combined(run_id: str, results: list[BacktestResult]) -> BacktestResult:
         combined.seconds = max(combined.seconds, r.seconds)
         for code, count in r.rejections.items():
             combined.rejections[code] = combined.rejections.get(code, 0) + count
+        combined.orders_cut += r.orders_cut
+        combined.orders_refused += r.orders_refused
+        for rule, count in r.limits_broken.items():
+            combined.limits_broken[rule] = combined.limits_broken.get(rule, 0) + count
     combined.rejections = dict(sorted(combined.rejections.items()))
+    combined.limits_broken = dict(sorted(combined.limits_broken.items()))
     return combined
 
 
@@ -248,8 +287,18 @@ def _post(result: BacktestResult, outcomes: list[BatchOutcome]) -> None:
             result.rejections[error.code] = result.rejections.get(error.code, 0) + 1
         events.extend(o.events)
     events.sort(key=attrgetter("timestamp_ns"))  # every desk event carries its tick's time
+    broke_a_limit: set[str] = set()
     for e in events:
         if isinstance(e, SymbolDesk.DecisionTaken):
             ledger.mark(e.symbol, e.timestamp_ns, e.price)
         elif isinstance(e, SymbolDesk.OrderFilled):
             ledger.fill(e.symbol, e.timestamp_ns, e.side, e.quantity, e.price, e.commission)
+            if e.decision_id in broke_a_limit:  # the fill follows its rejection: the order was cut
+                broke_a_limit.discard(e.decision_id)
+                result.orders_cut += 1
+        elif isinstance(e, SymbolDesk.RiskRejected):
+            broke_a_limit.add(e.decision_id)
+            for reason in e.reasons:
+                rule = reason.partition(":")[0]
+                result.limits_broken[rule] = result.limits_broken.get(rule, 0) + 1
+    result.orders_refused += len(broke_a_limit)  # rejected, and no fill came

@@ -1,19 +1,27 @@
-"""The portfolio book: every desk's committed P&L and exposure, for risk checks.
+"""The portfolio book as one shard sees it: its own desks exactly, the other shards as last published.
 
-Freshness: a desk publishes its figures right after each batch it commits,
-so the view another desk's risk check gets is the committed state of every
-desk in the same shard as of their latest batch — at most one batch (a few
-milliseconds at full load) behind. Desks of other shards are not in it: each
-shard checks concentration and leverage against the capital it was given.
+Freshness: the shard decides its desks one after another on one thread and
+publishes each desk's figures here as soon as that desk's batch is decided
+(:meth:`PortfolioBook.publish`), so a desk's risk check sees every other desk
+of its shard as it stands in the shard's commit order. The other shards' sums
+come from the shared book in Redis (:mod:`edge.shared_book`), exchanged once a
+cycle (:meth:`PortfolioBook.set_remote`): a shard decides a whole cycle on the
+view read at its start, and that view holds each other shard as of its last
+committed cycle, so what a check misses is at most the other shards' cycles
+that overlap this one — about two cycles, a few milliseconds at full load
+(``glassbox status`` shows the view's age). :mod:`aggregates.risk` says why
+the limits hold with that staleness.
 """
 
 from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from typing import Mapping
 
 from aggregates.frozen import built
-from aggregates.risk import OthersView
+from aggregates.risk import OthersView, RemoteShard
+from edge.shared_book import ShardBook
 
 __all__ = ["PortfolioBook", "DeskFigures"]
 
@@ -31,26 +39,48 @@ _NO_FIGURES = DeskFigures()
 
 
 class PortfolioBook:
-    """Thread-safe totals of desk figures; O(1) to update and to read."""
+    """Thread-safe totals of desk figures; O(1) to update and to read.
 
-    def __init__(self, capital: float) -> None:
+    ``share`` is this shard's share of the book's leverage budget (its symbols
+    over the book's; 1 when it holds the whole book).
+    """
+
+    def __init__(self, capital: float, share: float = 1.0) -> None:
         if not capital > 0:
             raise ValueError(f"portfolio capital must be positive, got {capital!r}")
+        if not 0 < share <= 1:
+            raise ValueError(f"a shard's share of the book must be in (0, 1], got {share!r}")
         self.capital = capital
+        self.share = share
         self._lock = threading.Lock()
         self._desks: dict[str, DeskFigures] = {}
         self._pnl = 0.0
         self._day_pnl = 0.0
         self._exposure = 0.0
+        self._remote: tuple[RemoteShard, ...] = ()
+        self._remote_pnl = 0.0
+        self._remote_day_pnl = 0.0
+        self._remote_exposure = 0.0
+        self._unseen_share = 1.0 - share
 
     def publish(self, symbol: str, figures: DeskFigures) -> None:
-        """Replace a desk's figures after it committed a batch."""
+        """Replace a desk's figures after it decided a batch."""
         with self._lock:
             old = self._desks.get(symbol, _NO_FIGURES)
             self._desks[symbol] = figures
             self._pnl += figures.pnl - old.pnl
             self._day_pnl += figures.day_pnl - old.day_pnl
             self._exposure += figures.exposure - old.exposure
+
+    def set_remote(self, shards: Mapping[str, ShardBook]) -> None:
+        """Replace the other shards' figures with what the shared book holds now."""
+        remote = tuple(RemoteShard(s.gross_exposure, s.share) for s in shards.values())
+        with self._lock:
+            self._remote = remote
+            self._remote_pnl = sum(s.pnl for s in shards.values())
+            self._remote_day_pnl = sum(s.day_pnl for s in shards.values())
+            self._remote_exposure = sum(s.gross_exposure for s in shards.values())
+            self._unseen_share = max(1.0 - self.share - sum(s.share for s in shards.values()), 0.0)
 
     def others(self, symbol: str) -> OthersView:
         """Everything but ``symbol``'s own desk, as of the last publications."""
@@ -59,11 +89,19 @@ class PortfolioBook:
             # Asked once a batch of often one or two ticks: built without the frozen __init__.
             return built(OthersView, {
                 "capital": self.capital,
-                "pnl": self._pnl - own.pnl,
-                "day_pnl": self._day_pnl - own.day_pnl,
-                "gross_exposure": max(self._exposure - own.exposure, 0.0),
+                "pnl": self._pnl - own.pnl + self._remote_pnl,
+                "day_pnl": self._day_pnl - own.day_pnl + self._remote_day_pnl,
+                "gross_exposure": max(self._exposure - own.exposure, 0.0) + self._remote_exposure,
+                "remote": self._remote,
+                "unseen_share": self._unseen_share,
+                "remote_exposure": self._remote_exposure,
             })
+
+    def own_totals(self, published_ms: int) -> ShardBook:
+        """This shard's sums, to publish to the shared book."""
+        with self._lock:
+            return ShardBook(self._pnl, self._day_pnl, max(self._exposure, 0.0), self.share, published_ms)
 
     def equity(self) -> float:
         with self._lock:
-            return self.capital + self._pnl
+            return self.capital + self._pnl + self._remote_pnl

@@ -27,6 +27,7 @@ from actors.application import DeskApplication
 from actors.book import DeskFigures, PortfolioBook
 from actors.features import STATE_SIZE, FeatureEngine
 from aggregates.desk import SymbolDesk, tick_order
+from aggregates.risk import RiskLimits
 from aggregates.strategies import Strategy
 from edge.tick_stream import StreamEntry
 from edge.ticks import BadTick, TickBounds, decode_tick, sent_ns_of, validate_tick
@@ -48,6 +49,8 @@ class ActorSettings:
     """Decisions between feature checkpoints (each followed by a snapshot)."""
     bounds: TickBounds = field(default_factory=TickBounds)
     """What a tick may hold; checked again here, as a raw XADD bypasses the publisher's check."""
+    limits: RiskLimits = field(default_factory=RiskLimits)
+    """The book's risk limits, which every order of every strategy goes through."""
 
 
 @dataclass(frozen=True)
@@ -173,6 +176,7 @@ class SymbolActor(pykka.ThreadingActor):
         checkpointed = False
         others = self._book.others(self.symbol)
         bounds = self._settings.bounds
+        limits = self._settings.limits
         latest_ns = bounds.latest_ns()
         # What ``desk.has_seen`` tells, with the last decided id parsed once a batch, not once a tick.
         seen = tick_order(self.desk.last_tick_id) if self.desk is not None and self.desk.last_tick_id else None
@@ -196,7 +200,7 @@ class SymbolActor(pykka.ThreadingActor):
             self.desk.decide(
                 tick_id=tick_id, ts_ns=tick.ts_ns, price=tick.price, size=tick.size,
                 bid=tick.bid, ask=tick.ask, features=features, policy=self._policy, others=others,
-                history=self.history,
+                limits=limits, history=self.history,
             )
             seen = order
             outcome.decisions += 1

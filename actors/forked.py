@@ -38,14 +38,18 @@ class PartFailed(GlassboxError):
 
 @dataclass
 class PartContext(Generic[T]):
-    """What a part is handed: its index, a start line shared with the others, and a progress counter."""
+    """What a part is handed: its index, a line shared with the others to keep in step, and a progress counter."""
 
     index: int
     _messages: Any
     _start_line: Any
 
-    def ready(self) -> None:
-        """Wait until every part has finished starting up, so the timed work begins together."""
+    def in_step(self) -> None:
+        """Wait until every part has come this far: after starting up (the timed work begins together),
+        and, called once a step by every part, after each step (parts go in step).
+
+        A part that fails breaks the line, and the others stop waiting at once.
+        """
         self._start_line.wait()
 
     def progressed(self, done: int) -> None:
@@ -118,8 +122,8 @@ def _part_main(part: Callable[[PartContext[T]], T], context: PartContext[T]) -> 
     try:
         result = part(context)
     except threading.BrokenBarrierError:
-        # Another part failed before the start; its own report says why.
-        context._messages.put(("failed", context.index, "stopped: another part failed while starting"))
+        # Another part failed while the others waited for it; its own report says why.
+        context._messages.put(("failed", context.index, "stopped: another part failed"))
     except BaseException as error:  # noqa: BLE001 - reported to the parent, which raises it
         message = str(error) or repr(error)
         context._messages.put(("failed", context.index, message))

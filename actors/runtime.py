@@ -20,6 +20,7 @@ from aggregates.errors import ModelNotFound
 from aggregates.policy import DecisionPolicy, Sizing
 from aggregates.registry import ModelRegistry
 from edge.gc_settling import settle_garbage_collector
+from edge.shared_book import SharedBook
 from edge.system_keys import SystemKeys
 from edge.tick_stream import TickKeys
 
@@ -34,6 +35,9 @@ class HotPathSettings:
     namespace: str = ""
     """Key prefix for tick streams and the event store (isolates tests and backtests)."""
     capital: float = 1_000_000.0
+    book_share: float = 1.0
+    """This shard's symbols over the whole book's: its share of the leverage budget. Below 1 the
+    shard exchanges its figures with the other shards through the shared book in Redis."""
     shard: ShardSettings = field(default_factory=ShardSettings)
 
     @property
@@ -56,11 +60,14 @@ class HotPath:
         self.keys = TickKeys(settings.namespace)
         self.client = redis.Redis.from_url(settings.redis_url)
         self.app = DeskApplication(env=event_store_env(settings.redis_url, settings.store_name))
-        self.book = PortfolioBook(settings.capital)
+        self.book = PortfolioBook(settings.capital, settings.book_share)
         self.stats = HotPathStats()
+        system_keys = SystemKeys(settings.namespace)
+        shared = None if settings.book_share >= 1 else SharedBook(self.client, system_keys.risk_book,
+                                                                 settings.shard.name)
         self.shard = Shard(
             self.client, self.app, policy, self.symbols, self.book,
-            self.keys, settings.shard, self.stats,
+            self.keys, settings.shard, self.stats, shared,
         )
 
     @classmethod

@@ -10,7 +10,12 @@ Each cycle:
 4. the acknowledgements ride on the next cycle's ``XREADGROUP`` (one round
    trip for both); a cycle that dead-letters ticks instead writes its dead
    letters and acknowledgements in ONE Redis transaction at once; snapshots
-   follow; the portfolio book is updated.
+   follow.
+
+The portfolio book (:mod:`actors.book`) takes each desk's figures as soon as
+its batch is decided, and the shard's sums go to the shared book in Redis on
+the next read's round trip, which brings back the other shards' (one hash
+write and read riding on the ``XREADGROUP`` pipeline).
 
 Nothing is acknowledged before it is durable, and a cycle holds at most
 ``read_count`` entries per symbol, so memory is bounded and the backlog waits
@@ -30,8 +35,8 @@ symbol, a failing symbol's batch by halves in stream order (each committed
 prefix stays committed), down to the single tick whose commit fails; that tick
 is dead-lettered as ``processing_failed`` with the error, the rest commit once.
 A cycle is done once its events, dead letters and acknowledgements are written:
-a snapshot or book update failing after that is logged, never redone (a redo
-would dead-letter its rejected ticks twice).
+a snapshot failing after that is logged, never redone (a redo would
+dead-letter its rejected ticks twice).
 """
 
 from __future__ import annotations
@@ -53,6 +58,7 @@ from actors.desk_actor import ActorSettings, BatchOutcome, SymbolActor, TickBatc
 from actors.stats import HotPathStats
 from aggregates.desk import SymbolDesk
 from aggregates.policy import DecisionPolicy
+from edge.shared_book import SharedBook
 from edge.tick_stream import StreamEntry, TickKeys, TickReader
 from edge.ticks import BadTick
 
@@ -119,6 +125,7 @@ class Shard:
         keys: TickKeys = TickKeys(),
         settings: ShardSettings = ShardSettings(),
         stats: HotPathStats | None = None,
+        shared: SharedBook | None = None,
     ) -> None:
         self.symbols = list(symbols)
         self.settings = settings
@@ -130,6 +137,8 @@ class Shard:
         self._app = app
         self._policy = policy
         self._book = book
+        self._shared = shared
+        """The book the shards share in Redis; None for a shard that holds the whole book alone."""
         self._keys = keys
         self.reader = TickReader(client, keys, self.symbols, settings.group, settings.name)
         self._actors: dict[str, pykka.ActorRef[SymbolActor]] = {}
@@ -148,14 +157,35 @@ class Shard:
         """Create consumer groups, start every actor, then the read-decide-commit loop."""
         self.reader.ensure_group()
         self.start_actors()
+        self.exchange_book()
         self._backlog.extend(self.reader.pending(self.settings.read_count))
         self._thread = threading.Thread(target=self._run, name=f"{self.settings.name}-cycle", daemon=True)
         self._thread.start()
 
     def start_actors(self) -> None:
-        """Start every symbol's actor (their desks load from the event store); no reading."""
+        """Start every symbol's actor and wait until their desks are loaded (and in the book); no reading."""
         for symbol in self.symbols:
             self._actors[symbol] = self._start_actor(symbol)
+        for symbol, ref in self._actors.items():
+            self._loaded[symbol] = ref.proxy().itself().get()
+
+    def exchange_book(self) -> None:
+        """Publish this shard's committed figures to the shared book and read the other shards'.
+
+        The cycle does it on its read's round trip; a backtest, whose shards take
+        cycles in step, calls :meth:`publish_book` and :meth:`read_book` around its barrier.
+        """
+        self.publish_book()
+        self.read_book()
+
+    def publish_book(self) -> None:
+        if self._shared is not None:
+            self._shared.publish(self._book.own_totals(time.time_ns() // 1_000_000))
+
+    def read_book(self) -> None:
+        if self._shared is not None:
+            self._shared.read_others()
+            self._book.set_remote(self._shared.latest)
 
     def decide_unstreamed(self, batches: Batches) -> list[BatchOutcome]:
         """One cycle over ticks that came from elsewhere than the tick streams (a backtest).
@@ -210,9 +240,15 @@ class Shard:
             log.exception("shard %s stopped reading", self.settings.name)
 
     def _step(self) -> None:
-        batches = self._backlog.pop(0) if self._backlog else self.reader.read(
-            self.settings.read_count, self.settings.block_ms, self._take_acks()
-        )
+        if self._backlog:
+            batches = self._backlog.pop(0)
+        else:
+            exchange = None if self._shared is None else (
+                self._shared, self._book.own_totals(time.time_ns() // 1_000_000))
+            batches = self.reader.read(self.settings.read_count, self.settings.block_ms, self._take_acks(),
+                                       exchange)
+            if self._shared is not None:
+                self._book.set_remote(self._shared.latest)
         if batches:
             self.cycle(batches)
         else:
@@ -297,7 +333,10 @@ class Shard:
         actor = self._loaded.get(symbol)
         if actor is None or actor.actor_ref is not ref:
             actor = self._loaded[symbol] = ref.proxy().itself().get()  # waits for on_start
-        return actor.decide(TickBatch(entries))
+        outcome = actor.decide(TickBatch(entries))
+        if outcome.figures is not None:  # the next desk's checks see this one as the commit will leave it
+            self._book.publish(symbol, outcome.figures)
+        return outcome
 
     def _commit(self, outcomes: list[BatchOutcome]) -> None:
         """Make the outcomes durable (events, then dead letters with acks); what follows is never redone."""
@@ -328,7 +367,7 @@ class Shard:
         try:
             self._after_commit(outcomes, events)
         except Exception:  # noqa: BLE001 - the cycle is durable; redoing it would repeat its dead letters
-            log.exception("after committing a cycle, writing its snapshots or updating the book failed; "
+            log.exception("after committing a cycle, writing its snapshots failed; "
                           "the cycle stands (a desk loads from older snapshots and more events)")
         sent = [s for o in outcomes for s in o.sent_ns]
         self.stats.record_batch(
@@ -346,9 +385,6 @@ class Shard:
         snapshots = [o.snapshot for o in outcomes if o.snapshot is not None]
         if snapshots and self._app.snapshots is not None:
             self._app.snapshots.put(snapshots)
-        for o in outcomes:
-            if o.figures is not None:
-                self._book.publish(o.symbol, o.figures)
 
     @staticmethod
     def _log_decisions(events: list[Any]) -> None:

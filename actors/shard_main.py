@@ -27,6 +27,7 @@ from actors.shard import ShardSettings, redis_lost
 from actors.shard_metrics import ShardMetricsPublisher
 from aggregates.policy import Sizing
 from aggregates.registry import ModelRegistry
+from aggregates.risk import RiskLimits
 from edge.logs import configure_logging
 from edge.ticks import TickBounds
 from glassbox import GlassboxError, Settings, SettingsError
@@ -42,13 +43,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--symbols", required=True, type=_symbols, help="comma-separated symbols")
     parser.add_argument("--namespace", default="", help="key prefix of streams and event store")
     parser.add_argument("--name", default="shard-0", help="shard name (consumer and store name)")
+    parser.add_argument("--book-share", type=_share, default=1.0,
+                        help="this shard's symbols over the whole book's (its share of the leverage budget)")
     parser.add_argument("--ready-file", type=Path, default=None,
                         help="written once the shard is deciding (for a supervisor)")
     args = parser.parse_args(argv)
     try:
         settings = Settings.from_env()
         configure_logging(args.name, settings.log_level)
-        run_shard(settings, args.symbols, args.namespace, args.name, args.ready_file)
+        run_shard(settings, args.symbols, args.namespace, args.name, args.ready_file, args.book_share)
     except GlassboxError as error:
         print(f"shard: {error}", file=sys.stderr)
         return 2
@@ -61,7 +64,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def run_shard(settings: Settings, symbols: list[str], namespace: str, name: str, ready_file: Path | None) -> None:
+def run_shard(settings: Settings, symbols: list[str], namespace: str, name: str, ready_file: Path | None,
+              book_share: float = 1.0) -> None:
     """Decide ``symbols`` until SIGTERM or SIGINT.
 
     Raises:
@@ -70,8 +74,8 @@ def run_shard(settings: Settings, symbols: list[str], namespace: str, name: str,
     """
     if settings.redis_url is None:
         raise SettingsError("a shard needs REDIS_URL: it serves existing tick streams")
-    actor = ActorSettings(bounds=TickBounds.from_settings(settings))
-    hot_settings = HotPathSettings(settings.redis_url, namespace=namespace,
+    actor = ActorSettings(bounds=TickBounds.from_settings(settings), limits=RiskLimits.from_settings(settings))
+    hot_settings = HotPathSettings(settings.redis_url, namespace=namespace, book_share=book_share,
                                    shard=ShardSettings(name=name, actor=actor))
     hot = HotPath.from_registry(hot_settings, symbols, ModelRegistry(settings.model_dir),
                                sizing=Sizing(min_trade_fraction=settings.min_trade_fraction))
@@ -95,6 +99,16 @@ def run_shard(settings: Settings, symbols: list[str], namespace: str, name: str,
     finally:
         hot.stop()
         metrics.publish()
+
+
+def _share(text: str) -> float:
+    try:
+        share = float(text)
+    except ValueError:
+        share = float("nan")
+    if not 0 < share <= 1:
+        raise argparse.ArgumentTypeError(f"a share of the book is in (0, 1], not {text!r}")
+    return share
 
 
 def _symbols(text: str) -> list[str]:

@@ -4,7 +4,8 @@ Every tick a desk sees becomes exactly one ``Trading.Decision.Taken`` event
 (HOLD included), carrying everything forensics needs to reproduce it: the
 tick, the feature vector, the regime probabilities, the strategy weights,
 the model version and each risk check. Around it the desk records what else
-happened: a rejected order, a change of the most likely regime, a paper fill,
+happened: an order that broke a limit (``Risk.Check.Rejected``, followed by
+the fill of what risk cut it to, if anything), a change of the most likely regime, a paper fill,
 a repaired set of strategy weights, a checkpoint of the feature engine.
 
 Stored topics are explicit and stable (``TOPIC``), never module paths, so
@@ -29,8 +30,8 @@ from eventsourcing.utils import get_topic
 
 from aggregates.blend import Action
 from aggregates.ids import uuid5_text
-from aggregates.risk import OthersView
-from aggregates.strategies import PolicyDecision, Strategy
+from aggregates.risk import OthersView, RiskLimits
+from aggregates.strategies import PolicyDecision, Strategy, through_risk
 
 __all__ = ["SymbolDesk", "desk_id", "tick_order", "wire_name", "NS_PER_DAY"]
 
@@ -281,25 +282,31 @@ class SymbolDesk(Aggregate):
         features: Sequence[float],
         policy: Strategy,
         others: OthersView,
+        limits: RiskLimits,
         history: Sequence[float] = (),
     ) -> PolicyDecision:
         """Decide on one tick and record the decision and what follows from it.
 
         The caller has checked the tick is new (:meth:`has_seen`) and valid;
         ``history`` holds the symbol's last ``policy.lookback`` prices, this
-        tick's last. An order fills at once, at the tick's price moved by the
-        policy's slippage, paying its commission (see :mod:`aggregates.strategies`).
+        tick's last. Whatever the strategy proposes goes through the risk checks
+        under ``limits`` (:func:`~aggregates.strategies.through_risk`); an order
+        that passes fills at once, at the tick's price moved by the policy's
+        slippage, paying its commission (see :mod:`aggregates.strategies`).
         """
-        decision = policy.decide(
+        own_pnl = self.cash + self.position * price
+        own_day_pnl = self._day_pnl_at(ts_ns, price)
+        decision = through_risk(policy.decide(
             features=features,
             history=history,
             prior_regime_probs=self.regime_probs,
             price=price,
             position=self.position,
-            own_pnl=self.cash + self.position * price,
-            own_day_pnl=self._day_pnl_at(ts_ns, price),
+            own_pnl=own_pnl,
+            own_day_pnl=own_day_pnl,
             others=others,
-        )
+        ), price=price, position=self.position, own_pnl=own_pnl, own_day_pnl=own_day_pnl, others=others,
+            limits=limits, min_trade_fraction=policy.min_trade_fraction)
         stamp = {
             "correlation_id": tick_id,
             "timestamp_ns": ts_ns,
@@ -356,7 +363,7 @@ class SymbolDesk(Aggregate):
                 "reasons": list(risk.reasons),
                 **stamp,
             })
-        elif decision.action != Action.HOLD:
+        if decision.action != Action.HOLD:  # passed, or cut by risk to what passes
             signed = decision.quantity if decision.action == Action.BUY else -decision.quantity
             fill_price = policy.costs.fill_price(decision.action, price)
             self._emit(self.OrderFilled, {

@@ -1,4 +1,4 @@
-"""The decision policy: regime filter → specialists → blend → sizing → risk.
+"""The decision policy: regime filter → specialists → blend → sizing (the desk then applies risk).
 
 A pure function of a feature vector, the desk's prior regime probabilities
 and position, and a view of the rest of the portfolio. It holds no state of
@@ -35,7 +35,7 @@ from aggregates.policy_kernel import (
 )
 from aggregates.frozen import built as _built
 from aggregates.regime import REGIMES, RegimeModel
-from aggregates.risk import OthersView, RiskLimits, assess_order
+from aggregates.risk import OthersView
 from aggregates.specialists import SpecialistSet
 from aggregates.strategies import PolicyDecision, Strategy, TradingCosts
 
@@ -70,7 +70,6 @@ class DecisionPolicy(Strategy):
         specialists: SpecialistSet,
         regime_model: RegimeModel | None = None,
         thresholds: BlendThresholds | None = None,
-        limits: RiskLimits | None = None,
         sizing: Sizing | None = None,
         costs: TradingCosts | None = None,
     ) -> None:
@@ -78,7 +77,6 @@ class DecisionPolicy(Strategy):
         self.specialists = specialists
         self.regime_model = regime_model or RegimeModel()
         self.thresholds = thresholds or BlendThresholds()
-        self.limits = limits or RiskLimits()
         self.sizing = sizing or Sizing()
         names = list(specialists.feature_names)
         self._return_index = names.index(RETURN_FEATURE)
@@ -143,19 +141,6 @@ class DecisionPolicy(Strategy):
             blended = blend(margin_list, weights.weights, self.thresholds)
         equity = others.capital + others.pnl + own_pnl
         side, quantity = self._order(blended.direction, equity, price, position)
-        risk = None
-        if side != Action.HOLD:
-            risk = assess_order(
-                1 if side == Action.BUY else -1,
-                quantity,
-                price,
-                position,
-                own_pnl,
-                own_day_pnl,
-                others,
-                self.limits,
-            )
-        executed = side if risk is None or risk.passed else Action.HOLD
         return _built(PolicyDecision, {
             "regime": REGIMES[_first_max(prob_list)],
             "regime_probs": dict(zip(REGIMES, prob_list)),
@@ -164,11 +149,11 @@ class DecisionPolicy(Strategy):
             "strategy_weights": dict(zip(REGIMES, weights.weights)),
             "specialist_margins": dict(zip(REGIMES, margin_list)),
             "blend": blended,
-            "action": executed,
+            "action": side,
             "side": side,
             "requested_quantity": quantity,
-            "quantity": quantity if executed != Action.HOLD else 0.0,
-            "risk": risk,
+            "quantity": quantity,
+            "risk": None,
         })
 
     def _order(self, direction: int, equity: float, price: float, position: float) -> tuple[str, float]:

@@ -1,8 +1,29 @@
-"""Pre-trade risk checks: concentration, daily loss, leverage.
+"""Pre-trade risk checks on the whole book: concentration, daily loss, leverage.
 
 Pure arithmetic on a desk's own exact state plus a read-only view of the rest
 of the portfolio. An order that only shrinks the desk's position is never
 blocked: refusing to reduce risk would be the risky choice.
+
+The view of the rest is never quite now. A desk sees the other desks of its
+shard as of their last decided batch (the shard decides them one after another
+on one thread) and the other shards as of their last publication
+(:class:`RemoteShard`), about two cycles old; meanwhile their prices move and
+the other shards trade. Two rules keep the limits whole with that staleness:
+
+- **Headroom for what moved unseen.** Every other desk's position is assumed
+  to have moved against the book by ``RiskLimits.stale_move`` since it was
+  seen: the equity the limits are measured against, and the day's P&L, are
+  reduced by ``stale_move`` × the other desks' gross exposure, and their
+  exposure counts ``1 + stale_move`` times.
+- **Shares of the leverage budget.** Each shard owns a share of the book's
+  gross-exposure budget (its symbols over the book's). Another shard counts at
+  its full share, or at what it holds if that is more (a shard not heard from
+  yet at its full share), so two shards growing at the same moment cannot both
+  spend the same headroom: a shard's orders can only grow it into its own share.
+
+So the limits hold at every fill as long as no price the check could not see
+moved by more than ``stale_move`` in the meantime (docs/design.md, "Risk on the
+whole book"). With one shard there is nothing remote and the whole budget.
 """
 
 from __future__ import annotations
@@ -11,33 +32,54 @@ import math
 from dataclasses import dataclass
 
 from aggregates.frozen import built
+from glassbox import Settings
 
-__all__ = ["CheckResult", "OthersView", "RiskAssessment", "RiskLimits", "assess_order"]
+__all__ = ["CheckResult", "OthersView", "RemoteShard", "RiskAssessment", "RiskLimits", "assess_order"]
 
 QUANTITY_EPSILON = 1e-9
 
 
 @dataclass(frozen=True)
 class RiskLimits:
-    """Portfolio limits; fractions are of current portfolio equity."""
+    """The book's limits; fractions are of its current equity (defaults: ``Settings.risk_*``)."""
 
-    max_position_fraction: float = 0.25
-    daily_loss_limit: float = 0.02
-    max_leverage: float = 1.5
+    max_position_fraction: float = Settings.risk_max_position_fraction
+    daily_loss_limit: float = Settings.risk_daily_loss_limit
+    max_leverage: float = Settings.risk_max_leverage
+    stale_move: float = Settings.risk_stale_move
+    """The adverse move assumed for every other desk's position since the check last saw it."""
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RiskLimits:
+        """The limits ``GLASSBOX_RISK_*`` chose (parsed in :class:`glassbox.Settings`)."""
+        return cls(settings.risk_max_position_fraction, settings.risk_daily_loss_limit,
+                   settings.risk_max_leverage, settings.risk_stale_move)
 
     def __post_init__(self) -> None:
         for name in ("max_position_fraction", "daily_loss_limit", "max_leverage"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):
                 raise ValueError(f"risk limit {name}={value!r} must be a finite positive number")
+        if not (math.isfinite(self.stale_move) and 0 <= self.stale_move < 1):
+            raise ValueError(f"risk stale_move={self.stale_move!r} must be in [0, 1)")
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteShard:
+    """Another shard's figures as it last published them."""
+
+    gross_exposure: float
+    """Sum of |position × last price| over its desks."""
+    share: float
+    """Its share of the book's leverage budget (its symbols over the book's)."""
 
 
 @dataclass(frozen=True)
 class OthersView:
     """What a desk knows of every other desk: their summed P&L and exposure.
 
-    Built by the caller from other desks' committed state; it is a snapshot,
-    so it can be as stale as the caller's refresh rule (see the desk actor).
+    Built by the caller from other desks' decided state; it is a snapshot,
+    as stale as the module docstring says (``actors.book`` builds it).
     """
 
     capital: float
@@ -47,7 +89,13 @@ class OthersView:
     day_pnl: float = 0.0
     """Sum of the other desks' P&L since the start of their trading day."""
     gross_exposure: float = 0.0
-    """Sum of |position × last price| over the other desks."""
+    """Sum of |position × last price| over the other desks (remote ones included)."""
+    remote: tuple[RemoteShard, ...] = ()
+    """The other shards, as they last published (their P&L and exposure are in the sums above)."""
+    unseen_share: float = 0.0
+    """Leverage share of shards that have not published yet: counted as fully used."""
+    remote_exposure: float = 0.0
+    """The part of ``gross_exposure`` held by other shards."""
 
 
 @dataclass(frozen=True)
@@ -101,32 +149,39 @@ def assess_order(
     before the order; ``others`` is the rest of the portfolio.
     """
     equity = others.capital + others.pnl + own_pnl
+    # What the other desks' positions may have lost since they were seen (module docstring).
+    unseen_loss = limits.stale_move * others.gross_exposure
+    safe_equity = max(equity - unseen_loss, 0.0)
     after = position + side * quantity
     # Quantity that only closes existing position: always allowed.
     reducing = abs(position) if side * position < 0 else 0.0
 
-    cap = max(equity, 0.0) * limits.max_position_fraction / price
+    cap = safe_equity * limits.max_position_fraction / price
     concentration = built(CheckResult, {
         "name": "position_concentration",
         "passed": abs(after) <= cap + QUANTITY_EPSILON or abs(after) < abs(position),
-        "value": _ratio(abs(after) * price, equity),
+        "value": _ratio(abs(after) * price, safe_equity),
         "limit": limits.max_position_fraction,
         "max_quantity": max(cap - side * position, reducing, 0.0),
     })
 
-    gross_cap = (max(equity, 0.0) * limits.max_leverage - others.gross_exposure) / price
-    gross_after = others.gross_exposure + abs(after) * price
+    budget = safe_equity * limits.max_leverage
+    # This shard's other desks as they may have moved, every other shard at its share or its holding if larger.
+    held = (others.gross_exposure - others.remote_exposure) * (1.0 + limits.stale_move) + others.unseen_share * budget
+    for shard in others.remote:
+        held += max(shard.gross_exposure * (1.0 + limits.stale_move), shard.share * budget)
+    gross_cap = (budget - held) / price
     leverage = built(CheckResult, {
         "name": "leverage",
         "passed": abs(after) <= gross_cap + QUANTITY_EPSILON or abs(after) < abs(position),
-        "value": _ratio(gross_after, equity),
+        "value": _ratio(held + abs(after) * price, safe_equity),
         "limit": limits.max_leverage,
         "max_quantity": max(gross_cap - side * position, reducing, 0.0),
     })
 
     day_pnl = others.day_pnl + own_day_pnl
     day_start_equity = equity - day_pnl
-    day_loss = _ratio(-day_pnl, day_start_equity)
+    day_loss = _ratio(unseen_loss - day_pnl, day_start_equity)
     loss_breached = day_loss >= limits.daily_loss_limit
     daily = built(CheckResult, {
         "name": "daily_loss",

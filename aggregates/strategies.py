@@ -3,8 +3,12 @@
 A strategy is what a desk asks on every tick: given the tick's price, the
 feature vector, the last ``lookback`` prices of the symbol (the current one
 last), the desk's position and P&L and a view of the other desks, it returns
-a :class:`~aggregates.policy.PolicyDecision`. The desk records it and fills
-it. Strategies are pure: no clock, no I/O, no state of their own between
+a :class:`~aggregates.policy.PolicyDecision`. The desk puts every order it
+proposes through the same pre-trade risk checks (:func:`through_risk`:
+concentration, leverage and daily loss on the whole book), which pass it, cut
+it to what the limits allow or refuse it, records the outcome and fills what
+passed: a strategy, built-in or your own, cannot trade around the limits,
+live or in a backtest. Strategies are pure: no clock, no I/O, no state of their own between
 calls — whatever they remember must come from their inputs, which is what
 lets a restart, a replay and a backtest reproduce every decision.
 
@@ -33,7 +37,7 @@ Write your own by subclassing :class:`Strategy`, in a module of your own::
         def decide(self, *, price, history, position, own_pnl, others, **_) -> PolicyDecision:
             if len(history) < self.lookback:
                 return hold()
-            equity = others.capital + others.pnl + own_pnl  # as this desk's shard sees it
+            equity = others.capital + others.pnl + own_pnl  # the whole book's, as this desk sees it
             rising = history[-1] > history[0]
             target = math.floor(self.fraction * equity / price) if rising and equity > 0 else 0
             return self.rebalance(target, position)
@@ -52,9 +56,10 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Sequence
 
 from aggregates.blend import Action, Blend, WeightCheck
-from aggregates.risk import OthersView, RiskAssessment
+from aggregates.frozen import built
+from aggregates.risk import OthersView, RiskAssessment, RiskLimits, assess_order
 
-__all__ = ["PolicyDecision", "Strategy", "SmaCross", "TradingCosts", "hold", "order"]
+__all__ = ["PolicyDecision", "Strategy", "SmaCross", "TradingCosts", "hold", "order", "through_risk"]
 
 
 @dataclass(frozen=True)
@@ -92,17 +97,24 @@ class PolicyDecision:
     specialist_margins: dict[str, float]
     blend: Blend
     action: str
-    """BUY, SELL or HOLD as executed (a rejected order is a HOLD)."""
+    """BUY, SELL or HOLD as executed (an order risk refused is a HOLD; one it cut keeps its side)."""
     side: str
     """BUY or SELL as proposed, HOLD when nothing was proposed."""
     requested_quantity: float
     quantity: float
-    """Quantity executed: the requested one, or 0 for HOLD and rejections."""
+    """Quantity executed: the requested one, the cut one, or 0 for HOLD and refusals."""
     risk: RiskAssessment | None = field(default=None)
+    """The pre-trade checks of the proposed order (None when nothing was proposed); set by :func:`through_risk`."""
 
     @property
     def rejected(self) -> bool:
+        """Whether the proposed order broke a limit (it was then cut or refused)."""
         return self.risk is not None and not self.risk.passed
+
+    @property
+    def cut(self) -> bool:
+        """Whether risk cut the proposed order to a smaller one that passes."""
+        return self.rejected and self.quantity > 0
 
 
 
@@ -116,7 +128,7 @@ def hold() -> PolicyDecision:
 
 
 def order(side: str, quantity: float, direction: int = 0) -> PolicyDecision:
-    """An unconditional order (no risk checks), for strategies without regimes or a model."""
+    """A proposed order, for strategies without regimes or a model (the desk checks it, :func:`through_risk`)."""
     executed = side if quantity > 0 else Action.HOLD
     return PolicyDecision(
         regime="",
@@ -134,6 +146,36 @@ def order(side: str, quantity: float, direction: int = 0) -> PolicyDecision:
 
 
 _HOLD = order(Action.HOLD, 0.0)  # decisions are frozen: one HOLD serves every tick
+
+
+def through_risk(decision: PolicyDecision, *, price: float, position: float, own_pnl: float,
+                 own_day_pnl: float, others: OthersView, limits: RiskLimits,
+                 min_trade_fraction: float = 0.0) -> PolicyDecision:
+    """``decision`` with its proposed order checked: passed, cut to what passes, or refused.
+
+    Every strategy's proposal goes through here (the desk calls it); a HOLD proposes nothing and is
+    returned as it is. An order that would break a limit is **cut** to the largest quantity every
+    check passes (rounded down to the µ-unit), or **refused** (a HOLD) when that is nothing or worth
+    less than ``min_trade_fraction`` of the book's equity (the strategy's no-trade band). Either way
+    the desk records a ``Risk.Check.Rejected.v1`` with the reasons and that largest quantity, and
+    ``risk`` holds the checks of the order as proposed.
+    """
+    if decision.side == Action.HOLD or decision.requested_quantity <= 0:
+        return decision
+    risk = assess_order(1 if decision.side == Action.BUY else -1, decision.requested_quantity, price, position,
+                        own_pnl, own_day_pnl, others, limits)
+    fields = dict(vars(decision))
+    fields["risk"] = risk
+    if not risk.passed:
+        cut = math.floor(min(risk.max_quantity, decision.requested_quantity) * 1e6) / 1e6
+        equity = others.capital + others.pnl + own_pnl
+        if cut > 0 and cut * price >= min_trade_fraction * equity:
+            fields["quantity"] = cut
+        else:
+            fields["action"] = Action.HOLD
+            fields["quantity"] = 0.0
+    # Built without the frozen __init__: one a proposed order, equal to dataclasses.replace(...).
+    return built(PolicyDecision, fields)
 
 
 class Strategy:

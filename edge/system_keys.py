@@ -6,6 +6,7 @@ and each store's internal layout (:class:`edge.eventstore.StoreKeys`)::
 
     {ns}glassbox:layout        hash    shards -> the shard count the desks were built with
     {ns}glassbox:components    hash    component name -> JSON of its state (``glassbox up``)
+    {ns}glassbox:{risk}:book   hash    shard name -> JSON of its desks' P&L and exposure (risk on the whole book)
     {ns}glassbox:shard-<i>     store   shard i's desks (event store name)
     {ns}glassbox:system        store   the SystemRun aggregate's events
     {ns}glassbox:backtests     store   the BacktestRun aggregates' events
@@ -52,6 +53,11 @@ class SystemKeys:
     def layout(self) -> str:
         """Hash holding the shard count the system's desks were built with."""
         return f"{self.namespace}glassbox:layout"
+
+    @property
+    def risk_book(self) -> str:
+        """Hash of every shard's P&L and exposure (:mod:`edge.shared_book`); ``{risk}`` keeps risk keys in one slot."""
+        return f"{self.namespace}glassbox:{{risk}}:book"
 
     @property
     def components(self) -> str:

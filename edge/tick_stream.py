@@ -16,6 +16,7 @@ from typing import Iterable, Iterator, Mapping, Sequence
 
 import redis
 
+from edge.shared_book import SharedBook, ShardBook
 from edge.ticks import BadTick, Tick, TickBounds, encode_tick, short_repr, validate_tick
 
 __all__ = [
@@ -233,23 +234,31 @@ class TickReader:
                 yield page
 
     def read(
-        self, count: int, block_ms: int, acks: Mapping[str, Sequence[bytes]] | None = None
+        self, count: int, block_ms: int, acks: Mapping[str, Sequence[bytes]] | None = None,
+        exchange: tuple[SharedBook, ShardBook] | None = None,
     ) -> dict[str, list[StreamEntry]]:
         """New entries for any of the symbols, waiting up to ``block_ms``.
 
         ``acks`` (symbol -> entry ids whose work is durable) are acknowledged
         in the same round trip, just before the read: a consumer that acks
         what it committed and then waits for more crosses the network once.
+        ``exchange`` (the shared book and this shard's figures) rides on that
+        round trip too; the other shards' figures are then the book's ``latest``.
         """
         streams = {self._keys.stream(s): ">" for s in self._symbols}
-        if not acks:
+        if not acks and exchange is None:
             return self._read(streams, count, block_ms)
         pipe = self._client.pipeline(transaction=False)
-        for symbol, entry_ids in acks.items():
+        if exchange is not None:
+            exchange[0].queue_exchange(pipe, exchange[1])
+        for symbol, entry_ids in (acks or {}).items():
             if entry_ids:
                 pipe.xack(self._keys.stream(symbol), self.group, *entry_ids)
         pipe.xreadgroup(self.group, self.consumer, streams, count=count, block=block_ms)
-        return self._batches(pipe.execute()[-1])
+        replies = pipe.execute()
+        if exchange is not None:
+            exchange[0].others_from(replies[1])
+        return self._batches(replies[-1])
 
     def _read(
         self, streams: dict[str, str], count: int, block_ms: int | None

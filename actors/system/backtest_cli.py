@@ -12,6 +12,7 @@ import importlib
 import signal
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,7 @@ from actors.system.services import system_backbone, system_redis
 from aggregates.backtest_run import BacktestRun
 from aggregates.policy import DecisionPolicy, Sizing
 from aggregates.registry import ModelRegistry
+from aggregates.risk import RiskLimits
 from aggregates.strategies import SmaCross, Strategy, TradingCosts
 from edge.history import History, load_history, parse_source
 from edge.system_keys import SystemKeys
@@ -80,7 +82,15 @@ def add_backtest_parser(commands: Any) -> None:
     bt.add_argument("--run-id", default=None, help="name of the run (default: a new random id)")
     bt.add_argument("--shards", type=positive_int, default=1,
                     help="processes the symbols are split across, as `glassbox up --shards` splits them; "
-                         "each shard's risk sees only its own desks, as live (default 1)")
+                         "the risk limits bind on the whole book across them, as live (default 1)")
+    bt.add_argument("--max-position-fraction", type=positive_float, default=None,
+                    help="risk: largest position as a fraction of the book's equity "
+                         "(default GLASSBOX_RISK_MAX_POSITION_FRACTION, 0.25)")
+    bt.add_argument("--max-leverage", type=positive_float, default=None,
+                    help="risk: largest gross exposure over equity (default GLASSBOX_RISK_MAX_LEVERAGE, 1.5)")
+    bt.add_argument("--daily-loss-limit", type=positive_float, default=None,
+                    help="risk: day's loss, as a fraction of start-of-day equity, after which no order may grow "
+                         "a position (default GLASSBOX_RISK_DAILY_LOSS_LIMIT, 0.02)")
     bt.add_argument("--keep-events", action="store_true",
                     help="keep the run's events in its namespace afterwards (default: delete them, the "
                          "report and the completion record stay)")
@@ -130,6 +140,14 @@ def _user_strategy(spec: str, costs: TradingCosts) -> Strategy:
     return strategy
 
 
+def risk_limits(args: argparse.Namespace, settings: Settings) -> RiskLimits:
+    """The settings' risk limits (``GLASSBOX_RISK_*``) with the command line's overrides."""
+    limits = RiskLimits.from_settings(settings)
+    overrides = {name: getattr(args, name) for name in ("max_position_fraction", "max_leverage", "daily_loss_limit")
+                 if getattr(args, name) is not None}
+    return replace(limits, **overrides)
+
+
 def records_store(settings: Settings) -> str:
     """The event store holding every run's ``Backtest.Run.Completed`` event."""
     return SystemKeys(settings.namespace).backtests_store
@@ -150,7 +168,7 @@ def backtest_command(args: argparse.Namespace, settings: Settings) -> int:
     with system_redis(settings) as url:
         bt_settings = BacktestSettings(url, run_id, capital=args.capital, shards=args.shards,
                                        keep_events=args.keep_events or args.forensics,
-                                       bounds=TickBounds.from_settings(settings))
+                                       bounds=TickBounds.from_settings(settings), limits=risk_limits(args, settings))
         shards = sum(1 for owned in assign_symbols(history.symbols, args.shards) if owned)
         print(f"backtest {run_id}: {strategy.name} on {source.describe()}, {len(history.ticks):,} ticks of "
               f"{len(history.symbols)} symbol(s) on {shards} shard(s), {iso_day(history.start_ns)} to "
@@ -159,7 +177,7 @@ def backtest_command(args: argparse.Namespace, settings: Settings) -> int:
         signal.signal(signal.SIGTERM, _interrupt)  # stopped like Ctrl-C: shards stopped, the run's keys deleted
         try:
             result = run_backtest(bt_settings, strategy, history, _Progress())
-            report = build_report(result.ledger, _parameters(args, strategy, source.describe()),
+            report = build_report(result.ledger, _parameters(args, strategy, source.describe(), bt_settings.limits),
                                   _data(history, result), strategy.model_version)
             json_path, html_path = write_report(report, args.out)
             _record(url, settings, result, report)
@@ -176,6 +194,8 @@ def backtest_command(args: argparse.Namespace, settings: Settings) -> int:
     print(f"total return {100 * m['total_return']:.2f} %, Sharpe {_num(m['sharpe_ratio'])}, "
           f"max drawdown {100 * m['max_drawdown']:.2f} %, {m['trades']} trades, "
           f"win rate {_pct(m['win_rate'])}, exposure {100 * m['exposure']:.1f} %")
+    print(f"risk cut {result.orders_cut:,} orders and refused {result.orders_refused:,}"
+          + (f" (limits they would have broken: {result.limits_broken})" if result.limits_broken else ""))
     if result.rejected_ticks:
         print(f"{result.rejected_ticks:,} ticks refused as bad input: {result.rejections}")
     print(f"report: {json_path}  {html_path}")
@@ -235,7 +255,7 @@ class _Progress:
               end="", file=sys.stderr, flush=True)
 
 
-def _parameters(args: argparse.Namespace, strategy: Strategy, source: str) -> dict[str, Any]:
+def _parameters(args: argparse.Namespace, strategy: Strategy, source: str, limits: RiskLimits) -> dict[str, Any]:
     return {
         "strategy": strategy.describe(),
         "source": source,
@@ -246,6 +266,8 @@ def _parameters(args: argparse.Namespace, strategy: Strategy, source: str) -> di
         "slippage_bps": strategy.costs.slippage_bps,
         "ticks_per_bar": args.ticks_per_bar,
         "shards": args.shards,
+        "risk_limits": {"max_position_fraction": limits.max_position_fraction, "max_leverage": limits.max_leverage,
+                        "daily_loss_limit": limits.daily_loss_limit},
         "fills": "on the deciding tick at its price moved by the slippage; commission on the notional",
     }
 
@@ -259,6 +281,9 @@ def _data(history: History, result: BacktestResult) -> dict[str, Any]:
         "events": result.events,
         "rejected_ticks": result.rejected_ticks,
         "rejections": dict(sorted(result.rejections.items())),
+        "orders_cut_by_risk": result.orders_cut,
+        "orders_refused_by_risk": result.orders_refused,
+        "limits_broken": dict(result.limits_broken),
         "first": iso_day(history.start_ns),
         "last": iso_day(history.end_ns),
     }

@@ -74,12 +74,14 @@ class ProcessLayout:
         env = {**os.environ, "GLASSBOX_HOME": str(s.home), "REDIS_URL": services.redis_url,
                "KAFKA_BOOTSTRAP_SERVERS": services.kafka_servers, "DATABASE_URL": services.database_url}
         shards = [i for i, symbols in enumerate(owned) if symbols]
+        book = sum(len(symbols) for symbols in owned)
         specs: list[ComponentSpec] = []
         for i in shards:
             ready = self._ready_file(f"shard-{i}")
             specs.append(ComponentSpec(
                 f"shard-{i}", [python, "-m", "actors.shard_main", "--symbols", ",".join(owned[i]),
-                               "--namespace", s.namespace, "--name", f"shard-{i}", "--ready-file", str(ready)],
+                               "--namespace", s.namespace, "--name", f"shard-{i}",
+                               "--book-share", repr(len(owned[i]) / book), "--ready-file", str(ready)],
                 env, ready.exists, start_timeout=120, ready_file=ready))
         for i in shards:
             ready = self._ready_file(f"relay-shard-{i}")

@@ -11,7 +11,7 @@ from actors.forked import PartContext, PartFailed, run_forked
 
 def _square(n: int):
     def part(context: PartContext[int]) -> int:
-        context.ready()
+        context.in_step()
         for done in range(1, n + 1):
             context.progressed(done)
         return n * n

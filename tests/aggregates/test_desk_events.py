@@ -23,7 +23,8 @@ PLAIN_STORE = {
 }
 
 
-def run_desk(policy, ticks: int = 400, capital: float = 1e6, symbol: str = "SYN0") -> SymbolDesk:
+def run_desk(policy, ticks: int = 400, capital: float = 1e6, symbol: str = "SYN0",
+             limits: RiskLimits = RiskLimits()) -> SymbolDesk:
     """A desk that decided ``ticks`` synthetic ticks (its events still pending)."""
     feed = SyntheticFeed([symbol], seed=3, start_ns=1_700_000_000 * 10**9, tick_interval_ns=10**9)
     engine = FeatureEngine()
@@ -38,7 +39,7 @@ def run_desk(policy, ticks: int = 400, capital: float = 1e6, symbol: str = "SYN0
         history = (history + [tick.price])[-max(policy.lookback, 1):]
         desk.decide(tick_id=tick_id, ts_ns=tick.ts_ns, price=tick.price, size=tick.size, bid=tick.bid,
                     ask=tick.ask, features=features, policy=policy, others=OthersView(capital),
-                    history=history if policy.lookback else ())
+                    limits=limits, history=history if policy.lookback else ())
     assert desk is not None
     return desk
 
@@ -63,10 +64,10 @@ def _library_emit(desk: SymbolDesk, event_class: type, fields: dict) -> None:
 def test_a_desk_decides_as_it_would_through_the_librarys_trigger_event(policy: DecisionPolicy,
                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     # A day's loss limit soon hit: fills, risk rejections and regime changes all happen, and a checkpoint.
-    tight = DecisionPolicy(policy.specialists, limits=RiskLimits(daily_loss_limit=1e-4))
+    tight = RiskLimits(daily_loss_limit=1e-4)
 
     def decided() -> tuple[str, list]:
-        desk = run_desk(tight, ticks=1_000)
+        desk = run_desk(policy, ticks=1_000, limits=tight)
         state = repr(sorted(vars(desk).items()))  # before the checkpoint (its trigger_event sets version and time)
         desk.checkpoint_features([1.0, 2.0], "9-0", desk.last_ts_ns)
         return state, desk.collect_events()

@@ -2,7 +2,7 @@
 
 ``reference_decide`` is the regime-blend policy as it was written before the
 core was compiled: regime filter, specialists, ``validate_weights``, ``blend``,
-sizing and ``assess_order``, each called on its own. Every figure of
+and sizing, each called on its own (risk is the desk's: :func:`through_risk`). Every figure of
 ``DecisionPolicy.decide`` must equal it bit for bit (compared through ``repr``,
 which tells every float apart, -0.0 and NaN included).
 """
@@ -21,8 +21,9 @@ from aggregates.blend import Action, blend, validate_weights
 from aggregates.errors import FeatureMismatch
 from aggregates.policy import DecisionPolicy, PolicyDecision, _first_max
 from aggregates.policy_kernel import _fsum
+from aggregates.strategies import through_risk
 from aggregates.regime import REGIMES, regime_step
-from aggregates.risk import OthersView, assess_order
+from aggregates.risk import OthersView, RiskLimits
 
 
 def reference_decide(policy: DecisionPolicy, *, features, prior_regime_probs, price, position,
@@ -42,11 +43,6 @@ def reference_decide(policy: DecisionPolicy, *, features, prior_regime_probs, pr
     blended = blend(margin_list, weights.weights, policy.thresholds)
     equity = others.capital + others.pnl + own_pnl
     side, quantity = policy._order(blended.direction, equity, price, position)
-    risk = None
-    if side != Action.HOLD:
-        risk = assess_order(1 if side == Action.BUY else -1, quantity, price, position, own_pnl,
-                            own_day_pnl, others, policy.limits)
-    executed = side if risk is None or risk.passed else Action.HOLD
     return PolicyDecision(
         regime=REGIMES[_first_max(prob_list)],
         regime_probs=dict(zip(REGIMES, prob_list)),
@@ -55,11 +51,11 @@ def reference_decide(policy: DecisionPolicy, *, features, prior_regime_probs, pr
         strategy_weights=dict(zip(REGIMES, weights.weights)),
         specialist_margins=dict(zip(REGIMES, margin_list)),
         blend=blended,
-        action=executed,
+        action=side,
         side=side,
         requested_quantity=quantity,
-        quantity=quantity if executed != Action.HOLD else 0.0,
-        risk=risk,
+        quantity=quantity,
+        risk=None,
     )
 
 
@@ -92,7 +88,10 @@ def test_a_live_like_run_decides_as_the_reference_tick_for_tick(policy: Decision
                       own_pnl=float(rng.normal(0, 100)), own_day_pnl=float(rng.normal(0, 50)), others=others)
         new, old = both(policy, **inputs)
         assert new == old
-        decision = policy.decide(history=(), **inputs)
+        # The desk puts the proposal through risk: positions grow until the limits refuse.
+        decision = through_risk(policy.decide(history=(), **inputs), price=price, position=position,
+                                own_pnl=inputs["own_pnl"], own_day_pnl=inputs["own_day_pnl"], others=others,
+                                limits=RiskLimits())
         prior = list(decision.regime_probs.values())
         rejected += decision.rejected
         if decision.action != Action.HOLD:

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from aggregates.risk import OthersView, RiskLimits, assess_order
+from aggregates.risk import OthersView, RemoteShard, RiskLimits, assess_order
 
 LIMITS = RiskLimits()
 CAPITAL = 1_000_000.0
@@ -38,12 +38,16 @@ def test_max_quantity_accounts_for_the_existing_position():
     assert result.max_quantity == pytest.approx(1_500)
 
 
-def test_leverage_counts_other_desks_exposure():
+def test_leverage_counts_other_desks_exposure_as_it_may_have_moved_since_seen():
     result = assess(+1, 2_000, gross_exposure=1_400_000)
     assert not result.passed
     leverage = {c.name: c for c in result.checks}["leverage"]
     assert not leverage.passed
-    assert result.max_quantity == pytest.approx(1_000)
+    move = LIMITS.stale_move  # the other desks' 1.4M may have moved against the book by this since seen
+    assert result.max_quantity == pytest.approx((1.5 * (CAPITAL - move * 1_400_000) - 1_400_000 * (1 + move)) / 100)
+    exact = assess_order(+1, 2_000, 100.0, 0.0, 0.0, 0.0, OthersView(CAPITAL, gross_exposure=1_400_000),
+                         RiskLimits(stale_move=0.0))
+    assert exact.max_quantity == pytest.approx(1_000)
 
 
 def test_daily_loss_blocks_new_risk_but_allows_reducing():
@@ -58,11 +62,49 @@ def test_reducing_an_oversized_position_always_passes():
     assert assess(-1, 1_000, position=5_000, gross_exposure=2_000_000).passed
 
 
+def test_another_shard_counts_at_its_full_share_of_the_leverage_budget():
+    # Half the book's budget (1.5 x 1M) belongs to a shard holding nothing yet: this one may
+    # use only its own half, 750k, less the headroom for what the other shard's book might move.
+    idle = OthersView(CAPITAL, remote=(RemoteShard(0.0, 0.5),))
+    result = assess(+1, 8_000, price=100.0, remote=idle.remote)
+    assert not result.passed
+    assert {c.name: c for c in result.checks}["leverage"].max_quantity == pytest.approx(7_500)
+    # A shard over its share counts at what it holds (plus the assumed move).
+    busy = assess(+1, 1, price=100.0, gross_exposure=1_000_000.0, remote_exposure=1_000_000.0,
+                  remote=(RemoteShard(1_000_000.0, 0.5),))
+    equity = CAPITAL - LIMITS.stale_move * 1_000_000.0
+    assert busy.checks[2].max_quantity == pytest.approx((1.5 * equity - 1_000_000.0 * (1 + LIMITS.stale_move)) / 100)
+
+
+def test_shards_not_published_yet_count_as_fully_invested():
+    result = assess(+1, 1, unseen_share=1.0)
+    assert not result.passed
+    assert {c.name: c for c in result.checks}["leverage"].max_quantity == 0.0
+
+
+def test_another_shards_positions_are_assumed_to_have_moved_against_the_book():
+    moved = LIMITS.stale_move * 2_000_000.0
+    result = assess(+1, 1, remote_exposure=2_000_000.0, gross_exposure=2_000_000.0,
+                    remote=(RemoteShard(2_000_000.0, 0.9),))
+    concentration = {c.name: c for c in result.checks}["position_concentration"]
+    assert concentration.max_quantity == pytest.approx((CAPITAL - moved) * 0.25 / 100)
+    daily = {c.name: c for c in result.checks}["daily_loss"]
+    assert daily.value == pytest.approx(moved / CAPITAL)
+
+
+def test_a_desk_alone_has_no_headroom_and_the_whole_budget():
+    alone = assess(+1, 14_999, gross_exposure=0.0)
+    assert {c.name: c for c in alone.checks}["leverage"].max_quantity == pytest.approx(15_000)
+    assert alone.checks[0].max_quantity == pytest.approx(2_500)
+
+
 def test_limits_are_validated():
     with pytest.raises(ValueError):
         RiskLimits(max_leverage=math.nan)
     with pytest.raises(ValueError):
         RiskLimits(max_position_fraction=0)
+    with pytest.raises(ValueError):
+        RiskLimits(stale_move=1.0)
 
 
 def test_audit_form_is_json_safe():
@@ -77,19 +119,25 @@ def dataclass_built_assessment(side, quantity, price, position, own_pnl, own_day
     from aggregates.risk import QUANTITY_EPSILON, CheckResult, RiskAssessment, _ratio
 
     equity = others.capital + others.pnl + own_pnl
+    unseen_loss = limits.stale_move * others.gross_exposure
+    safe_equity = max(equity - unseen_loss, 0.0)
     after = position + side * quantity
     reducing = abs(position) if side * position < 0 else 0.0
-    cap = max(equity, 0.0) * limits.max_position_fraction / price
+    cap = safe_equity * limits.max_position_fraction / price
     concentration = CheckResult("position_concentration",
                                 abs(after) <= cap + QUANTITY_EPSILON or abs(after) < abs(position),
-                                _ratio(abs(after) * price, equity), limits.max_position_fraction,
+                                _ratio(abs(after) * price, safe_equity), limits.max_position_fraction,
                                 max(cap - side * position, reducing, 0.0))
-    gross_cap = (max(equity, 0.0) * limits.max_leverage - others.gross_exposure) / price
+    budget = safe_equity * limits.max_leverage
+    held = (others.gross_exposure - others.remote_exposure) * (1.0 + limits.stale_move) + others.unseen_share * budget
+    for shard in others.remote:
+        held += max(shard.gross_exposure * (1.0 + limits.stale_move), shard.share * budget)
+    gross_cap = (budget - held) / price
     leverage = CheckResult("leverage", abs(after) <= gross_cap + QUANTITY_EPSILON or abs(after) < abs(position),
-                           _ratio(others.gross_exposure + abs(after) * price, equity), limits.max_leverage,
+                           _ratio(held + abs(after) * price, safe_equity), limits.max_leverage,
                            max(gross_cap - side * position, reducing, 0.0))
     day_pnl = others.day_pnl + own_day_pnl
-    day_loss = _ratio(-day_pnl, equity - day_pnl)
+    day_loss = _ratio(unseen_loss - day_pnl, equity - day_pnl)
     breached = day_loss >= limits.daily_loss_limit
     daily = CheckResult("daily_loss", not breached or abs(after) < abs(position), day_loss,
                         limits.daily_loss_limit, reducing if breached else math.inf)
@@ -107,8 +155,10 @@ some_float = st.one_of(any_float, st.floats(-1e7, 1e7), st.sampled_from([0.0, -0
 def test_assessments_built_without_init_equal_the_dataclass_built_ones(orders) -> None:
     # Compared through repr (every float told apart, -0.0 and NaN included), attribute by attribute.
     for side, quantity, price, position, own_pnl, own_day_pnl, pnl, day_pnl, gross in orders:
+        remote = (RemoteShard(abs(gross) * 0.3, 0.25),) if gross == gross and abs(gross) < 1e300 else ()
         inputs = (side, quantity, price, position, own_pnl, own_day_pnl,
-                  OthersView(CAPITAL, pnl, day_pnl, gross), LIMITS)
+                  OthersView(CAPITAL, pnl, day_pnl, gross, remote, 0.25 if remote else 0.0,
+                             sum(r.gross_exposure for r in remote)), LIMITS)
         try:
             fast = assess_order(*inputs)
         except ZeroDivisionError as error:  # the same refusal either way is "the same"

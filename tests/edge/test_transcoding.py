@@ -56,14 +56,15 @@ def test_plain_events_are_stored_exactly_as_the_standard_mapper_stores_them(poli
     from eventsourcing.persistence import Mapper
 
     from aggregates.desk import SymbolDesk
-    from aggregates.risk import OthersView
+    from aggregates.risk import OthersView, RiskLimits
     from edge.transcoding import PlainEventMapper
 
     desk = SymbolDesk.open("AAA", correlation_id="1-0", timestamp_ns=1_700_000_000_123_456_789)
     for i, (ts_ns, position) in enumerate([(1_700_000_000_200_000_000, 0.0), (1_700_000_001_000_000_000, 5e5)]):
         desk.position = position  # a desk far over its limits: the order is refused (Risk.Check.Rejected)
         desk.decide(tick_id=f"{i + 2}-0", ts_ns=ts_ns, price=100.0, size=1.0, bid=None, ask=99.5,
-                    features=[0.01 * (k + 1) for k in range(20)], policy=policy, others=OthersView(1e6))
+                    features=[0.01 * (k + 1) for k in range(20)], policy=policy, others=OthersView(1e6),
+                    limits=RiskLimits())
     desk.checkpoint_features([1.0, 2.5], "9-0", 1_700_000_002_000_000_000)
     events = desk.collect_events()
     assert len({type(e) for e in events}) >= 3

@@ -8,7 +8,7 @@ import pytest
 
 from actors.features import FeatureEngine
 from aggregates.desk import SymbolDesk
-from aggregates.risk import OthersView
+from aggregates.risk import OthersView, RiskLimits
 from edge.feeds import SyntheticFeed
 from projections.forensics import (
     DecisionToExplain,
@@ -25,7 +25,8 @@ def decisions(policy, ticks: int = 400) -> list[DecisionToExplain]:
         desk = desk or SymbolDesk.open("AAA", "0-0", tick.ts_ns)
         features = engine.update(tick.price, tick.size, math.nan, math.nan)
         desk.decide(tick_id=f"{i + 1}-0", ts_ns=tick.ts_ns, price=tick.price, size=tick.size, bid=None,
-                    ask=None, features=features, policy=policy, others=OthersView(1_000_000.0))
+                    ask=None, features=features, policy=policy, others=OthersView(1_000_000.0),
+                    limits=RiskLimits())
     return [
         DecisionToExplain(
             e.decision_id, e.model_version, e.features, e.strategy_weights, e.regime_probs, e.regime_entropy,

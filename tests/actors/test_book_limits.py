@@ -1,0 +1,97 @@
+"""The risk limits bind on the whole book, whatever the number of shards (the real Redis, shards running at once).
+
+Each run trades 12 synthetic symbols on 1, 2 or 4 shards deciding side by side,
+fed live at about 1,200 ticks/s, long enough for P&L to move and every limit
+to bind: the regime-blend policy sizes positions at 30 % of equity (over the
+25 % concentration limit), twelve of them want 3.6 × leverage (over 1.5), and
+the daily loss limit is set at 0.3 % so the walk's swings reach it. Then the
+book is replayed from every shard's events in time order
+(:mod:`tests.actors.book_replay`) and checked at every fill that grew a
+position.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+
+import pytest
+
+from actors.desk_actor import ActorSettings
+from actors.runtime import HotPath, HotPathSettings
+from actors.shard import ShardSettings
+from actors.sharding import assign_symbols
+from aggregates.policy import DecisionPolicy, Sizing
+from aggregates.risk import RiskLimits
+from edge.feeds import SyntheticFeed
+from edge.tick_stream import TickPublisher
+from tests.actors.book_replay import committed_events, replay_book
+
+SYMBOLS = SyntheticFeed.symbol_names(12)
+ROUNDS = 700
+CAPITAL = 1_000_000.0
+LIMITS = RiskLimits(daily_loss_limit=0.003)
+TICKS_PER_S = 1_200
+
+
+def staggered_ticks() -> list:
+    """The feed's rounds with each symbol's tick a microsecond after the one before: one time order."""
+    ticks = list(SyntheticFeed(SYMBOLS, seed=44).ticks(ROUNDS))
+    return [dataclasses.replace(t, ts_ns=t.ts_ns + 1_000 * (i % len(SYMBOLS))) for i, t in enumerate(ticks)]
+
+
+def run_shards(redis_url: str, namespace: str, policy: DecisionPolicy, shards: int) -> list[str]:
+    """Trade the ticks on ``shards`` shards at once, fed at TICKS_PER_S; the shards' store names."""
+    owned = [s for s in assign_symbols(SYMBOLS, shards) if s]
+    assert len(owned) == shards
+    hot_paths = [
+        HotPath(HotPathSettings(redis_url, namespace=namespace, capital=CAPITAL,
+                                book_share=len(mine) / len(SYMBOLS),
+                                shard=ShardSettings(name=f"shard-{i}", actor=ActorSettings(limits=LIMITS))),
+                mine, policy)
+        for i, mine in enumerate(owned)
+    ]
+    ticks = staggered_ticks()
+    for hot in hot_paths:
+        hot.start()
+    try:
+        publisher = TickPublisher(hot_paths[0].client, hot_paths[0].keys, SYMBOLS)
+        started = time.monotonic()
+        for start in range(0, len(ticks), len(SYMBOLS)):
+            publisher.publish(ticks[start:start + len(SYMBOLS)], stamp=False)
+            pause = started + (start + len(SYMBOLS)) / TICKS_PER_S - time.monotonic()
+            if pause > 0:
+                time.sleep(pause)
+        deadline = time.monotonic() + 60
+        while sum(h.stats.snapshot().ticks for h in hot_paths) < len(ticks):
+            assert time.monotonic() < deadline, "the shards did not decide every tick in time"
+            time.sleep(0.05)
+    finally:
+        stoppers = [threading.Thread(target=h.stop) for h in hot_paths]
+        for t in stoppers:
+            t.start()
+        for t in stoppers:
+            t.join()
+    return [h.settings.store_name for h in hot_paths]
+
+
+@pytest.mark.parametrize("shards", [1, 2, 4])
+def test_the_whole_book_stays_within_every_limit_at_every_fill(redis_url, namespace, policy, shards) -> None:
+    sized = DecisionPolicy(policy.specialists, sizing=Sizing(target_fraction=0.3))
+    stores = run_shards(redis_url, f"{namespace}s{shards}:", sized, shards)
+    events = committed_events(redis_url, stores)
+    assert sum(topic == "Trading.Decision.Taken" for topic, _ in events) == ROUNDS * len(SYMBOLS)
+    book = replay_book(events, CAPITAL, LIMITS)
+    assert book.breaches == []
+    assert book.growing_fills > 10
+    # Every limit bound: each rule refused orders, and the book came close to each limit.
+    broken = {reason.partition(":")[0] for r in book.refusals for reason in r["reasons"]}
+    assert broken == {"position_concentration", "leverage", "daily_loss"}, broken
+    assert book.max_concentration > 0.9 * LIMITS.max_position_fraction
+    assert book.max_leverage > 0.8 * LIMITS.max_leverage
+    for refusal in book.refusals:  # each refusal says why and what would have passed
+        assert refusal["reasons"] and 0 <= refusal["max_quantity"] < refusal["requested_quantity"]
+    print(f"{shards} shard(s): {book.growing_fills} growing fills, {len(book.refusals)} refusals, "
+          f"max concentration {book.max_concentration:.4f}, leverage {book.max_leverage:.4f}, "
+          f"day loss {book.max_day_loss:.4f}")
