@@ -107,7 +107,7 @@ class BacktestSettings:
     def hot_path(self, shard: int = 0, book_share: float = 1.0) -> HotPathSettings:
         """Shard ``shard``'s hot path, its event store ``SystemKeys(namespace).shard_store(shard)`` as live."""
         return HotPathSettings(
-            self.redis_url, namespace=self.namespace, capital=self.capital, book_share=book_share,
+            self.redis_url, namespace=self.namespace, capital=self.capital, book_share=book_share, halts=False,
             shard=ShardSettings(name=f"shard-{shard}", actor=ActorSettings(
                 checkpoint_every=self.checkpoint_every, bounds=self.bounds.for_history(), limits=self.limits)),
         )

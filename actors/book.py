@@ -21,7 +21,7 @@ from typing import Mapping
 
 from aggregates.frozen import built
 from aggregates.risk import OthersView, RemoteShard
-from edge.shared_book import ShardBook
+from edge.shared_book import ShardBook, TradingState
 
 __all__ = ["PortfolioBook", "DeskFigures"]
 
@@ -62,6 +62,8 @@ class PortfolioBook:
         self._remote_day_pnl = 0.0
         self._remote_exposure = 0.0
         self._unseen_share = 1.0 - share
+        self.trading = TradingState()
+        """The kill switch as last read (running until read otherwise)."""
 
     def publish(self, symbol: str, figures: DeskFigures) -> None:
         """Replace a desk's figures after it decided a batch."""
@@ -82,6 +84,10 @@ class PortfolioBook:
             self._remote_exposure = sum(s.gross_exposure for s in shards.values())
             self._unseen_share = max(1.0 - self.share - sum(s.share for s in shards.values()), 0.0)
 
+    def set_trading(self, state: TradingState) -> None:
+        """The kill switch as just read: every later risk check sees it."""
+        self.trading = state
+
     def others(self, symbol: str) -> OthersView:
         """Everything but ``symbol``'s own desk, as of the last publications."""
         with self._lock:
@@ -95,6 +101,8 @@ class PortfolioBook:
                 "remote": self._remote,
                 "unseen_share": self._unseen_share,
                 "remote_exposure": self._remote_exposure,
+                "halted": self.trading.halted,
+                "flatten": self.trading.flatten,
             })
 
     def own_totals(self, published_ms: int) -> ShardBook:
@@ -105,3 +113,10 @@ class PortfolioBook:
     def equity(self) -> float:
         with self._lock:
             return self.capital + self._pnl + self._remote_pnl
+
+    def day_loss(self) -> float:
+        """The whole book's loss since the start of the day, as a fraction of its start-of-day equity."""
+        with self._lock:
+            day_pnl = self._day_pnl + self._remote_day_pnl
+            start = self.capital + self._pnl + self._remote_pnl - day_pnl
+        return -day_pnl / start if start > 0 else 0.0

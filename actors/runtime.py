@@ -16,6 +16,7 @@ from actors.book import PortfolioBook
 from actors.features import warm_up
 from actors.shard import Shard, ShardSettings
 from actors.stats import HotPathStats
+from actors.trading_control import TradingControl
 from aggregates.errors import ModelNotFound
 from aggregates.policy import DecisionPolicy, Sizing
 from aggregates.registry import ModelRegistry
@@ -36,9 +37,12 @@ class HotPathSettings:
     """Key prefix for tick streams and the event store (isolates tests and backtests)."""
     capital: float = 1_000_000.0
     book_share: float = 1.0
-    """This shard's symbols over the whole book's: its share of the leverage budget. Below 1 the
-    shard exchanges its figures with the other shards through the shared book in Redis."""
+    """This shard's symbols over the whole book's: its share of the leverage budget (the shards
+    exchange their figures, and read the kill switch, through the shared book in Redis)."""
     shard: ShardSettings = field(default_factory=ShardSettings)
+    halts: bool = True
+    """Whether the shard halts trading when the whole book breaks its daily loss limit (live: yes;
+    a backtest, with nobody to resume it: no, its daily loss check alone stops growth for the day)."""
 
     @property
     def store_name(self) -> str:
@@ -63,11 +67,12 @@ class HotPath:
         self.book = PortfolioBook(settings.capital, settings.book_share)
         self.stats = HotPathStats()
         system_keys = SystemKeys(settings.namespace)
-        shared = None if settings.book_share >= 1 else SharedBook(self.client, system_keys.risk_book,
-                                                                 settings.shard.name)
+        shared = SharedBook(self.client, system_keys.risk_book, settings.shard.name, system_keys.trading_state)
+        self.trading = TradingControl(settings.redis_url, system_keys) if settings.halts else None
         self.shard = Shard(
             self.client, self.app, policy, self.symbols, self.book,
             self.keys, settings.shard, self.stats, shared,
+            None if self.trading is None else self.trading.halt_unless_halted,
         )
 
     @classmethod
@@ -91,12 +96,16 @@ class HotPath:
         """Compile kernels before the first tick, then start the actors and the reader."""
         warm_up()
         settle_garbage_collector()
+        if self.trading is not None:
+            self.trading.sync()  # a halt recorded but not yet in force (a crash between the two) is, now
         self.shard.start()
 
     def stop(self) -> None:
         """Finish the cycle in progress (it commits), stop the actors, close connections."""
         self.shard.stop()
         self.app.close()
+        if self.trading is not None:
+            self.trading.close()
         self.client.close()
 
     def __enter__(self) -> HotPath:

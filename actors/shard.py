@@ -45,7 +45,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import pykka
@@ -58,7 +58,8 @@ from actors.desk_actor import ActorSettings, BatchOutcome, SymbolActor, TickBatc
 from actors.stats import HotPathStats
 from aggregates.desk import SymbolDesk
 from aggregates.policy import DecisionPolicy
-from edge.shared_book import SharedBook
+from aggregates.trading_switch import AUTO_HALT_REASON
+from edge.shared_book import SharedBook, TradingState
 from edge.tick_stream import StreamEntry, TickKeys, TickReader
 from edge.ticks import BadTick
 
@@ -126,6 +127,7 @@ class Shard:
         settings: ShardSettings = ShardSettings(),
         stats: HotPathStats | None = None,
         shared: SharedBook | None = None,
+        halt: Callable[[str, str], TradingState] | None = None,
     ) -> None:
         self.symbols = list(symbols)
         self.settings = settings
@@ -138,7 +140,10 @@ class Shard:
         self._policy = policy
         self._book = book
         self._shared = shared
-        """The book the shards share in Redis; None for a shard that holds the whole book alone."""
+        """The book the shards share in Redis, and the kill switch; None: neither (some tests)."""
+        self._halt = halt
+        """Records a halt (who, reason) and returns the state in force; None: the shard never halts (backtests)."""
+        self._halt_failing = False
         self._keys = keys
         self.reader = TickReader(client, keys, self.symbols, settings.group, settings.name)
         self._actors: dict[str, pykka.ActorRef[SymbolActor]] = {}
@@ -185,7 +190,12 @@ class Shard:
     def read_book(self) -> None:
         if self._shared is not None:
             self._shared.read_others()
-            self._book.set_remote(self._shared.latest)
+            self._took_exchange()
+
+    def _took_exchange(self) -> None:
+        assert self._shared is not None
+        self._book.set_remote(self._shared.latest)
+        self._book.set_trading(self._shared.trading)
 
     def decide_unstreamed(self, batches: Batches) -> list[BatchOutcome]:
         """One cycle over ticks that came from elsewhere than the tick streams (a backtest).
@@ -248,7 +258,7 @@ class Shard:
             batches = self.reader.read(self.settings.read_count, self.settings.block_ms, self._take_acks(),
                                        exchange)
             if self._shared is not None:
-                self._book.set_remote(self._shared.latest)
+                self._took_exchange()
         if batches:
             self.cycle(batches)
         else:
@@ -382,9 +392,30 @@ class Shard:
     def _after_commit(self, outcomes: list[BatchOutcome], events: list[Any]) -> None:
         if events and log.isEnabledFor(logging.DEBUG):
             self._log_decisions(events)
+        if events and self._halt is not None and not self._book.trading.halted:
+            self._halt_if_daily_loss_broken()
         snapshots = [o.snapshot for o in outcomes if o.snapshot is not None]
         if snapshots and self._app.snapshots is not None:
             self._app.snapshots.put(snapshots)
+
+    def _halt_if_daily_loss_broken(self) -> None:
+        """Halt trading (reason ``daily_loss_limit``) once the whole book's loss today reaches the limit."""
+        assert self._halt is not None
+        loss, limit = self._book.day_loss(), self.settings.actor.limits.daily_loss_limit
+        if loss < limit:
+            return
+        try:
+            state = self._halt(self.settings.name, AUTO_HALT_REASON)
+        except Exception as error:  # noqa: BLE001 - the daily-loss check still blocks growth; retried next cycle
+            if not self._halt_failing:
+                log.error("the book lost %.2f %% today (limit %.2f %%) but recording the halt failed (%r); "
+                          "retrying every cycle", 100 * loss, 100 * limit, error)
+            self._halt_failing = True
+            return
+        self._halt_failing = False
+        self._book.set_trading(state)
+        log.warning("halted trading: the book lost %.2f %% today, the limit is %.2f %% "
+                    "(`glassbox resume` to trade again)", 100 * loss, 100 * limit)
 
     @staticmethod
     def _log_decisions(events: list[Any]) -> None:

@@ -17,6 +17,7 @@ __all__ = [
     "ModelIntegrityError",
     "ModelNotFound",
     "TrainingDataError",
+    "TradingSwitchError",
     "UnsupportedModel",
 ]
 
@@ -55,3 +56,7 @@ class ModelIntegrityError(DomainError):
 
 class InvalidModelMetadata(DomainError):
     """Metadata to store with a model version is not JSON-serialisable (plain dicts, lists, str, numbers)."""
+
+
+class TradingSwitchError(DomainError):
+    """A halt or resume that cannot be: no reason or no name given, or resuming what is not halted."""

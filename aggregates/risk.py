@@ -34,7 +34,8 @@ from dataclasses import dataclass
 from aggregates.frozen import built
 from glassbox import Settings
 
-__all__ = ["CheckResult", "OthersView", "RemoteShard", "RiskAssessment", "RiskLimits", "assess_order"]
+__all__ = ["HALTED_HOLD", "CheckResult", "OthersView", "RemoteShard", "RiskAssessment", "RiskLimits", "assess_order",
+           "halt_check"]
 
 QUANTITY_EPSILON = 1e-9
 
@@ -96,6 +97,10 @@ class OthersView:
     """Leverage share of shards that have not published yet: counted as fully used."""
     remote_exposure: float = 0.0
     """The part of ``gross_exposure`` held by other shards."""
+    halted: bool = False
+    """Trading is halted (the kill switch): no order may open or grow a position."""
+    flatten: bool = False
+    """The halt asks every desk to close its position."""
 
 
 @dataclass(frozen=True)
@@ -193,11 +198,31 @@ def assess_order(
 
     # Built without the frozen dataclasses' __init__ (four a proposed order): equal to
     # CheckResult(...) and RiskAssessment(...), as tests/aggregates/test_risk.py checks.
+    if others.halted:
+        closing = side * position < 0 and quantity <= abs(position) + QUANTITY_EPSILON  # never through zero
+        halt = halt_check(closing, reducing)
+        return built(RiskAssessment, {
+            "passed": concentration.passed and daily.passed and leverage.passed and halt.passed,
+            "checks": (concentration, daily, leverage, halt),
+            "max_quantity": min(concentration.max_quantity, daily.max_quantity, leverage.max_quantity, reducing),
+        })
     return built(RiskAssessment, {
         "passed": concentration.passed and daily.passed and leverage.passed,
         "checks": (concentration, daily, leverage),
         "max_quantity": min(concentration.max_quantity, daily.max_quantity, leverage.max_quantity),
     })
+
+
+def halt_check(passed: bool, max_quantity: float) -> CheckResult:
+    """The kill switch's verdict: during a halt only an order that closes part or all of a position passes.
+
+    Recorded in every decision taken during a halt, a HOLD's included (``passed`` then, nothing proposed).
+    """
+    return CheckResult("trading_halted", passed, 1.0, 0.0, max_quantity)
+
+
+HALTED_HOLD = RiskAssessment(True, (halt_check(True, 0.0),), 0.0)
+"""The risk checks of a decision that proposed nothing during a halt."""
 
 
 def _ratio(numerator: float, denominator: float) -> float:

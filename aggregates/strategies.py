@@ -57,7 +57,7 @@ from typing import Any, ClassVar, Sequence
 
 from aggregates.blend import Action, Blend, WeightCheck
 from aggregates.frozen import built
-from aggregates.risk import OthersView, RiskAssessment, RiskLimits, assess_order
+from aggregates.risk import HALTED_HOLD, OthersView, RiskAssessment, RiskLimits, assess_order
 
 __all__ = ["PolicyDecision", "Strategy", "SmaCross", "TradingCosts", "hold", "order", "through_risk"]
 
@@ -159,8 +159,18 @@ def through_risk(decision: PolicyDecision, *, price: float, position: float, own
     less than ``min_trade_fraction`` of the book's equity (the strategy's no-trade band). Either way
     the desk records a ``Risk.Check.Rejected.v1`` with the reasons and that largest quantity, and
     ``risk`` holds the checks of the order as proposed.
+
+    During a halt (``others.halted``) only orders that close part of a position pass, every decision
+    carries the ``trading_halted`` check, and with ``others.flatten`` the desk's proposal is replaced by
+    the order that closes its whole position.
     """
+    if others.flatten and position != 0:
+        decision = _closing(decision, position)
     if decision.side == Action.HOLD or decision.requested_quantity <= 0:
+        if others.halted:
+            fields = dict(vars(decision))
+            fields["risk"] = HALTED_HOLD
+            return built(PolicyDecision, fields)
         return decision
     risk = assess_order(1 if decision.side == Action.BUY else -1, decision.requested_quantity, price, position,
                         own_pnl, own_day_pnl, others, limits)
@@ -175,6 +185,14 @@ def through_risk(decision: PolicyDecision, *, price: float, position: float, own
             fields["action"] = Action.HOLD
             fields["quantity"] = 0.0
     # Built without the frozen __init__: one a proposed order, equal to dataclasses.replace(...).
+    return built(PolicyDecision, fields)
+
+
+def _closing(decision: PolicyDecision, position: float) -> PolicyDecision:
+    """``decision`` proposing instead the order that takes ``position`` to zero (a flattening halt)."""
+    fields = dict(vars(decision))
+    side = Action.SELL if position > 0 else Action.BUY
+    fields.update(action=side, side=side, requested_quantity=abs(position), quantity=abs(position))
     return built(PolicyDecision, fields)
 
 

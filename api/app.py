@@ -3,9 +3,10 @@
 Built by :func:`create_app` from an :class:`ApiConfig`; the PostgreSQL pool
 (psycopg's async pool) and the Redis client live in the lifespan state.
 Endpoints stay thin: validate the request, call one query, shape the answer.
-Run it with uvicorn (``standard`` extra, for httptools)::
+Run it with uvicorn (``standard`` extra, for httptools) through the
+composition root, which wires the kill switch in (:mod:`api.trading`)::
 
-    uvicorn --factory api.app:app_from_env --port 8000
+    uvicorn --factory actors.system.api_main:app_from_env --port 8000
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from api import trading
 from api.auth import ApiTokens, BearerAuthMiddleware
 from api.errors import ORJSONResponse, error_response, exception_handlers
 from api.metrics import MetricsSources, render_metrics
@@ -35,9 +37,10 @@ from backbone.broker import broker_answers
 from backbone.topics import TopicSettings
 from edge.system_keys import SystemKeys
 from glassbox import Settings, SettingsError
+from projections.risk_reasoning import risk_reasoning
 from projections.pg_json import use_orjson
 
-__all__ = ["ApiConfig", "app_from_env", "create_app"]
+__all__ = ["ApiConfig", "config_from_settings", "create_app"]
 
 MAX_PAGE = 1_000
 
@@ -60,6 +63,8 @@ class ApiConfig:
     relay_stores: Sequence[str] = ()
     components_key: str | None = None
     """Where ``glassbox up`` publishes its components' state and restarts (for ``/metrics``)."""
+    trading_key: str | None = None
+    """Where the kill switch's state is (for ``/metrics``)."""
     topics: TopicSettings = field(default_factory=TopicSettings)
     rate_limit: RateLimit = field(default_factory=RateLimit)
     retry_after_s: int = 1
@@ -69,6 +74,8 @@ class ApiConfig:
     """How long a request waits for a PostgreSQL connection before it is answered 503."""
     database_retry_after_s: int = 5
     """What a 503 (PostgreSQL not answering) tells the client to wait."""
+    trading: trading.TradingSwitchboard | None = field(default=None, repr=False)
+    """The kill switch (:mod:`api.trading`); None: its routes answer 503."""
 
 
 def create_app(config: ApiConfig) -> Starlette:
@@ -100,6 +107,9 @@ def create_app(config: ApiConfig) -> Starlette:
         Route("/api/v1/forensics/{decision_id}", forensics, methods=["GET"]),
         Route("/api/v1/decisions", decisions, methods=["GET"]),
         Route("/api/v1/portfolio", portfolio_view, methods=["GET"]),
+        Route("/api/v1/trading", trading.trading_state, methods=["GET"]),
+        Route("/api/v1/trading/halt", trading.halt, methods=["POST"]),
+        Route("/api/v1/trading/resume", trading.resume, methods=["POST"]),
         Route("/health", health, methods=["GET"]),
         Route("/ready", ready, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
@@ -118,8 +128,8 @@ async def _configure(conn: Any) -> None:
     use_orjson(conn)
 
 
-def app_from_env() -> Starlette:
-    """The app configured from the environment.
+def config_from_settings(settings: Settings, switchboard: trading.TradingSwitchboard | None = None) -> ApiConfig:
+    """The app's configuration from the settings (``actors.system.api_main`` builds the app with it).
 
     ``DATABASE_URL`` and ``GLASSBOX_API_TOKENS`` are required; ``REDIS_URL``,
     ``KAFKA_BOOTSTRAP_SERVERS``, ``GLASSBOX_SCHEMA``, ``GLASSBOX_RELAY_STORES``
@@ -129,7 +139,6 @@ def app_from_env() -> Starlette:
     Raises:
         SettingsError: a required setting is missing or malformed.
     """
-    settings = Settings.from_env()
     if not settings.database_url:
         raise SettingsError("the API reads the read models: set DATABASE_URL")
     tokens = ApiTokens.parse(settings.api_tokens)
@@ -137,13 +146,14 @@ def app_from_env() -> Starlette:
         raise SettingsError("set GLASSBOX_API_TOKENS (token:scope,scope;...) so the API can authenticate clients")
     per_second = settings.api_rate_per_s
     limit = RateLimit(per_second=per_second, burst=max(1, int(per_second * 2)))
-    return create_app(ApiConfig(
+    return ApiConfig(
         settings.database_url, tokens, schema=settings.schema,
         redis_url=settings.redis_url, kafka_servers=settings.kafka_bootstrap_servers,
         relay_stores=settings.relay_stores, components_key=SystemKeys(settings.namespace).components,
+        trading_key=SystemKeys(settings.namespace).trading_state,
         topics=TopicSettings.from_settings(settings, prefix=settings.topic_prefix),
-        rate_limit=limit,
-    ))
+        rate_limit=limit, trading=switchboard,
+    )
 
 
 async def forensics(request: Request) -> Response:
@@ -167,6 +177,10 @@ async def forensics(request: Request) -> Response:
     return ORJSONResponse(forensics_body(decision, record))
 
 
+def _executed(decision: dict[str, Any], fill: dict[str, Any] | None) -> str:
+    return f"{fill['side']} {fill['quantity']:g}" if fill else "HOLD"
+
+
 def forensics_body(decision: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:
     """The forensics record in the seeds' shape."""
     fill = record.get("fill") or decision.get("fill")
@@ -186,6 +200,7 @@ def forensics_body(decision: dict[str, Any], record: dict[str, Any]) -> dict[str
             "model_output": record["model_output"],
             "regime_reasoning": record["regime_reasoning"],
             "strategy_selection": record["strategy_selection"],
+            "risk_reasoning": risk_reasoning(checks, _executed(decision, fill)),
             "regime_probs": decision["regime_probs"],
             "strategy_weights": decision["strategy_weights"],
         },
@@ -289,6 +304,6 @@ async def metrics(request: Request) -> Response:
     config: ApiConfig = request.state.config
     sources = MetricsSources(
         request.state.pool, config.schema, request.state.redis, config.relay_stores, config.kafka_servers, config.topics,
-        components_key=config.components_key,
+        components_key=config.components_key, trading_key=config.trading_key,
     )
     return Response(await render_metrics(sources), media_type="text/plain; version=0.0.4; charset=utf-8")

@@ -2,10 +2,12 @@
 
 Tokens come from the ``GLASSBOX_API_TOKENS`` setting, parsed once at start::
 
-    GLASSBOX_API_TOKENS="s3cr3t-0123456789ab:forensics:read,metrics:read;other-0123456789ab:forensics:read"
+    GLASSBOX_API_TOKENS="s3cr3t-0123456789ab:forensics:read,metrics:read;ops@other-0123456789ab:trading:admin"
 
-i.e. ``token:scope,scope`` entries separated by ``;`` (a scope may itself
-hold a colon). A request without a valid token gets 401; one whose token
+i.e. ``[name@]token:scope,scope`` entries separated by ``;`` (a scope may
+itself hold a colon). The name is who the token is in the records it leaves
+(``Risk.Trading.Halted.v1`` says which token halted trading); without one it
+is ``token-`` and the first 8 hex digits of the token's SHA-256. A request without a valid token gets 401; one whose token
 lacks the route's scope gets 403, one with several ``Authorization`` headers
 gets 400. Tokens are compared in constant time and never logged.
 """
@@ -14,7 +16,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 from typing import Mapping
 
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -24,7 +27,8 @@ from glassbox import SettingsError
 
 __all__ = ["MAX_TOKEN_BYTES", "SCOPES", "ApiTokens", "BearerAuthMiddleware", "required_scope"]
 
-SCOPES = ("forensics:read", "portfolio:read", "metrics:read")
+SCOPES = ("forensics:read", "portfolio:read", "metrics:read", "trading:admin")
+"""``trading:admin`` may halt and resume trading (``POST /api/v1/trading/halt|resume``)."""
 
 MAX_TOKEN_BYTES = 1_024
 """A longer bearer value is no token of ours: refused (401) before it is compared."""
@@ -35,6 +39,7 @@ class ApiTokens:
     """Which token may do what. ``repr`` never shows a token."""
 
     scopes_by_token: Mapping[str, frozenset[str]]
+    names_by_token: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
     def parse(cls, text: str) -> ApiTokens:
@@ -44,8 +49,13 @@ class ApiTokens:
             SettingsError: an entry without scopes, an unknown scope, a short token.
         """
         tokens: dict[str, frozenset[str]] = {}
+        names: dict[str, str] = {}
         for entry in filter(None, (part.strip() for part in text.split(";"))):
-            token, _, scopes_text = entry.partition(":")
+            named, _, scopes_text = entry.partition(":")
+            name, _, token = named.rpartition("@")
+            if name and not re.fullmatch(r"[A-Za-z0-9._-]{1,64}", name):
+                raise SettingsError(f"GLASSBOX_API_TOKENS: a token's name is 1-64 letters, digits, '.', '_' or '-', "
+                                    f"not {name[:70]!r}")
             scopes = frozenset(s.strip() for s in scopes_text.split(",") if s.strip())
             if len(token) < 16:
                 raise SettingsError("GLASSBOX_API_TOKENS: every token needs at least 16 characters")
@@ -54,7 +64,8 @@ class ApiTokens:
                     f"GLASSBOX_API_TOKENS: scopes must be some of {', '.join(SCOPES)}, got {sorted(scopes) or 'none'}"
                 )
             tokens[token] = scopes
-        return cls(tokens)
+            names[token] = name or "token-" + hashlib.sha256(token.encode()).hexdigest()[:8]
+        return cls(tokens, names)
 
     def scopes_of(self, token: str | bytes) -> frozenset[str] | None:
         """The token's scopes, or None for an unknown token (constant-time per candidate).
@@ -62,11 +73,20 @@ class ApiTokens:
         ``bytes`` is the token as the header carried it: any byte, never decoded, so
         no header can fail here.
         """
+        known = self._known(token)
+        return None if known is None else self.scopes_by_token[known]
+
+    def name_of(self, token: str | bytes) -> str | None:
+        """The token's name (module docstring), or None for an unknown token."""
+        known = self._known(token)
+        return None if known is None else self.names_by_token.get(known)
+
+    def _known(self, token: str | bytes) -> str | None:
         given = token.encode() if isinstance(token, str) else token
         found = None
-        for known, scopes in self.scopes_by_token.items():
+        for known in self.scopes_by_token:
             if hmac.compare_digest(known.encode(), given):
-                found = scopes
+                found = known
         return found
 
     def __repr__(self) -> str:
@@ -80,6 +100,10 @@ def required_scope(path: str) -> str | None:
     if path == "/metrics":
         return "metrics:read"
     if path.startswith("/api/v1/portfolio"):
+        return "portfolio:read"
+    if path.startswith("/api/v1/trading/"):
+        return "trading:admin"
+    if path == "/api/v1/trading":
         return "portfolio:read"
     return "forensics:read"
 
@@ -123,7 +147,9 @@ class BearerAuthMiddleware:
                 headers={"WWW-Authenticate": f'Bearer error="insufficient_scope", scope="{needed}"'},
             )
         else:
-            scope.setdefault("state", {})["client"] = "token:" + hashlib.sha256(token).hexdigest()[:16]
+            state = scope.setdefault("state", {})
+            state["client"] = "token:" + hashlib.sha256(token).hexdigest()[:16]
+            state["token_name"] = self.tokens.name_of(token)
             await self.app(scope, receive, send)
             return
         await response(scope, receive, send)

@@ -24,6 +24,7 @@ from psycopg_pool import AsyncConnectionPool
 from backbone.circuit import CircuitState
 from backbone.relay import RelayKeys
 from backbone.topics import TopicSettings
+from edge.shared_book import TradingState
 from edge.store_layout import StoreKeys
 from projections.lag import EndOffsets, group_lags
 
@@ -42,6 +43,8 @@ class MetricsSources:
     relay_name: str = "relay"
     components_key: str | None = None
     """Redis hash where ``glassbox up``'s supervisor publishes its components (name → JSON)."""
+    trading_key: str | None = None
+    """Where the kill switch's state is (``SystemKeys.trading_state``)."""
 
 
 async def render_metrics(sources: MetricsSources, timeout: float = 2.0) -> bytes:
@@ -98,7 +101,22 @@ async def _relay_metrics(sources: MetricsSources) -> list[Metric]:
             restarts.add_metric([name.decode()], float(component.get("restarts", 0)))
             running.add_metric([name.decode()], 1.0 if component.get("state") == "running" else 0.0)
         families += [restarts, running]
+    if sources.trading_key:
+        families += _trading_metrics(await sources.redis.get(sources.trading_key))
     return families
+
+
+def _trading_metrics(raw: bytes | None) -> list[Metric]:
+    halted = GaugeMetricFamily("glassbox_trading_halted",
+                               "1 while trading is halted (the kill switch; an unreadable state counts as halted)")
+    flatten = GaugeMetricFamily("glassbox_trading_flatten", "1 while a halt asks every desk to close its position")
+    try:
+        state = TradingState() if raw is None else TradingState.from_dict(orjson.loads(raw))
+    except (ValueError, orjson.JSONDecodeError):
+        state = TradingState(halted=True)
+    halted.add_metric([], 1.0 if state.halted else 0.0)
+    flatten.add_metric([], 1.0 if state.flatten else 0.0)
+    return [halted, flatten]
 
 
 async def _kafka_metrics(sources: MetricsSources) -> list[Metric]:

@@ -1,12 +1,16 @@
-"""The book every shard shares through Redis: each shard's P&L and exposure, for risk on the whole portfolio.
+"""What every shard shares through Redis for risk on the whole book: the shards' figures and the kill switch.
 
-One hash per system, ``{ns}glassbox:{risk}:book`` (:meth:`SystemKeys.risk_book`;
-its hash tag keeps every risk key of a system in one Redis Cluster slot):
-field = shard name, value = that shard's figures as JSON (:class:`ShardBook`).
-A shard writes its own field and reads the whole hash once a cycle, both
-queued on the pipeline that already carries its acknowledgements and its read
-(:meth:`SharedBook.queue_exchange`), so the exchange costs no round trip of
-its own.
+- ``{ns}glassbox:{risk}:book`` (:meth:`SystemKeys.risk_book`), a hash: field =
+  shard name, value = that shard's P&L and exposure as JSON (:class:`ShardBook`);
+- ``{ns}glassbox:{risk}:trading`` (:meth:`SystemKeys.trading_state`): the kill
+  switch as the desks read it (:class:`TradingState`), kept by
+  ``actors.trading_control`` from the ``TradingSwitch`` aggregate's events.
+
+Their hash tag keeps every risk key of a system in one Redis Cluster slot. A
+shard writes its own figures and reads the whole hash and the switch once a
+cycle, all queued on the pipeline that already carries its acknowledgements
+and its read (:meth:`SharedBook.queue_exchange`), so the exchange costs no
+round trip of its own.
 
 The hash is written by other processes, so what is read is checked: a field
 that is not a well-formed figure set is logged and replaced by that shard's
@@ -25,7 +29,7 @@ from typing import Any, Mapping
 import orjson
 import redis
 
-__all__ = ["SharedBook", "ShardBook"]
+__all__ = ["SharedBook", "ShardBook", "TradingState"]
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +74,42 @@ class ShardBook:
         return cls(numbers["pnl"], numbers["day_pnl"], numbers["gross_exposure"], numbers["share"], published)
 
 
+@dataclass(frozen=True)
+class TradingState:
+    """The switch as the desks read it: running, or halted (and whether to flatten), with the last change's record."""
+
+    halted: bool = False
+    flatten: bool = False
+    reason: str = ""
+    by: str = ""
+    at: str = ""
+    """ISO time of the change (UTC)."""
+    version: int = 0
+    """The switch aggregate's version this state is of (0: never switched)."""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"state": "halted" if self.halted else "running", "flatten": self.flatten, "reason": self.reason,
+                "by": self.by, "at": self.at, "version": self.version}
+
+    @classmethod
+    def from_dict(cls, data: Any) -> TradingState:
+        """Parse :meth:`as_dict`'s form.
+
+        Raises:
+            ValueError: not that form.
+        """
+        if not isinstance(data, dict) or data.get("state") not in ("halted", "running"):
+            raise ValueError("not a trading state: want an object with state 'halted' or 'running'")
+        texts = {name: data.get(name, "") for name in ("reason", "by", "at")}
+        if not all(isinstance(v, str) for v in texts.values()) or type(data.get("flatten", False)) is not bool:
+            raise ValueError("a trading state's reason, by and at are text and flatten is true or false")
+        version = data.get("version", 0)
+        if type(version) is not int or version < 0:
+            raise ValueError(f"a trading state's version is a non-negative integer, not {version!r}")
+        return cls(data["state"] == "halted", data.get("flatten", False), texts["reason"], texts["by"],
+                   texts["at"], version)
+
+
 def _finite(data: Mapping[str, Any], name: str) -> float:
     value = data.get(name)
     if type(value) not in (int, float) or not math.isfinite(value):
@@ -80,25 +120,57 @@ def _finite(data: Mapping[str, Any], name: str) -> float:
 class SharedBook:
     """One shard's side of the shared book: publishes its own figures, reads every other shard's."""
 
-    def __init__(self, client: redis.Redis, key: str, shard: str) -> None:
+    def __init__(self, client: redis.Redis, key: str, shard: str, trading_key: str) -> None:
         self._client = client
         self.key = key
         self.shard = shard
+        self.trading_key = trading_key
+        self.trading = TradingState()
+        """The kill switch as last read (running until read otherwise)."""
         self._last_good: dict[str, ShardBook] = {}
         self._refused: set[tuple[str, bytes]] = set()
         self.latest: dict[str, ShardBook] = {}
         """The other shards' figures as last read."""
 
+    EXCHANGE_REPLIES = 3
+
     def queue_exchange(self, pipe: Any, own: ShardBook) -> None:
-        """Queue writing ``own`` and reading every shard's figures (two replies; see :meth:`others_from`)."""
+        """Queue writing ``own`` and reading every shard's figures and the switch (:meth:`received` takes the replies)."""
         pipe.hset(self.key, self.shard, own.to_json())
         pipe.hgetall(self.key)
+        pipe.get(self.trading_key)
+
+    def received(self, replies: list[Any]) -> None:
+        """Take the replies of :meth:`queue_exchange`'s commands: :attr:`latest` and :attr:`trading` are then new."""
+        self.others_from(replies[1])
+        self.trading_from(replies[2])
 
     def publish(self, own: ShardBook) -> None:
         self._client.hset(self.key, self.shard, own.to_json())
 
     def read_others(self) -> dict[str, ShardBook]:
-        return self.others_from(self._client.hgetall(self.key))
+        """The other shards' figures and the switch, read now."""
+        pipe = self._client.pipeline(transaction=False)
+        pipe.hgetall(self.key)
+        pipe.get(self.trading_key)
+        book, trading = pipe.execute()
+        self.trading_from(trading)
+        return self.others_from(book)
+
+    def trading_from(self, raw: bytes | None) -> TradingState:
+        """The switch in a ``GET`` reply; an unreadable one counts as halted (the safe side), said once."""
+        if raw is None:
+            self.trading = TradingState()
+            return self.trading
+        try:
+            self.trading = TradingState.from_dict(orjson.loads(raw))
+        except (ValueError, orjson.JSONDecodeError) as error:
+            if ("", raw) not in self._refused:
+                self._refused.add(("", raw))
+                log.error("the trading state in %s is unreadable (%s); the desks act as if halted until it is "
+                          "rewritten (`glassbox halt` or `glassbox resume`)", self.trading_key, error)
+            self.trading = TradingState(halted=True, reason="unreadable trading state")
+        return self.trading
 
     def others_from(self, reply: Mapping[bytes, bytes]) -> dict[str, ShardBook]:
         """The other shards' figures in an ``HGETALL`` reply; a malformed one keeps its last good figures."""

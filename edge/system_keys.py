@@ -7,6 +7,7 @@ and each store's internal layout (:class:`edge.eventstore.StoreKeys`)::
     {ns}glassbox:layout        hash    shards -> the shard count the desks were built with
     {ns}glassbox:components    hash    component name -> JSON of its state (``glassbox up``)
     {ns}glassbox:{risk}:book   hash    shard name -> JSON of its desks' P&L and exposure (risk on the whole book)
+    {ns}glassbox:{risk}:trading string JSON of the kill switch: running or halted, by whom, why
     {ns}glassbox:shard-<i>     store   shard i's desks (event store name)
     {ns}glassbox:system        store   the SystemRun aggregate's events
     {ns}glassbox:backtests     store   the BacktestRun aggregates' events
@@ -58,6 +59,11 @@ class SystemKeys:
     def risk_book(self) -> str:
         """Hash of every shard's P&L and exposure (:mod:`edge.shared_book`); ``{risk}`` keeps risk keys in one slot."""
         return f"{self.namespace}glassbox:{{risk}}:book"
+
+    @property
+    def trading_state(self) -> str:
+        """The kill switch as the desks read it (:class:`edge.shared_book.TradingState`), beside the risk book."""
+        return f"{self.namespace}glassbox:{{risk}}:trading"
 
     @property
     def components(self) -> str:

@@ -243,7 +243,7 @@ class TickReader:
         in the same round trip, just before the read: a consumer that acks
         what it committed and then waits for more crosses the network once.
         ``exchange`` (the shared book and this shard's figures) rides on that
-        round trip too; the other shards' figures are then the book's ``latest``.
+        round trip too (:meth:`SharedBook.received` takes its replies).
         """
         streams = {self._keys.stream(s): ">" for s in self._symbols}
         if not acks and exchange is None:
@@ -257,7 +257,7 @@ class TickReader:
         pipe.xreadgroup(self.group, self.consumer, streams, count=count, block=block_ms)
         replies = pipe.execute()
         if exchange is not None:
-            exchange[0].others_from(replies[1])
+            exchange[0].received(replies[:SharedBook.EXCHANGE_REPLIES])
         return self._batches(replies[-1])
 
     def _read(

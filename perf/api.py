@@ -76,7 +76,7 @@ def serve(services: Services, token: str) -> tuple[subprocess.Popen, int]:
            "GLASSBOX_API_TOKENS": f"{token}:forensics:read,portfolio:read,metrics:read",
            "GLASSBOX_API_RATE_PER_S": "1000000"}  # measure queries, not the limiter's refusals
     server = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "--factory", "api.app:app_from_env", "--port", str(port),
+        [sys.executable, "-m", "uvicorn", "--factory", "actors.system.api_main:app_from_env", "--port", str(port),
          "--http", "httptools", "--loop", "uvloop", "--log-level", "warning", "--no-access-log"],
         env=env,
     )

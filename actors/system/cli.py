@@ -1,4 +1,4 @@
-"""The ``glassbox`` command: ``up``, ``status``, ``doctor``, ``replay``, ``backtest``, ``train``.
+"""The ``glassbox`` command: ``up``, ``status``, ``doctor``, ``replay``, ``backtest``, ``train``, ``halt``, ``resume``.
 
 This is the edge where settings are parsed (environment + options) and
 embedded services are started; everything below receives them as arguments.
@@ -17,6 +17,8 @@ import redis
 
 from actors.application import DeskApplication, event_store_env
 from actors.system.backtest_cli import add_backtest_parser
+from actors.system.trading_cli import add_trading_parsers, describe
+from actors.trading_control import TradingControl
 from actors.system.options import non_negative_int, positive_float, positive_int
 from actors.replay import DeskReplay
 from actors.system.plan import RunPlan
@@ -89,6 +91,8 @@ def _parser() -> argparse.ArgumentParser:
     doctor = commands.add_parser("doctor", help="check a running or stopped system's ledger; exit 1 on any violation")
     doctor.add_argument("--json", action="store_true", help="print the ledger as JSON")
     doctor.set_defaults(handler=_doctor)
+
+    add_trading_parsers(commands)
 
     train = commands.add_parser("train", help="fit the regime specialists on the bundled bars")
     train.add_argument("--seed", type=int, default=7)
@@ -187,6 +191,15 @@ def _status(args: argparse.Namespace, settings: Settings) -> int:
           f"relay lag {p['relay_lag']:,}  forensics lag {forensics}")
     for line in status.get("stuck") or []:
         print(f"  stuck: {line}")
+    control = TradingControl(str(status["redis_url"]), SystemKeys(settings.namespace))
+    try:
+        state = control.in_force()
+    except (redis.RedisError, ValueError) as error:
+        print(f"  trading: unknown ({error})")
+    else:
+        print(f"  trading: {describe(state) if state is not None else 'running'}")
+    finally:
+        control.close()
     return 0
 
 

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from api.auth import SCOPES
 from actors.system.components import ComponentSpec
 from actors.system.plan import RunPlan
 from edge.child_process import free_port
@@ -34,7 +35,7 @@ BACKBONE_NICENESS = 10
 Redis: their catch-up after an outage must not take the cores deciding needs
 (``perf.outage`` measures the effect)."""
 DEFAULT_API_PORT = 8000
-_ALL_SCOPES = "forensics:read,portfolio:read,metrics:read"
+_ALL_SCOPES = ",".join(SCOPES)
 
 
 @dataclass(frozen=True)
@@ -54,7 +55,7 @@ def api_tokens(settings: Settings) -> str:
     if not path.exists():
         path.touch(mode=0o600)
         path.write_text(secrets.token_urlsafe(32) + "\n")
-    return f"{path.read_text().strip()}:{_ALL_SCOPES}"
+    return f"local@{path.read_text().strip()}:{_ALL_SCOPES}"  # the halts it makes say "api:local"
 
 
 class ProcessLayout:
@@ -112,7 +113,7 @@ class ProcessLayout:
         log_config.write_text(json.dumps(uvicorn_log_config("api", s.log_level)))
         health = f"{self.api_url}/health"
         return ComponentSpec(
-            "api", [sys.executable, "-m", "uvicorn", "--factory", "api.app:app_from_env", "--host", "127.0.0.1",
+            "api", [sys.executable, "-m", "uvicorn", "--factory", "actors.system.api_main:app_from_env", "--host", "127.0.0.1",
                     "--port", str(port), "--no-access-log", "--log-level", s.log_level.lower(),
                     "--log-config", str(log_config)],
             api_env, lambda: _http_ok(health))

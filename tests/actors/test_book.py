@@ -6,7 +6,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from actors.book import DeskFigures, PortfolioBook
-from aggregates.risk import OthersView
+from aggregates.risk import OthersView, RemoteShard
+from edge.shared_book import ShardBook
 
 figures = st.builds(DeskFigures, st.floats(allow_nan=False), st.floats(allow_nan=False),
                     st.floats(allow_nan=False))
@@ -38,3 +39,16 @@ def test_a_desk_sees_the_others_latest_figures_not_its_own() -> None:
     assert book.others("A") == OthersView(1e6, 30.0, -4.0, 9.0)
     assert book.others("B") == OthersView(1e6, 10.0, 1.0, 5.0)
     assert book.others("C") == OthersView(1e6, 40.0, -3.0, 14.0)
+
+
+def test_other_shards_add_to_the_sums_and_count_at_their_share() -> None:
+    book = PortfolioBook(1e6, share=0.25)
+    book.publish("A", DeskFigures(10.0, 1.0, 5.0))
+    assert book.others("A").unseen_share == 0.75  # shards not heard from count as fully invested
+    book.set_remote({"shard-1": ShardBook(100.0, -20.0, 300.0, 0.5), "shard-2": ShardBook(-50.0, 5.0, 40.0, 0.25)})
+    view = book.others("B")
+    assert (view.pnl, view.day_pnl, view.gross_exposure) == (60.0, -14.0, 345.0)
+    assert view.remote == (RemoteShard(300.0, 0.5), RemoteShard(40.0, 0.25))
+    assert view.remote_exposure == 340.0 and view.unseen_share == 0.0
+    assert book.own_totals(7) == ShardBook(10.0, 1.0, 5.0, 0.25, 7)  # what it publishes: its own desks only
+    assert book.equity() == 1e6 + 60.0
