@@ -144,6 +144,8 @@ class Shard:
         self._halt = halt
         """Records a halt (who, reason) and returns the state in force; None: the shard never halts (backtests)."""
         self._halt_failing = False
+        self._view_published_ms: int | None = None
+        """When the oldest of the other shards' figures this cycle decides on was published (ms)."""
         self._keys = keys
         self.reader = TickReader(client, keys, self.symbols, settings.group, settings.name)
         self._actors: dict[str, pykka.ActorRef[SymbolActor]] = {}
@@ -196,6 +198,8 @@ class Shard:
         assert self._shared is not None
         self._book.set_remote(self._shared.latest)
         self._book.set_trading(self._shared.trading)
+        published = [figures.published_ms for figures in self._shared.latest.values()]
+        self._view_published_ms = min(published) if published else None
 
     def decide_unstreamed(self, batches: Batches) -> list[BatchOutcome]:
         """One cycle over ticks that came from elsewhere than the tick streams (a backtest).
@@ -354,6 +358,8 @@ class Shard:
         if events:
             self._app.events.put(events)
         committed_ns = time.time_ns()
+        if events and self._view_published_ms is not None:
+            self.stats.record_view_age(committed_ns // 1_000_000 - self._view_published_ms)
         for o in outcomes:
             self._unacked.setdefault(o.symbol, []).extend(o.acks)
         if any(o.rejected for o in outcomes):

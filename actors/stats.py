@@ -35,6 +35,20 @@ class HotPathStats:
         self._ticks = self._decisions = self._events = 0
         self._dead = self._duplicates = self._batches = 0
         self._latencies: list[np.ndarray] = []
+        self._view_ages_ms: list[int] = []
+
+    def record_view_age(self, age_ms: int) -> None:
+        """How old the other shards' figures a committed cycle decided on were, at its commit (ms)."""
+        with self._lock:
+            self._view_ages_ms.append(age_ms)
+
+    def view_ages_ms(self, take: bool = False) -> np.ndarray:
+        """Every view age recorded (see :meth:`record_view_age`); ``take``: and forget them (as latencies)."""
+        with self._lock:
+            ages = self._view_ages_ms
+            if take:
+                self._view_ages_ms = []
+        return np.asarray(ages, dtype=np.int64)
 
     def record_batch(
         self,

@@ -155,7 +155,8 @@ def through_risk(decision: PolicyDecision, *, price: float, position: float, own
 
     Every strategy's proposal goes through here (the desk calls it); a HOLD proposes nothing and is
     returned as it is. An order that would break a limit is **cut** to the largest quantity every
-    check passes (rounded down to the µ-unit), or **refused** (a HOLD) when that is nothing or worth
+    check passes (rounded down to whole units when the order was in whole units, else to µ-units), or
+    **refused** (a HOLD) when that is nothing or worth
     less than ``min_trade_fraction`` of the book's equity (the strategy's no-trade band). Either way
     the desk records a ``Risk.Check.Rejected.v1`` with the reasons and that largest quantity, and
     ``risk`` holds the checks of the order as proposed.
@@ -177,7 +178,9 @@ def through_risk(decision: PolicyDecision, *, price: float, position: float, own
     fields = dict(vars(decision))
     fields["risk"] = risk
     if not risk.passed:
-        cut = math.floor(min(risk.max_quantity, decision.requested_quantity) * 1e6) / 1e6
+        # Whole units stay whole (a strategy trading shares asked for whole ones); else µ-units.
+        step = 1.0 if float(decision.requested_quantity).is_integer() else 1e-6
+        cut = math.floor(min(risk.max_quantity, decision.requested_quantity) / step) * step
         equity = others.capital + others.pnl + own_pnl
         if cut > 0 and cut * price >= min_trade_fraction * equity:
             fields["quantity"] = cut

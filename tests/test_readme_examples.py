@@ -212,10 +212,12 @@ def test_the_install_lines_name_what_pyproject_provides() -> None:
 
 
 def test_the_api_alone_is_the_factory_uvicorn_is_pointed_at() -> None:
-    for text in (README, api.app.__doc__ or ""):
-        for factory in re.findall(r"uvicorn --factory ([\w.]+):(\w+)", text):
-            module, name = factory
-            assert module == "api.app" and callable(getattr(api.app, name))
+    import actors.system.api_main
+
+    factories = [f for text in (README, api.app.__doc__ or "") for f in re.findall(r"uvicorn --factory ([\w.]+):(\w+)", text)]
+    assert factories
+    for module, name in factories:
+        assert module == "actors.system.api_main" and callable(getattr(actors.system.api_main, name))
 
 
 def _docstring_commands() -> list[tuple[str, str]]:
@@ -336,6 +338,7 @@ def test_the_forensics_record_has_the_shape_the_readme_shows() -> None:
     assert _shape_differences(shown, built) == []
     assert built["timestamp"] == shown["timestamp"] and built["decision_id"] == shown["decision_id"]
     assert built["audit_trail"]["risk_checks_passed"] == shown["audit_trail"]["risk_checks_passed"]
+    assert built["explanations"]["risk_reasoning"] == explanations["risk_reasoning"]
 
 
 def test_the_forensics_sentences_are_the_ones_forensics_writes() -> None:
@@ -361,8 +364,8 @@ def test_every_route_the_readme_lists_is_served() -> None:
     app = create_app(ApiConfig("postgresql://unused@127.0.0.1:1/unused", ApiTokens({})))
     served = {(method, route.path) for route in app.routes for method in route.methods}
     listed = [tuple(r.split(" ", 1)) for row in _table_rows(SECTIONS["The API"])
-              for r in re.findall(r"`(GET [^`?]+)", row[0])]
-    assert len(listed) == 6
+              for r in re.findall(r"`((?:GET|POST) [^`?]+)", row[0])]
+    assert len(listed) == 9
     assert [r for r in listed if r not in served] == []
 
 
