@@ -6,6 +6,7 @@ object that is passed in; nothing below reads ``os.environ`` itself.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -141,6 +142,29 @@ def _risk_limits(env: Mapping[str, str]) -> dict[str, float]:
     }
 
 
+def _alerts(env: Mapping[str, str]) -> dict[str, object]:
+    """The GLASSBOX_ALERT_* rules: a move in (0, 10), a window in (0, 86400] s, per-symbol ``SYM:MOVE/WINDOW_S``."""
+    move_ok, window_ok = (lambda n: 0.0 < n < 10.0), (lambda n: 0.0 < n <= 86_400.0)
+    rules = []
+    for entry in filter(None, (part.strip() for part in env.get("GLASSBOX_ALERT_RULES", "").split(","))):
+        found = re.fullmatch(r"([^:\s]+):([0-9.eE+-]+)/([0-9.eE+-]+)", entry)
+        try:
+            move, window = (float(found.group(2)), float(found.group(3))) if found else (math.nan, math.nan)
+        except ValueError:
+            move = window = math.nan
+        if not (found and move_ok(move) and window_ok(window)):
+            raise SettingsError(f"GLASSBOX_ALERT_RULES: {entry[:60]!r} must be SYMBOL:MOVE/WINDOW_S with a move "
+                                "in (0, 10) and a window of (0, 86400] seconds, e.g. BTCUSD:0.03/30")
+        rules.append((found.group(1), move, window))
+    return {
+        "alert_move": _float(env, "GLASSBOX_ALERT_MOVE", Settings.alert_move, move_ok,
+                             "a fraction above 0 and below 10 (0.05 is 5 %)"),
+        "alert_window_s": _float(env, "GLASSBOX_ALERT_WINDOW_S", Settings.alert_window_s, window_ok,
+                                 "seconds above 0, at most 86400"),
+        "alert_rules": tuple(rules),
+    }
+
+
 @dataclass(frozen=True)
 class Settings:
     """Where Glassbox keeps its data and which external services it uses.
@@ -195,6 +219,11 @@ class Settings:
     """Once the book has lost this fraction of its start-of-day equity, no order may grow a position."""
     risk_stale_move: float = 0.005
     """The adverse move a shard assumes the other shards' positions made since they last published."""
+    alert_move: float = 0.05
+    """A price alert fires when a symbol moves this fraction (0.05: ±5 %) within ``alert_window_s``."""
+    alert_window_s: float = 60.0
+    alert_rules: tuple[tuple[str, float, float], ...] = ()
+    """Per-symbol (symbol, move, window_s) overriding the default rule (``GLASSBOX_ALERT_RULES``)."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -205,7 +234,9 @@ class Settings:
         bounds ``GLASSBOX_TICK_EARLIEST``, ``GLASSBOX_TICK_MAX_FUTURE_S``, ``GLASSBOX_TICK_MIN_PRICE``,
         ``GLASSBOX_TICK_MAX_PRICE``, ``GLASSBOX_TICK_MAX_SIZE``, ``GLASSBOX_MIN_TRADE_FRACTION`` and the
         risk limits ``GLASSBOX_RISK_MAX_POSITION_FRACTION``, ``GLASSBOX_RISK_MAX_LEVERAGE``,
-        ``GLASSBOX_RISK_DAILY_LOSS_LIMIT`` and ``GLASSBOX_RISK_STALE_MOVE``.
+        ``GLASSBOX_RISK_DAILY_LOSS_LIMIT`` and ``GLASSBOX_RISK_STALE_MOVE``, and the price alerts
+        ``GLASSBOX_ALERT_MOVE``, ``GLASSBOX_ALERT_WINDOW_S`` and ``GLASSBOX_ALERT_RULES``
+        (``SYMBOL:MOVE/WINDOW_S,...``).
 
         Raises:
             SettingsError: for a URL of the wrong kind or a number out of range.
@@ -230,6 +261,7 @@ class Settings:
             min_trade_fraction=_fraction(env, "GLASSBOX_MIN_TRADE_FRACTION", Settings.min_trade_fraction),
             **_tick_bounds(env),
             **_risk_limits(env),
+            **_alerts(env),
         )
 
     @property

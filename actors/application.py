@@ -70,6 +70,24 @@ class DeskApplication(Application[UUID]):
             raise RuntimeError("snapshotting is disabled for this application")
         self.snapshots.put([desk.snapshot()])
 
+    def recent_prices(self, symbol: str, since_ns: int, page: int = 512) -> list[tuple[int, float]]:
+        """(event time, price) of the desk's decisions at or after ``since_ns``, oldest first.
+
+        Read newest first, a page at a time, so only the window's events are read.
+        """
+        found: list[tuple[int, float]] = []
+        lte: int | None = None
+        while True:
+            events = list(self.events.get(desk_id(symbol), lte=lte, desc=True, limit=page))
+            for event in events:
+                if isinstance(event, SymbolDesk.DecisionTaken):
+                    if event.timestamp_ns < since_ns:
+                        return found[::-1]
+                    found.append((event.timestamp_ns, event.price))
+            if len(events) < page:
+                return found[::-1]
+            lte = events[-1].originator_version - 1
+
     def events_after(self, symbol: str, version: int) -> Iterator[DomainEventProtocol[UUID]]:
         """The desk's recorded events with versions above ``version``, in order."""
         return self.events.get(desk_id(symbol), gt=version)

@@ -27,6 +27,7 @@ from actors.application import DeskApplication
 from actors.book import DeskFigures, PortfolioBook
 from actors.features import STATE_SIZE, FeatureEngine
 from aggregates.desk import SymbolDesk, tick_order
+from aggregates.alerts import AlertRules, PriceWindow, severity_of
 from aggregates.risk import RiskLimits
 from aggregates.strategies import Strategy
 from edge.tick_stream import StreamEntry
@@ -51,6 +52,8 @@ class ActorSettings:
     """What a tick may hold; checked again here, as a raw XADD bypasses the publisher's check."""
     limits: RiskLimits = field(default_factory=RiskLimits)
     """The book's risk limits, which every order of every strategy goes through."""
+    alerts: AlertRules = field(default_factory=AlertRules)
+    """When a price move raises ``Risk.Alert.Triggered`` (per symbol or by default)."""
 
 
 @dataclass(frozen=True)
@@ -69,6 +72,8 @@ class BatchOutcome:
     acks: list[bytes] = field(default_factory=list)
     rejected: list[tuple[StreamEntry, BadTick]] = field(default_factory=list)
     sent_ns: list[int] = field(default_factory=list)
+    alert_sent_ns: list[int] = field(default_factory=list)
+    """When the ticks that raised a price alert were sent (for the alert's latency)."""
     decisions: int = 0
     duplicates: int = 0
     snapshot: Snapshot | None = None
@@ -104,6 +109,9 @@ class SymbolActor(pykka.ThreadingActor):
         self.engine = FeatureEngine()
         self.history: deque[float] = deque(maxlen=policy.lookback)
         """The symbol's last prices, for a strategy with a lookback (checkpointed after the features)."""
+        self.alert_rule = settings.alerts.for_symbol(symbol)
+        self.window = PriceWindow(self.alert_rule.window_ns)
+        """The symbol's prices of the alert window, rebuilt from the desk's recent events on load."""
 
     def on_start(self) -> None:
         try:
@@ -131,9 +139,12 @@ class SymbolActor(pykka.ThreadingActor):
     def _load(self) -> None:
         self.engine = FeatureEngine()
         self.history.clear()
+        self.window.clear()
         self.desk = self._app.load_desk(self.symbol)
         if self.desk is None:
             return
+        for ts_ns, price in self._app.recent_prices(self.symbol, self.desk.last_ts_ns - self.window.window_ns):
+            self.window.add(ts_ns, price)
         if self.desk.feature_state:
             state = self.desk.feature_state
             self.engine = FeatureEngine.from_state(state[:STATE_SIZE])
@@ -204,12 +215,24 @@ class SymbolActor(pykka.ThreadingActor):
             )
             seen = order
             outcome.decisions += 1
+            move, reference = self.window.add(tick.ts_ns, tick.price)
+            rule = self.alert_rule
+            if abs(move) >= rule.move and self.desk.may_alert(tick.ts_ns, rule.window_ns):
+                self.desk.alert(tick_id=tick_id, ts_ns=tick.ts_ns, price=tick.price, reference_price=reference,
+                                move=move, threshold=rule.move, window_s=rule.window_s,
+                                severity=severity_of(move, rule),
+                                book_equity=others.capital + others.pnl + self.desk.pnl)
+                alerted = True
+            else:
+                alerted = False
             if self.desk.decisions % self._settings.checkpoint_every == 0:
                 self.desk.checkpoint_features(self.engine.state_list() + list(self.history), tick_id, tick.ts_ns)
                 checkpointed = True
             stamp = sent_ns_of(fields or {})
             if stamp is not None:
                 outcome.sent_ns.append(stamp)
+                if alerted:
+                    outcome.alert_sent_ns.append(stamp)
         if self.desk is not None:
             outcome.events = list(self.desk.collect_events())
             if checkpointed:

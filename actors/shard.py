@@ -394,6 +394,9 @@ class Shard:
             sum(o.duplicates for o in outcomes),
             committed_ns - np.asarray(sent, dtype=np.int64),
         )
+        alerted = [s for o in outcomes for s in o.alert_sent_ns]
+        if alerted:
+            self.stats.record_alerts(committed_ns - np.asarray(alerted, dtype=np.int64))
 
     def _after_commit(self, outcomes: list[BatchOutcome], events: list[Any]) -> None:
         if events and log.isEnabledFor(logging.DEBUG):

@@ -26,6 +26,7 @@ from actors.runtime import HotPath, HotPathSettings
 from actors.shard import ShardSettings, redis_lost
 from actors.shard_metrics import ShardMetricsPublisher
 from aggregates.policy import Sizing
+from aggregates.alerts import AlertRules
 from aggregates.registry import ModelRegistry
 from aggregates.risk import RiskLimits
 from edge.logs import configure_logging
@@ -74,7 +75,8 @@ def run_shard(settings: Settings, symbols: list[str], namespace: str, name: str,
     """
     if settings.redis_url is None:
         raise SettingsError("a shard needs REDIS_URL: it serves existing tick streams")
-    actor = ActorSettings(bounds=TickBounds.from_settings(settings), limits=RiskLimits.from_settings(settings))
+    actor = ActorSettings(bounds=TickBounds.from_settings(settings), limits=RiskLimits.from_settings(settings),
+                          alerts=AlertRules.from_settings(settings))
     hot_settings = HotPathSettings(settings.redis_url, namespace=namespace, book_share=book_share,
                                    shard=ShardSettings(name=name, actor=actor))
     hot = HotPath.from_registry(hot_settings, symbols, ModelRegistry(settings.model_dir),

@@ -36,6 +36,18 @@ class HotPathStats:
         self._dead = self._duplicates = self._batches = 0
         self._latencies: list[np.ndarray] = []
         self._view_ages_ms: list[int] = []
+        self._alert_latencies: list[np.ndarray] = []
+
+    def record_alerts(self, latencies_ns: np.ndarray) -> None:
+        """Tick → committed latency of the ticks that raised a price alert (committed in the same append)."""
+        if len(latencies_ns):
+            with self._lock:
+                self._alert_latencies.append(latencies_ns)
+
+    def alert_latencies_ns(self) -> np.ndarray:
+        with self._lock:
+            parts = list(self._alert_latencies)
+        return np.concatenate(parts) if parts else np.empty(0, dtype=np.int64)
 
     def record_view_age(self, age_ms: int) -> None:
         """How old the other shards' figures a committed cycle decided on were, at its commit (ms)."""

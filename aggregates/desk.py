@@ -95,6 +95,8 @@ class SymbolDesk(Aggregate):
     """Decides for one symbol and holds its paper position."""
 
     TOPIC: ClassVar[str] = "Trading.SymbolDesk"
+    last_alert_ns: int = -1
+    """Event time of the desk's last price alert (-1: none); a class default, so older snapshots load."""
 
     class Event(Aggregate.Event):
         """Fields every desk event carries besides id, version and timestamp.
@@ -202,6 +204,26 @@ class SymbolDesk(Aggregate):
         anomaly: str
         detail: str
         weights: list[float]
+
+    class AlertTriggered(Event):
+        TOPIC = "Risk.Alert.Triggered"
+        symbol: str
+        price: float
+        reference_price: float
+        """The window's low (a rise) or high (a fall) the price moved from."""
+        move: float
+        """price / reference_price - 1."""
+        threshold: float
+        window_s: float
+        severity: str
+        position: float
+        exposure: float
+        """|position × price| of the book in this symbol."""
+        exposure_fraction: float | None
+        """That exposure over the book's equity (None when the book has none left)."""
+
+        def apply(self, desk: SymbolDesk) -> None:
+            desk.last_alert_ns = self.timestamp_ns
 
     class FeaturesCheckpointed(Event):
         TOPIC = "Features.State.Checkpointed"
@@ -400,6 +422,21 @@ class SymbolDesk(Aggregate):
         self._version = fields["originator_version"]
         self._modified_on = fields["timestamp"]
         self._pending_events.append(event)
+
+    def may_alert(self, ts_ns: int, window_ns: int) -> bool:
+        """Whether a price alert may be raised now: none within the last window of event time."""
+        return self.last_alert_ns < 0 or ts_ns - self.last_alert_ns >= window_ns
+
+    def alert(self, *, tick_id: str, ts_ns: int, price: float, reference_price: float, move: float,
+              threshold: float, window_s: float, severity: str, book_equity: float) -> None:
+        """Record ``Risk.Alert.Triggered`` for this tick (committed in the same append as its decision)."""
+        exposure = abs(self.position * price)
+        self._emit(self.AlertTriggered, {
+            "symbol": self.symbol, "price": price, "reference_price": reference_price, "move": move,
+            "threshold": threshold, "window_s": window_s, "severity": severity, "position": self.position,
+            "exposure": exposure, "exposure_fraction": exposure / book_equity if book_equity > 0 else None,
+            "correlation_id": tick_id, "timestamp_ns": ts_ns, "timestamp": _timestamp(ts_ns),
+        })
 
     def checkpoint_features(self, state: Sequence[float], tick_id: str, ts_ns: int) -> None:
         """Record the feature engine's whole state, so a restart replays only later ticks."""

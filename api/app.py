@@ -31,7 +31,7 @@ from api.auth import ApiTokens, BearerAuthMiddleware
 from api.errors import ORJSONResponse, error_response, exception_handlers
 from api.metrics import MetricsSources, render_metrics
 from api.params import BadRequest, read_query, shown
-from api.queries import BadCursor, decision_page, forensics_record, portfolio
+from api.queries import BadCursor, alert_page, decision_page, forensics_record, portfolio
 from api.rate_limit import RateLimit, RateLimitMiddleware
 from backbone.broker import broker_answers
 from backbone.topics import TopicSettings
@@ -49,6 +49,8 @@ _RECONNECT_GIVE_UP_S = 10.0
 
 DECISIONS_READS = {"symbol": 64, "from": 64, "to": 64, "limit": 64, "cursor": 256}
 """The parameters ``/api/v1/decisions`` reads and the longest value of each (characters)."""
+ALERTS_READS = {"symbol": 64, "since": 64, "limit": 64, "cursor": 256}
+"""The parameters ``/api/v1/alerts`` reads."""
 
 
 @dataclass(frozen=True)
@@ -107,6 +109,7 @@ def create_app(config: ApiConfig) -> Starlette:
         Route("/api/v1/forensics/{decision_id}", forensics, methods=["GET"]),
         Route("/api/v1/decisions", decisions, methods=["GET"]),
         Route("/api/v1/portfolio", portfolio_view, methods=["GET"]),
+        Route("/api/v1/alerts", alerts, methods=["GET"]),
         Route("/api/v1/trading", trading.trading_state, methods=["GET"]),
         Route("/api/v1/trading/halt", trading.halt, methods=["POST"]),
         Route("/api/v1/trading/resume", trading.resume, methods=["POST"]),
@@ -240,6 +243,21 @@ async def decisions(request: Request) -> Response:
     except BadCursor as error:
         return error_response(422, "invalid_cursor", str(error))
     return ORJSONResponse({"decisions": page.rows, "next_cursor": page.next_cursor})
+
+
+async def alerts(request: Request) -> Response:
+    """GET /api/v1/alerts?since=&symbol=&limit=&cursor=: price alerts in time order, paged, from the archive."""
+    q = read_query(request.scope["query_string"], ALERTS_READS)
+    limit = _page_limit(q.get("limit", "100"))
+    since = _aware_time("since", q.get("since"))
+    config: ApiConfig = request.state.config
+    try:
+        async with request.state.pool.connection() as conn:
+            page = await alert_page(conn, config.schema, symbol=q.get("symbol"), since=since, limit=limit,
+                                    cursor=q.get("cursor"))
+    except BadCursor as error:
+        return error_response(422, "invalid_cursor", str(error))
+    return ORJSONResponse({"alerts": page.rows, "next_cursor": page.next_cursor})
 
 
 def _page_limit(text: str) -> int:

@@ -99,7 +99,7 @@ def required_scope(path: str) -> str | None:
         return None
     if path == "/metrics":
         return "metrics:read"
-    if path.startswith("/api/v1/portfolio"):
+    if path.startswith("/api/v1/portfolio") or path.startswith("/api/v1/alerts"):
         return "portfolio:read"
     if path.startswith("/api/v1/trading/"):
         return "trading:admin"

@@ -15,7 +15,13 @@ from psycopg.rows import dict_row
 
 from glassbox import GlassboxError
 
-__all__ = ["BadCursor", "DecisionPage", "decision_page", "forensics_record", "portfolio"]
+__all__ = ["ALERT_EVENT", "AlertPage", "BadCursor", "DecisionPage", "alert_page", "decision_page", "forensics_record",
+           "portfolio"]
+
+ALERT_EVENT = "Risk.Alert.Triggered.v1"
+"""The archived event type ``GET /api/v1/alerts`` serves."""
+_ALERT_FIELDS = ("symbol", "severity", "move", "threshold", "window_s", "price", "reference_price", "position",
+                 "exposure", "exposure_fraction")
 
 
 class BadCursor(GlassboxError, ValueError):
@@ -107,6 +113,52 @@ async def decision_page(
     rows = rows[:limit]
     next_cursor = _encode_cursor(rows[-1]["decided_at"], rows[-1]["decision_id"]) if more and rows else None
     return DecisionPage(rows, next_cursor)
+
+
+@dataclass(frozen=True)
+class AlertPage:
+    rows: list[dict[str, Any]]
+    next_cursor: str | None
+
+
+async def alert_page(
+    conn: psycopg.AsyncConnection[Any], schema: str, *, symbol: str | None, since: datetime | None, limit: int,
+    cursor: str | None,
+) -> AlertPage:
+    """Price alerts from the event archive in (time, event id) order; ``cursor`` continues a page.
+
+    Raises:
+        BadCursor: ``cursor`` was not produced by this function.
+    """
+    where = [sql.SQL("event_type = %s")]
+    params: list[Any] = [ALERT_EVENT]
+    if symbol is not None:
+        where.append(sql.SQL("symbol = %s"))
+        params.append(symbol)
+    if since is not None:
+        where.append(sql.SQL("event_time >= %s"))
+        params.append(since)
+    if cursor is not None:
+        after_at, after_id = _decode_cursor(cursor)
+        where.append(sql.SQL("(event_time, event_id) > (%s, %s)"))
+        params += [after_at, after_id]
+    query = sql.SQL(
+        "SELECT event_id, event_time, correlation_id, store, log_position, payload FROM {}.event_archive WHERE {}"
+        " ORDER BY event_time, event_id LIMIT %s"
+    ).format(sql.Identifier(schema), sql.SQL(" AND ").join(where))
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(query, [*params, limit + 1])
+        found = await cur.fetchall()
+    more = len(found) > limit
+    found = found[:limit]
+    rows = []
+    for row in found:
+        fields = (row["payload"] or {}).get("payload") or {}
+        rows.append({"alert_id": row["event_id"], "at": row["event_time"], **{k: fields.get(k) for k in _ALERT_FIELDS},
+                     "correlation_id": row["correlation_id"], "store": row["store"],
+                     "log_position": row["log_position"]})
+    next_cursor = _encode_cursor(found[-1]["event_time"], found[-1]["event_id"]) if more and found else None
+    return AlertPage(rows, next_cursor)
 
 
 async def portfolio(conn: psycopg.AsyncConnection[Any], schema: str) -> list[dict[str, Any]]:

@@ -86,6 +86,7 @@ EVENT_NAMESPACE = uuid5(NAMESPACE_URL, "https://glassbox.invalid/event")
 _DECISION = "Trading.Decision.Taken"
 _ROUTES = {
     "Risk.Check.Rejected": "risk_decisions",
+    "Risk.Alert.Triggered": "risk_alerts",
     "Regime.Probabilities.Changed": "regime_changes",
     "Strategy.Weights.Corrected": "regime_changes",
 }

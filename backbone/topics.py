@@ -27,7 +27,7 @@ __all__ = [
     "glassbox_topics",
 ]
 
-EVENT_TOPICS = ("trading_decisions", "risk_decisions", "regime_changes", "model_updates")
+EVENT_TOPICS = ("trading_decisions", "risk_decisions", "risk_alerts", "regime_changes", "model_updates")
 """The event topics of docs/design.md (Data flow), before any prefix."""
 
 _TOPIC_ALREADY_EXISTS = 36  # Kafka error code; creating an existing topic is not a failure here

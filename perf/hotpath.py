@@ -175,7 +175,8 @@ def mean_event_bytes(client: redis.Redis, store_name: str) -> int:
     return int(np.mean(sizes)) if sizes else 1024
 
 
-def _registry(settings: Settings) -> ModelRegistry:
+def model_registry(settings: Settings) -> ModelRegistry:
+    """The settings' model registry, or a fresh one trained now when it is empty (benchmarks need a model)."""
     registry = ModelRegistry(settings.model_dir)
     if registry.latest() is None:
         from actors.system.training import train_specialists
@@ -206,7 +207,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
             given_or_embedded(settings.redis_url, EmbeddedRedis(Path(tmp) / "redis")) as url:
         namespace = f"perf-{uuid.uuid4().hex[:8]}:"
         hot = HotPath.from_registry(
-            HotPathSettings(url, namespace=namespace, shard=ShardSettings()), symbols, _registry(settings)
+            HotPathSettings(url, namespace=namespace, shard=ShardSettings()), symbols, model_registry(settings)
         )
         hot.start()
         run_hot_path(hot, args.rate, 2.0)  # warm-up: compile, fill windows, connect
