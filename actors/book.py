@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Mapping
 
 from aggregates.frozen import built
-from aggregates.risk import OthersView, RemoteShard
+from aggregates.risk import OthersView, RemoteShard, RiskLimits
 from edge.shared_book import ShardBook, TradingState
 
 __all__ = ["PortfolioBook", "DeskFigures"]
@@ -113,6 +113,22 @@ class PortfolioBook:
     def equity(self) -> float:
         with self._lock:
             return self.capital + self._pnl + self._remote_pnl
+
+    def utilisation(self, limits: RiskLimits) -> dict[str, float]:
+        """How much of each limit the book uses now, as fractions of the limits (1: at the limit).
+
+        ``concentration`` is this shard's largest position (the other shards report theirs);
+        ``leverage`` and ``daily_loss`` are the whole book's as this shard sees it.
+        """
+        with self._lock:
+            equity = self.capital + self._pnl + self._remote_pnl
+            largest = max((d.exposure for d in self._desks.values()), default=0.0)
+            gross = self._exposure + self._remote_exposure
+        if equity <= 0:
+            return {"concentration": float("inf"), "leverage": float("inf"), "daily_loss": float("inf")}
+        return {"concentration": largest / equity / limits.max_position_fraction,
+                "leverage": gross / equity / limits.max_leverage,
+                "daily_loss": max(self.day_loss(), 0.0) / limits.daily_loss_limit}
 
     def day_loss(self) -> float:
         """The whole book's loss since the start of the day, as a fraction of its start-of-day equity."""

@@ -74,6 +74,8 @@ class BatchOutcome:
     sent_ns: list[int] = field(default_factory=list)
     alert_sent_ns: list[int] = field(default_factory=list)
     """When the ticks that raised a price alert were sent (for the alert's latency)."""
+    alert_severities: list[str] = field(default_factory=list)
+    """The severity of each price alert the batch raised."""
     decisions: int = 0
     duplicates: int = 0
     snapshot: Snapshot | None = None
@@ -218,10 +220,11 @@ class SymbolActor(pykka.ThreadingActor):
             move, reference = self.window.add(tick.ts_ns, tick.price)
             rule = self.alert_rule
             if abs(move) >= rule.move and self.desk.may_alert(tick.ts_ns, rule.window_ns):
+                severity = severity_of(move, rule)
                 self.desk.alert(tick_id=tick_id, ts_ns=tick.ts_ns, price=tick.price, reference_price=reference,
-                                move=move, threshold=rule.move, window_s=rule.window_s,
-                                severity=severity_of(move, rule),
+                                move=move, threshold=rule.move, window_s=rule.window_s, severity=severity,
                                 book_equity=others.capital + others.pnl + self.desk.pnl)
+                outcome.alert_severities.append(severity)
                 alerted = True
             else:
                 alerted = False

@@ -397,6 +397,9 @@ class Shard:
         alerted = [s for o in outcomes for s in o.alert_sent_ns]
         if alerted:
             self.stats.record_alerts(committed_ns - np.asarray(alerted, dtype=np.int64))
+        severities = [s for o in outcomes for s in o.alert_severities]
+        if severities:
+            self.stats.record_alert_severities(severities)
 
     def _after_commit(self, outcomes: list[BatchOutcome], events: list[Any]) -> None:
         if events and log.isEnabledFor(logging.DEBUG):

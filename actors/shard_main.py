@@ -85,7 +85,8 @@ def run_shard(settings: Settings, symbols: list[str], namespace: str, name: str,
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda _signum, _frame: stop.set())
     hot.start()
-    metrics = ShardMetricsPublisher(hot.client, hot_settings.store_name, hot.stats, len(symbols))
+    metrics = ShardMetricsPublisher(hot.client, hot_settings.store_name, hot.stats, len(symbols), hot.book,
+                                    actor.limits)
     metrics.publish()
     if ready_file is not None:
         ready_file.write_text(f"{os.getpid()}\n")

@@ -37,6 +37,17 @@ class HotPathStats:
         self._latencies: list[np.ndarray] = []
         self._view_ages_ms: list[int] = []
         self._alert_latencies: list[np.ndarray] = []
+        self._alerts: dict[str, int] = {}
+
+    def record_alert_severities(self, severities: list[str]) -> None:
+        with self._lock:
+            for severity in severities:
+                self._alerts[severity] = self._alerts.get(severity, 0) + 1
+
+    def alerts_by_severity(self) -> dict[str, int]:
+        """Price alerts committed so far, per severity."""
+        with self._lock:
+            return dict(self._alerts)
 
     def record_alerts(self, latencies_ns: np.ndarray) -> None:
         """Tick → committed latency of the ticks that raised a price alert (committed in the same append)."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, AsyncIterator, Sequence
@@ -36,6 +37,7 @@ from api.rate_limit import RateLimit, RateLimitMiddleware
 from backbone.broker import broker_answers
 from backbone.topics import TopicSettings
 from edge.system_keys import SystemKeys
+from edge.tick_stream import TickKeys
 from glassbox import Settings, SettingsError
 from projections.risk_reasoning import risk_reasoning
 from projections.pg_json import use_orjson
@@ -67,6 +69,8 @@ class ApiConfig:
     """Where ``glassbox up`` publishes its components' state and restarts (for ``/metrics``)."""
     trading_key: str | None = None
     """Where the kill switch's state is (for ``/metrics``)."""
+    tick_dead_letter_counts_key: str | None = None
+    """Where the tick dead letters are counted per reason (for ``/metrics``)."""
     topics: TopicSettings = field(default_factory=TopicSettings)
     rate_limit: RateLimit = field(default_factory=RateLimit)
     retry_after_s: int = 1
@@ -154,6 +158,7 @@ def config_from_settings(settings: Settings, switchboard: trading.TradingSwitchb
         redis_url=settings.redis_url, kafka_servers=settings.kafka_bootstrap_servers,
         relay_stores=settings.relay_stores, components_key=SystemKeys(settings.namespace).components,
         trading_key=SystemKeys(settings.namespace).trading_state,
+        tick_dead_letter_counts_key=TickKeys(settings.namespace).dead_letter_counts,
         topics=TopicSettings.from_settings(settings, prefix=settings.topic_prefix),
         rate_limit=limit, trading=switchboard,
     )
@@ -178,6 +183,18 @@ async def forensics(request: Request) -> Response:
             headers={"Retry-After": str(config.retry_after_s)},
         )
     return ORJSONResponse(forensics_body(decision, record))
+
+
+def normalised_entropy(probs: dict[str, float] | None) -> float | None:
+    """The regime probabilities' entropy over its maximum (ln of the number of regimes): 0 sure, 1 clueless.
+
+    So a threshold means the same for any number of regimes (the seeds' "entropy > 1.5" cannot fire in
+    nats with three regimes, whose maximum is ln 3 ≈ 1.10).
+    """
+    values = [p for p in (probs or {}).values() if isinstance(p, (int, float)) and p > 0]
+    if len(probs or {}) < 2 or not values:
+        return None
+    return -sum(p * math.log(p) for p in values) / math.log(len(probs))
 
 
 def _executed(decision: dict[str, Any], fill: dict[str, Any] | None) -> str:
@@ -205,6 +222,7 @@ def forensics_body(decision: dict[str, Any], record: dict[str, Any]) -> dict[str
             "strategy_selection": record["strategy_selection"],
             "risk_reasoning": risk_reasoning(checks, _executed(decision, fill)),
             "regime_probs": decision["regime_probs"],
+            "regime_entropy_normalised": normalised_entropy(decision["regime_probs"]),
             "strategy_weights": decision["strategy_weights"],
         },
         "execution_details": {
@@ -323,5 +341,6 @@ async def metrics(request: Request) -> Response:
     sources = MetricsSources(
         request.state.pool, config.schema, request.state.redis, config.relay_stores, config.kafka_servers, config.topics,
         components_key=config.components_key, trading_key=config.trading_key,
+        tick_dead_letter_counts_key=config.tick_dead_letter_counts_key,
     )
     return Response(await render_metrics(sources), media_type="text/plain; version=0.0.4; charset=utf-8")

@@ -1,24 +1,29 @@
-"""``/metrics``: the backbone's health in Prometheus text format, gathered at scrape time.
+"""``/metrics``: the system's health in Prometheus text format, gathered at scrape time.
 
-Sources, each read-only: the relays' published metrics in Redis (relayed
-events, lag, circuit state), the projections' tracking rows in PostgreSQL
-against the topics' end offsets in Kafka (consumer lag per group), and the
-dead-letter topics' end offsets (dead letters per group). A source that is
-down is reported as ``glassbox_source_up{source=...} 0``, never as an error.
+Sources, each read-only: the relays' and shards' published metrics in Redis
+(relayed events, lag, circuit state and consecutive send failures; per shard
+the tick → committed latency histogram, limit utilisation and price alerts by
+severity), the tick dead letters by reason, the kill switch, the projections'
+tracking rows in PostgreSQL against the topics' end offsets in Kafka
+(consumer lag per group), the dead-letter topics' end offsets (dead letters
+per group), and how far forensics trails the decisions (seconds of event
+time). A source that is down is reported as ``glassbox_source_up{source=...} 0``,
+never as an error. ``deploy/prometheus/alerts.yml`` holds the alerting rules
+over these names (``tests/api/test_alert_rules.py`` runs each against a real scrape).
 """
 
 from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 import orjson
 import psycopg
 import redis.asyncio as aioredis
 from aiokafka.errors import KafkaError
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
 from psycopg_pool import AsyncConnectionPool
 
 from backbone.circuit import CircuitState
@@ -26,7 +31,7 @@ from backbone.relay import RelayKeys
 from backbone.topics import TopicSettings
 from edge.shared_book import TradingState
 from edge.store_layout import StoreKeys
-from projections.lag import EndOffsets, group_lags
+from projections.lag import EndOffsets, forensics_trailing_s, group_lags
 
 __all__ = ["MetricsSources", "render_metrics"]
 
@@ -45,6 +50,8 @@ class MetricsSources:
     """Redis hash where ``glassbox up``'s supervisor publishes its components (name → JSON)."""
     trading_key: str | None = None
     """Where the kill switch's state is (``SystemKeys.trading_state``)."""
+    tick_dead_letter_counts_key: str | None = None
+    """Hash of tick dead letters per reason (``TickKeys.dead_letter_counts``)."""
 
 
 async def render_metrics(sources: MetricsSources, timeout: float = 2.0) -> bytes:
@@ -80,6 +87,8 @@ async def _relay_metrics(sources: MetricsSources) -> list[Metric]:
         "glassbox_relay_circuit_state", "Relay circuit breaker: 0 closed, 1 half-open, 2 open", labels=["store"]
     )
     opened = GaugeMetricFamily("glassbox_relay_circuit_opened_total", "Times the circuit opened", labels=["store"])
+    failing = GaugeMetricFamily("glassbox_relay_consecutive_failures",
+                                "Sends to the broker failed since the last that succeeded", labels=["store"])
     for store in sources.relay_stores:
         keys = RelayKeys(store, sources.relay_name)
         head = int(await sources.redis.get(StoreKeys(store).seq) or 0)
@@ -90,7 +99,14 @@ async def _relay_metrics(sources: MetricsSources) -> list[Metric]:
         lag.add_metric([store], max(head - position, 0))
         circuit.add_metric([store], CircuitState.code.get(state, 0))
         opened.add_metric([store], float(published.get(b"circuit_opened_total") or 0))
-    families: list[Metric] = [relayed, lag, circuit, opened]
+        failing.add_metric([store], float(published.get(b"consecutive_failures") or 0))
+    families: list[Metric] = [relayed, lag, circuit, opened, failing]
+    families += await _shard_metrics(sources)
+    if sources.tick_dead_letter_counts_key:
+        dead = GaugeMetricFamily("glassbox_tick_dead_letters", "Ticks dead-lettered, by reason", labels=["reason"])
+        for reason, n in (await sources.redis.hgetall(sources.tick_dead_letter_counts_key)).items():
+            dead.add_metric([reason.decode(errors="replace")], float(n))
+        families.append(dead)
     if sources.components_key:
         restarts = GaugeMetricFamily("glassbox_component_restarts_total",
                                      "Times the supervisor restarted a component", labels=["component"])
@@ -104,6 +120,40 @@ async def _relay_metrics(sources: MetricsSources) -> list[Metric]:
     if sources.trading_key:
         families += _trading_metrics(await sources.redis.get(sources.trading_key))
     return families
+
+
+async def _shard_metrics(sources: MetricsSources) -> list[Metric]:
+    """Per shard (the relay stores are the shards' stores): latency histogram, limit utilisation, alerts."""
+    latency = HistogramMetricFamily("glassbox_tick_latency_seconds", "Tick sent → decision committed, per shard",
+                                    labels=["shard"])
+    utilisation = GaugeMetricFamily("glassbox_risk_limit_utilisation",
+                                    "Use of a risk limit as a fraction of it (1 = at the limit; concentration is the "
+                                    "shard's largest position)", labels=["shard", "limit"])
+    alerts = GaugeMetricFamily("glassbox_price_alerts_total", "Price alerts committed, by severity",
+                               labels=["shard", "severity"])
+    for store in sources.relay_stores:
+        published = await sources.redis.hgetall(StoreKeys(store).shard_metrics)
+        if not published:
+            continue
+        shard = store.rsplit(":", 1)[-1]
+        histogram = _json(published.get(b"latency_histogram"))
+        if histogram:
+            bounds = [*(repr(float(b)) for b in histogram["le"]), "+Inf"]
+            latency.add_metric([shard], list(zip(bounds, histogram["cumulative"])), histogram["sum"])
+        for limit, used in (_json(published.get(b"limit_utilisation")) or {}).items():
+            utilisation.add_metric([shard, limit], float("inf") if used is None else float(used))
+        for severity in ("warning", "critical"):
+            alerts.add_metric([shard, severity], float((_json(published.get(b"alerts")) or {}).get(severity, 0)))
+    return [latency, utilisation, alerts]
+
+
+def _json(raw: bytes | None) -> Any:
+    if not raw:
+        return None
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
 
 
 def _trading_metrics(raw: bytes | None) -> list[Metric]:
@@ -131,4 +181,9 @@ async def _kafka_metrics(sources: MetricsSources) -> list[Metric]:
         dead.add_metric([group], lags.dead_letters[group])
     forensics = GaugeMetricFamily("glassbox_forensics_lag_messages", "Decisions' messages awaiting forensics")
     forensics.add_metric([], lags.behind["forensics"])
-    return [lag, dead, forensics]
+    async with sources.pool.connection() as conn:
+        trailing = await forensics_trailing_s(conn, sources.schema)
+    seconds = GaugeMetricFamily("glassbox_forensics_lag_seconds",
+                                "Event time between the newest decision projected and the newest explained")
+    seconds.add_metric([], trailing)
+    return [lag, dead, forensics, seconds]

@@ -60,6 +60,11 @@ class CircuitBreaker:
             self._state = CircuitState.HALF_OPEN
         return self._state
 
+    @property
+    def consecutive_failures(self) -> int:
+        """Failures since the last success (a metric: the seeds alert past 10)."""
+        return self._failures
+
     def allow(self) -> bool:
         """Whether a call may be tried now."""
         return self.state != CircuitState.OPEN

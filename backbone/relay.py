@@ -129,6 +129,7 @@ class RelayPosition:
             "relayed_total": metrics.relayed_total, "position": metrics.position, "head": metrics.head,
             "lag": metrics.lag, "failed_steps": metrics.failed_steps, "circuit_state": metrics.circuit_state,
             "circuit_opened_total": metrics.circuit_opened_total,
+            "consecutive_failures": metrics.consecutive_failures,
         })
 
     def forget(self) -> None:
@@ -152,6 +153,8 @@ class RelayMetrics:
     failed_steps: int = 0
     circuit_state: str = CircuitState.CLOSED
     circuit_opened_total: int = 0
+    consecutive_failures: int = 0
+    """Sends failed since the last one that succeeded."""
 
     @property
     def lag(self) -> int:
@@ -322,6 +325,7 @@ class Relay:
     def _export_breaker(self) -> None:  # and the rest of the metrics
         self.metrics.circuit_state = self.breaker.state
         self.metrics.circuit_opened_total = self.breaker.opened_count
+        self.metrics.consecutive_failures = self.breaker.consecutive_failures
         try:
             self.position.publish(self.metrics)
         except redis.RedisError:

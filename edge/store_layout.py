@@ -46,6 +46,11 @@ class StoreKeys:
         """Hash: upstream application name -> max notification id."""
         return f"{self.tag}:tracking"
 
+    @property
+    def shard_metrics(self) -> str:
+        """Hash where the shard of this store publishes its metrics (``actors.shard_metrics``; ``/metrics`` reads it)."""
+        return self.beside("shard-metrics")
+
     def beside(self, purpose: str) -> str:
         """A key of ``purpose`` that lives beside the store, in its slot (e.g. a relay's position)."""
         return f"{self.tag}:{purpose}"

@@ -196,7 +196,7 @@ def regime_reasoning(regime_probs: Mapping[str, float], entropy: float) -> str:
         judgement = f"{ranked[0][0]} was the most likely regime, with real doubt"
     else:
         judgement = "the filter could hardly tell the regimes apart"
-    return f"Regime probabilities {shares} (entropy {entropy:.2f} nats): {judgement}."
+    return f"Regime probabilities {shares} (entropy {entropy:.2f} nats, {certainty:.2f} of its maximum): {judgement}."
 
 
 def strategy_selection(d: DecisionToExplain, top: Sequence[Mapping[str, Any]]) -> str:

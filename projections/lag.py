@@ -197,3 +197,16 @@ async def partition_lags_at(database_url: str, schema: str, kafka_servers: str,
 async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
     await consumer._client.force_metadata_update()  # noqa: SLF001 - aiokafka has no public refresh
     return consumer.partitions_for_topic(topic) or set()
+
+
+async def forensics_trailing_s(conn: Any, schema: str) -> float:
+    """Seconds of event time the newest explained decision trails the newest projected one (0: caught up).
+
+    Both maxima come off the tables' time indexes. Event time is the ticks' time, so
+    live this is how far behind the explanations are; a quiet system stays at 0.
+    """
+    query = sql.SQL("SELECT EXTRACT(EPOCH FROM (SELECT max(decided_at) FROM {0}.decisions)"
+                    " - COALESCE((SELECT max(decided_at) FROM {0}.forensics),"
+                    " (SELECT min(decided_at) FROM {0}.decisions)))").format(sql.Identifier(schema))
+    row = await (await conn.execute(query)).fetchone()
+    return max(float(row[0]), 0.0) if row and row[0] is not None else 0.0

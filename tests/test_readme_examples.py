@@ -323,7 +323,8 @@ def test_the_forensics_record_has_the_shape_the_readme_shows() -> None:
     decision = {
         "decision_id": UUID(shown["decision_id"]), "symbol": shown["symbol"],
         "decided_at": datetime.fromisoformat(shown["timestamp"]), "action": shown["action"],
-        "quantity": shown["quantity"], "confidence": shown["confidence"], "regime_probs": {"bull": 0.66},
+        "quantity": shown["quantity"], "confidence": shown["confidence"],
+        "regime_probs": {"bull": 0.66, "bear": 0.30, "sideways": 0.04},
         "strategy_weights": {"bull": 0.66}, "risk_checks": checks, "correlation_id": "1-0", "log_position": 154,
         "fill": None,
     }
@@ -339,6 +340,8 @@ def test_the_forensics_record_has_the_shape_the_readme_shows() -> None:
     assert built["timestamp"] == shown["timestamp"] and built["decision_id"] == shown["decision_id"]
     assert built["audit_trail"]["risk_checks_passed"] == shown["audit_trail"]["risk_checks_passed"]
     assert built["explanations"]["risk_reasoning"] == explanations["risk_reasoning"]
+    # The example's probabilities are shown rounded to the percent: its entropy, to about 0.01.
+    assert abs(built["explanations"]["regime_entropy_normalised"] - explanations["regime_entropy_normalised"]) < 0.01
 
 
 def test_the_forensics_sentences_are_the_ones_forensics_writes() -> None:
