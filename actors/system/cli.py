@@ -1,4 +1,4 @@
-"""The ``glassbox`` command: ``up``, ``status``, ``doctor``, ``replay``, ``backtest``, ``train``, ``halt``, ``resume``.
+"""The ``glassbox`` command: ``up``, ``status``, ``doctor``, ``replay``, ``backtest``, ``train``, ``halt``, ``resume``, ``dlq``.
 
 This is the edge where settings are parsed (environment + options) and
 embedded services are started; everything below receives them as arguments.
@@ -17,6 +17,7 @@ import redis
 
 from actors.application import DeskApplication, event_store_env
 from actors.system.backtest_cli import add_backtest_parser
+from actors.system.dlq_cli import add_dlq_parser
 from actors.system.trading_cli import add_trading_parsers, describe
 from actors.trading_control import TradingControl
 from actors.system.options import non_negative_int, positive_float, positive_int
@@ -93,6 +94,7 @@ def _parser() -> argparse.ArgumentParser:
     doctor.set_defaults(handler=_doctor)
 
     add_trading_parsers(commands)
+    add_dlq_parser(commands)
 
     train = commands.add_parser("train", help="fit the regime specialists on the bundled bars")
     train.add_argument("--seed", type=int, default=7)
