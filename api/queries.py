@@ -86,32 +86,12 @@ async def decision_page(
     Raises:
         BadCursor: ``cursor`` was not produced by this function.
     """
-    where = [sql.SQL("TRUE")]
-    params: list[Any] = []
-    if symbol is not None:
-        where.append(sql.SQL("symbol = %s"))
-        params.append(symbol)
-    if start is not None:
-        where.append(sql.SQL("decided_at >= %s"))
-        params.append(start)
-    if end is not None:
-        where.append(sql.SQL("decided_at < %s"))
-        params.append(end)
-    if cursor is not None:
-        after_at, after_id = _decode_cursor(cursor)
-        where.append(sql.SQL("(decided_at, decision_id) > (%s, %s)"))
-        params += [after_at, after_id]
-    query = sql.SQL(
-        "SELECT decision_id, symbol, decided_at, action, quantity, confidence, price, regime_probs,"
-        " strategy_weights, model_version, risk_passed, fill FROM {}.decisions WHERE {}"
-        " ORDER BY decided_at, decision_id LIMIT %s"
-    ).format(sql.Identifier(schema), sql.SQL(" AND ").join(where))
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(query, [*params, limit + 1])
-        rows = await cur.fetchall()
-    more = len(rows) > limit
-    rows = rows[:limit]
-    next_cursor = _encode_cursor(rows[-1]["decided_at"], rows[-1]["decision_id"]) if more and rows else None
+    filters = [("symbol = %s", symbol), ("decided_at >= %s", start), ("decided_at < %s", end)]
+    rows, next_cursor = await _keyset_page(
+        conn, sql.SQL("SELECT decision_id, symbol, decided_at, action, quantity, confidence, price, regime_probs,"
+                      " strategy_weights, model_version, risk_passed, fill FROM {}.decisions"
+                      ).format(sql.Identifier(schema)),
+        filters, ("decided_at", "decision_id"), limit, cursor)
     return DecisionPage(rows, next_cursor)
 
 
@@ -130,35 +110,43 @@ async def alert_page(
     Raises:
         BadCursor: ``cursor`` was not produced by this function.
     """
-    where = [sql.SQL("event_type = %s")]
-    params: list[Any] = [ALERT_EVENT]
-    if symbol is not None:
-        where.append(sql.SQL("symbol = %s"))
-        params.append(symbol)
-    if since is not None:
-        where.append(sql.SQL("event_time >= %s"))
-        params.append(since)
-    if cursor is not None:
-        after_at, after_id = _decode_cursor(cursor)
-        where.append(sql.SQL("(event_time, event_id) > (%s, %s)"))
-        params += [after_at, after_id]
-    query = sql.SQL(
-        "SELECT event_id, event_time, correlation_id, store, log_position, payload FROM {}.event_archive WHERE {}"
-        " ORDER BY event_time, event_id LIMIT %s"
-    ).format(sql.Identifier(schema), sql.SQL(" AND ").join(where))
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(query, [*params, limit + 1])
-        found = await cur.fetchall()
-    more = len(found) > limit
-    found = found[:limit]
+    filters = [("event_type = %s", ALERT_EVENT), ("symbol = %s", symbol), ("event_time >= %s", since)]
+    found, next_cursor = await _keyset_page(
+        conn, sql.SQL("SELECT event_id, event_time, correlation_id, store, log_position, payload"
+                      " FROM {}.event_archive").format(sql.Identifier(schema)),
+        filters, ("event_time", "event_id"), limit, cursor)
     rows = []
     for row in found:
         fields = (row["payload"] or {}).get("payload") or {}
         rows.append({"alert_id": row["event_id"], "at": row["event_time"], **{k: fields.get(k) for k in _ALERT_FIELDS},
                      "correlation_id": row["correlation_id"], "store": row["store"],
                      "log_position": row["log_position"]})
-    next_cursor = _encode_cursor(found[-1]["event_time"], found[-1]["event_id"]) if more and found else None
     return AlertPage(rows, next_cursor)
+
+
+async def _keyset_page(
+    conn: psycopg.AsyncConnection[Any], select_from: sql.Composable, filters: list[tuple[str, Any]],
+    key: tuple[str, str], limit: int, cursor: str | None,
+) -> tuple[list[dict[str, Any]], str | None]:
+    """Rows of ``select_from`` matching the ``filters`` whose value is not None, in ``key`` (time, id) order.
+
+    One page of ``limit``, after ``cursor``; and the cursor of the next page (None on the last).
+
+    Raises:
+        BadCursor: ``cursor`` was not produced here.
+    """
+    where = [sql.SQL("TRUE")] + [sql.SQL(condition) for condition, value in filters if value is not None]
+    params = [value for _, value in filters if value is not None]
+    at, ident = (sql.Identifier(column) for column in key)
+    if cursor is not None:
+        where.append(sql.SQL("({}, {}) > (%s, %s)").format(at, ident))
+        params += list(_decode_cursor(cursor))
+    query = sql.SQL("{} WHERE {} ORDER BY {}, {} LIMIT %s").format(select_from, sql.SQL(" AND ").join(where), at, ident)
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(query, [*params, limit + 1])
+        rows = await cur.fetchall()
+    more, rows = len(rows) > limit, rows[:limit]
+    return rows, (_encode_cursor(rows[-1][key[0]], rows[-1][key[1]]) if more and rows else None)
 
 
 async def portfolio(conn: psycopg.AsyncConnection[Any], schema: str) -> list[dict[str, Any]]:

@@ -127,6 +127,7 @@ class SharedBook:
         self.trading_key = trading_key
         self.trading = TradingState()
         """The kill switch as last read (running until read otherwise)."""
+        self._trading_raw: bytes | None = None
         self._last_good: dict[str, ShardBook] = {}
         self._refused: set[tuple[str, bytes]] = set()
         self.latest: dict[str, ShardBook] = {}
@@ -159,6 +160,9 @@ class SharedBook:
 
     def trading_from(self, raw: bytes | None) -> TradingState:
         """The switch in a ``GET`` reply; an unreadable one counts as halted (the safe side), said once."""
+        if raw == self._trading_raw and raw is not None:  # read every cycle, changed rarely: parsed once
+            return self.trading
+        self._trading_raw = raw
         if raw is None:
             self.trading = TradingState()
             return self.trading
