@@ -128,26 +128,43 @@ class SharedBook:
         self.trading = TradingState()
         """The kill switch as last read (running until read otherwise)."""
         self._trading_raw: bytes | None = None
+        self._published: ShardBook | None = None
         self._last_good: dict[str, ShardBook] = {}
         self._refused: set[tuple[str, bytes]] = set()
         self.latest: dict[str, ShardBook] = {}
         """The other shards' figures as last read."""
 
-    EXCHANGE_REPLIES = 3
+    REPUBLISH_MS = 1_000
+    """An idle shard's figures, unchanged, are written again this often (so their age stays honest)."""
 
-    def queue_exchange(self, pipe: Any, own: ShardBook) -> None:
-        """Queue writing ``own`` and reading every shard's figures and the switch (:meth:`received` takes the replies)."""
-        pipe.hset(self.key, self.shard, own.to_json())
+    def queue_exchange(self, pipe: Any, own: ShardBook) -> int:
+        """Queue writing ``own`` (when it changed, or a second passed) and reading every shard's figures and
+        the switch; how many commands it queued (:meth:`received` takes their replies)."""
+        queued = 2
+        if self._due(own):
+            pipe.hset(self.key, self.shard, own.to_json())
+            queued = 3
         pipe.hgetall(self.key)
         pipe.get(self.trading_key)
+        return queued
 
     def received(self, replies: list[Any]) -> None:
         """Take the replies of :meth:`queue_exchange`'s commands: :attr:`latest` and :attr:`trading` are then new."""
-        self.others_from(replies[1])
-        self.trading_from(replies[2])
+        self.others_from(replies[-2])
+        self.trading_from(replies[-1])
 
     def publish(self, own: ShardBook) -> None:
         self._client.hset(self.key, self.shard, own.to_json())
+        self._published = own
+
+    def _due(self, own: ShardBook) -> bool:
+        last = self._published
+        if (last is not None and (last.pnl, last.day_pnl, last.gross_exposure, last.share)
+                == (own.pnl, own.day_pnl, own.gross_exposure, own.share)
+                and own.published_ms - last.published_ms < self.REPUBLISH_MS):
+            return False  # an idle cycle writes nothing (no AOF growth while nothing trades)
+        self._published = own
+        return True
 
     def read_others(self) -> dict[str, ShardBook]:
         """The other shards' figures and the switch, read now."""

@@ -249,15 +249,16 @@ class TickReader:
         if not acks and exchange is None:
             return self._read(streams, count, block_ms)
         pipe = self._client.pipeline(transaction=False)
+        queued = 0
         if exchange is not None:
-            exchange[0].queue_exchange(pipe, exchange[1])
+            queued = exchange[0].queue_exchange(pipe, exchange[1])
         for symbol, entry_ids in (acks or {}).items():
             if entry_ids:
                 pipe.xack(self._keys.stream(symbol), self.group, *entry_ids)
         pipe.xreadgroup(self.group, self.consumer, streams, count=count, block=block_ms)
         replies = pipe.execute()
         if exchange is not None:
-            exchange[0].received(replies[:SharedBook.EXCHANGE_REPLIES])
+            exchange[0].received(replies[:queued])
         return self._batches(replies[-1])
 
     def _read(
