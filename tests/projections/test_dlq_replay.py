@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
+import subprocess
 import sys
 
 import orjson
@@ -80,3 +82,41 @@ def test_a_fixed_letter_is_replayed_once_and_a_poison_one_stays_with_its_reason(
     assert sorted(s for _, s in _archived(database_url, schema)) == ["AAA", "BUG"]
     both = run([*cli, "replay", "--group", "archive", source, "--every"], 120, env=env)
     assert both.returncode == 2 and "not both" in both.stderr
+
+
+def test_a_replay_killed_midway_and_run_again_writes_every_letter_exactly_once(
+        kafka_servers, database_url, schema, topic_settings, tmp_path) -> None:
+    apply_migrations(database_url, schema)
+    letters = [{**archive_envelope(100 + i), "symbol": "BUG"} for i in range(400)]
+    topic, group = topic_settings.name("trading_decisions"), topic_settings.name("archive")
+    placed = produce(kafka_servers, topic_settings, ["archive"], topic, [orjson.dumps(e) for e in letters])
+    worker = WorkerThread(ProjectionWorker(BuggyArchive(), kafka_servers, database_url, schema, topic_settings,
+                                           WorkerSettings(max_retries=1, backoff_base=0.01)))
+    try:
+        wait_for(lambda: consumed(database_url, schema, group, topic, placed), 120, "the records", worker)
+    finally:
+        worker.stop()
+
+    def replayed() -> int:
+        with psycopg.connect(database_url) as conn:
+            return conn.execute(sql.SQL("SELECT count(*) FROM {}.dead_letters WHERE replayed_at IS NOT NULL")
+                                .format(sql.Identifier(schema))).fetchone()[0]
+
+    env = {**os.environ, "DATABASE_URL": database_url, "KAFKA_BOOTSTRAP_SERVERS": kafka_servers,
+           "GLASSBOX_SCHEMA": schema, "GLASSBOX_TOPIC_PREFIX": topic_settings.prefix,
+           "GLASSBOX_HOME": str(tmp_path), "REDIS_URL": "redis://127.0.0.1:1"}
+    command = [sys.executable, "-m", "actors.system.cli", "dlq", "replay", "--group", "archive", "--every"]
+    first = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: replayed() > 0 or first.poll() is not None, 120, "the replay to start")
+        first.send_signal(signal.SIGKILL)  # midway: some letters written and marked, the rest not
+    finally:
+        first.wait(30)
+    done_before = replayed()
+    assert done_before < len(letters), "the replay finished before it could be killed: make it longer"
+    again = run(command, 300, env=env)
+    assert again.returncode == 0, process_report(again)
+    assert f"{len(letters) - done_before} replayed, 0 still poison" in again.stdout
+    archived = _archived(database_url, schema)
+    assert len(archived) == len(letters) and len({event_id for event_id, _ in archived}) == len(letters)
+    assert replayed() == len(letters)
