@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
 BUNDLED = ["0001_foundation", "0002_time_series", "0003_dead_letters", "0004_archive_payload_json", "0005_no_statistics_on_documents",
-           "0006_documents_json"]
+           "0006_documents_json", "0007_dead_letter_replays"]
 TABLES = [
     "schema_migrations", "storage_mode", "projection_tracking", "positions",
     "decision_index", "event_archive", "decisions", "forensics", "dead_letters",
@@ -76,7 +76,7 @@ def test_applies_every_migration_once(
     database_url: str, conn: psycopg.Connection, schema: str
 ) -> None:
     assert apply_migrations(database_url, schema) == BUNDLED
-    assert _recorded(conn, schema) == [(1, "foundation"), (2, "time_series"), (3, "dead_letters"), (4, "archive_payload_json"), (5, "no_statistics_on_documents"), (6, "documents_json")]
+    assert _recorded(conn, schema) == [(1, "foundation"), (2, "time_series"), (3, "dead_letters"), (4, "archive_payload_json"), (5, "no_statistics_on_documents"), (6, "documents_json"), (7, "dead_letter_replays")]
     assert _missing_tables(conn, schema, TABLES) == []
     assert storage_mode(conn, schema) == detect_storage_mode(conn)  # native here
     # 0004: the native archive keeps payloads as json text (validated, not parsed into jsonb), partitions too.
@@ -108,7 +108,7 @@ def test_applies_every_migration_once(
 
     assert apply_migrations(database_url, schema) == []  # by URL ...
     assert apply_migrations(conn, schema) == []  # ... or on a connection
-    assert _recorded(conn, schema) == [(1, "foundation"), (2, "time_series"), (3, "dead_letters"), (4, "archive_payload_json"), (5, "no_statistics_on_documents"), (6, "documents_json")]
+    assert _recorded(conn, schema) == [(1, "foundation"), (2, "time_series"), (3, "dead_letters"), (4, "archive_payload_json"), (5, "no_statistics_on_documents"), (6, "documents_json"), (7, "dead_letter_replays")]
 
 
 def test_a_new_migration_is_applied_alone(
@@ -117,8 +117,8 @@ def test_a_new_migration_is_applied_alone(
     folder = _copy_of_bundled(tmp_path)
     settings = MigrationSettings(migrations_dir=folder)
     apply_migrations(database_url, schema, settings)
-    (folder / "0007_notes.sql").write_text("CREATE TABLE {schema}.notes (body text);\n")
-    assert apply_migrations(database_url, schema, settings) == ["0007_notes"]
+    (folder / "0008_notes.sql").write_text("CREATE TABLE {schema}.notes (body text);\n")
+    assert apply_migrations(database_url, schema, settings) == ["0008_notes"]
     assert _missing_tables(conn, schema, ["notes"]) == []
 
 
@@ -126,14 +126,14 @@ def test_a_failing_migration_is_rolled_back_and_named(
     tmp_path: Path, database_url: str, conn: psycopg.Connection, schema: str
 ) -> None:
     folder = _copy_of_bundled(tmp_path)
-    (folder / "0007_broken.sql").write_text(
+    (folder / "0008_broken.sql").write_text(
         "CREATE TABLE {schema}.half_done (a int);\nSELECT no_such_function();\n"
     )
     settings = MigrationSettings(migrations_dir=folder)
-    with pytest.raises(MigrationError, match="migration 0007_broken .* rolled back") as raised:
+    with pytest.raises(MigrationError, match="migration 0008_broken .* rolled back") as raised:
         apply_migrations(database_url, schema, settings)
     assert "no_such_function" in str(raised.value)
-    assert _recorded(conn, schema) == [(1, "foundation"), (2, "time_series"), (3, "dead_letters"), (4, "archive_payload_json"), (5, "no_statistics_on_documents"), (6, "documents_json")]
+    assert _recorded(conn, schema) == [(1, "foundation"), (2, "time_series"), (3, "dead_letters"), (4, "archive_payload_json"), (5, "no_statistics_on_documents"), (6, "documents_json"), (7, "dead_letter_replays")]
     assert _missing_tables(conn, schema, ["half_done"]) == ["half_done"]
 
 
@@ -145,7 +145,7 @@ def test_a_migration_changed_after_it_was_applied_is_refused(
     apply_migrations(database_url, schema, settings)
     with (folder / "0001_foundation.sql").open("a") as changed:
         changed.write("CREATE TABLE {schema}.sneaked_in (a int);\n")
-    (folder / "0007_notes.sql").write_text("CREATE TABLE {schema}.notes (body text);\n")
+    (folder / "0008_notes.sql").write_text("CREATE TABLE {schema}.notes (body text);\n")
 
     with pytest.raises(MigrationChecksumMismatch) as raised:
         apply_migrations(database_url, schema, settings)
@@ -191,7 +191,7 @@ def test_concurrent_appliers_apply_each_migration_once(
         thread.join()
     assert errors == []
     assert sorted(label for applied in results for label in applied) == BUNDLED
-    assert _recorded(conn, schema) == [(1, "foundation"), (2, "time_series"), (3, "dead_letters"), (4, "archive_payload_json"), (5, "no_statistics_on_documents"), (6, "documents_json")]
+    assert _recorded(conn, schema) == [(1, "foundation"), (2, "time_series"), (3, "dead_letters"), (4, "archive_payload_json"), (5, "no_statistics_on_documents"), (6, "documents_json"), (7, "dead_letter_replays")]
 
 
 def test_any_schema_name_is_quoted(database_url: str, conn: psycopg.Connection) -> None:
