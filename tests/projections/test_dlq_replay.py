@@ -29,6 +29,26 @@ class BuggyArchive(ArchiveProjection):
             raise PoisonMessage("invalid_record", "symbol BUG refused by a bug", permanent=True)
 
 
+def _dead_letter_through_the_buggy_worker(kafka_servers, database_url, schema, topic_settings,
+                                          values: list[bytes]) -> str:
+    """Run the buggy archive over ``values`` until it consumed them all; the consumer group."""
+    topic, group = topic_settings.name("trading_decisions"), topic_settings.name("archive")
+    placed = produce(kafka_servers, topic_settings, ["archive"], topic, values)
+    worker = WorkerThread(ProjectionWorker(BuggyArchive(), kafka_servers, database_url, schema, topic_settings,
+                                           WorkerSettings(max_retries=1, backoff_base=0.01)))
+    try:
+        wait_for(lambda: consumed(database_url, schema, group, topic, placed), 120, "the records", worker)
+    finally:
+        worker.stop()
+    return group
+
+
+def _cli_env(kafka_servers, database_url, schema, topic_settings, home) -> dict[str, str]:
+    return {**os.environ, "DATABASE_URL": database_url, "KAFKA_BOOTSTRAP_SERVERS": kafka_servers,
+            "GLASSBOX_SCHEMA": schema, "GLASSBOX_TOPIC_PREFIX": topic_settings.prefix,
+            "GLASSBOX_HOME": str(home), "REDIS_URL": "redis://127.0.0.1:1"}
+
+
 def _archived(database_url: str, schema: str) -> list[tuple]:
     with psycopg.connect(database_url) as conn:
         return conn.execute(sql.SQL("SELECT event_id, symbol FROM {}.event_archive ORDER BY symbol")
@@ -39,16 +59,8 @@ def test_a_fixed_letter_is_replayed_once_and_a_poison_one_stays_with_its_reason(
         kafka_servers, database_url, schema, topic_settings, tmp_path) -> None:
     apply_migrations(database_url, schema)
     good, bug = archive_envelope(1), {**archive_envelope(2), "symbol": "BUG"}
-    topic = topic_settings.name("trading_decisions")
-    group = topic_settings.name("archive")
-    placed = produce(kafka_servers, topic_settings, ["archive"], topic,
-                     [orjson.dumps(good), orjson.dumps(bug), b"\x00 not json"])
-    worker = WorkerThread(ProjectionWorker(BuggyArchive(), kafka_servers, database_url, schema, topic_settings,
-                                           WorkerSettings(max_retries=1, backoff_base=0.01)))
-    try:
-        wait_for(lambda: consumed(database_url, schema, group, topic, placed), 60, "the records", worker)
-    finally:
-        worker.stop()
+    group = _dead_letter_through_the_buggy_worker(kafka_servers, database_url, schema, topic_settings,
+                                                  [orjson.dumps(good), orjson.dumps(bug), b"\x00 not json"])
     assert [s for _, s in _archived(database_url, schema)] == ["AAA"]
 
     async def replay() -> tuple:
@@ -66,9 +78,7 @@ def test_a_fixed_letter_is_replayed_once_and_a_poison_one_stays_with_its_reason(
     assert by_reason["undecodable"].replayed_at is None and by_reason["undecodable"].replay_attempts == 1
 
     # Again, through the command a user runs: nothing is written twice, the poison one is counted again.
-    env = {**os.environ, "DATABASE_URL": database_url, "KAFKA_BOOTSTRAP_SERVERS": kafka_servers,
-           "GLASSBOX_SCHEMA": schema, "GLASSBOX_TOPIC_PREFIX": topic_settings.prefix,
-           "GLASSBOX_HOME": str(tmp_path), "REDIS_URL": "redis://127.0.0.1:1"}
+    env = _cli_env(kafka_servers, database_url, schema, topic_settings, tmp_path)
     cli = [sys.executable, "-m", "actors.system.cli", "dlq"]
     listed = run([*cli, "list", "--group", "archive"], 120, env=env)
     assert listed.returncode == 0, process_report(listed)
@@ -88,23 +98,15 @@ def test_a_replay_killed_midway_and_run_again_writes_every_letter_exactly_once(
         kafka_servers, database_url, schema, topic_settings, tmp_path) -> None:
     apply_migrations(database_url, schema)
     letters = [{**archive_envelope(100 + i), "symbol": "BUG"} for i in range(400)]
-    topic, group = topic_settings.name("trading_decisions"), topic_settings.name("archive")
-    placed = produce(kafka_servers, topic_settings, ["archive"], topic, [orjson.dumps(e) for e in letters])
-    worker = WorkerThread(ProjectionWorker(BuggyArchive(), kafka_servers, database_url, schema, topic_settings,
-                                           WorkerSettings(max_retries=1, backoff_base=0.01)))
-    try:
-        wait_for(lambda: consumed(database_url, schema, group, topic, placed), 120, "the records", worker)
-    finally:
-        worker.stop()
+    _dead_letter_through_the_buggy_worker(kafka_servers, database_url, schema, topic_settings,
+                                          [orjson.dumps(e) for e in letters])
 
     def replayed() -> int:
         with psycopg.connect(database_url) as conn:
             return conn.execute(sql.SQL("SELECT count(*) FROM {}.dead_letters WHERE replayed_at IS NOT NULL")
                                 .format(sql.Identifier(schema))).fetchone()[0]
 
-    env = {**os.environ, "DATABASE_URL": database_url, "KAFKA_BOOTSTRAP_SERVERS": kafka_servers,
-           "GLASSBOX_SCHEMA": schema, "GLASSBOX_TOPIC_PREFIX": topic_settings.prefix,
-           "GLASSBOX_HOME": str(tmp_path), "REDIS_URL": "redis://127.0.0.1:1"}
+    env = _cli_env(kafka_servers, database_url, schema, topic_settings, tmp_path)
     command = [sys.executable, "-m", "actors.system.cli", "dlq", "replay", "--group", "archive", "--every"]
     first = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
