@@ -139,6 +139,8 @@ def _risk_limits(env: Mapping[str, str]) -> dict[str, float]:
                                                  Settings.risk_daily_loss_limit),
         "risk_stale_move": _float(env, "GLASSBOX_RISK_STALE_MOVE", Settings.risk_stale_move,
                                   lambda n: 0.0 <= n < 1.0, "a fraction from 0 up to, not including, 1"),
+        "risk_max_view_skew_ms": _positive_float(env, "GLASSBOX_RISK_MAX_VIEW_SKEW_MS",
+                                                 Settings.risk_max_view_skew_ms),
     }
 
 
@@ -219,6 +221,9 @@ class Settings:
     """Once the book has lost this fraction of its start-of-day equity, no order may grow a position."""
     risk_stale_move: float = 0.005
     """The adverse move a shard assumes the other shards' positions made since they last published."""
+    risk_max_view_skew_ms: float = 100.0
+    """No order may grow a position while the desks it sees are further apart than this in stream time
+    (publication time, ms): a shard or desk catching up on a backlog only reduces."""
     alert_move: float = 0.05
     """A price alert fires when a symbol moves this fraction (0.05: ±5 %) within ``alert_window_s``."""
     alert_window_s: float = 60.0

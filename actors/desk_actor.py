@@ -28,7 +28,7 @@ from actors.book import DeskFigures, PortfolioBook
 from actors.features import STATE_SIZE, FeatureEngine
 from aggregates.desk import SymbolDesk, tick_order
 from aggregates.alerts import AlertRules, PriceWindow, severity_of
-from aggregates.risk import RiskLimits
+from aggregates.risk import RiskLimits, view_skew_ms
 from aggregates.strategies import Strategy
 from edge.tick_stream import StreamEntry
 from edge.ticks import BadTick, TickBounds, decode_tick, sent_ns_of, validate_tick
@@ -61,6 +61,9 @@ class TickBatch:
     """Entries of one symbol's stream, in stream order."""
 
     entries: Sequence[StreamEntry]
+    view_window: tuple[float, float] | None = None
+    """(newest, oldest) stream time (ms) of what the other desks have decided and have still to decide
+    (:func:`aggregates.risk.view_skew_ms`); None: they are in step (a backtest)."""
 
 
 @dataclass
@@ -191,6 +194,7 @@ class SymbolActor(pykka.ThreadingActor):
         bounds = self._settings.bounds
         limits = self._settings.limits
         latest_ns = bounds.latest_ns()
+        window = batch.view_window
         # What ``desk.has_seen`` tells, with the last decided id parsed once a batch, not once a tick.
         seen = tick_order(self.desk.last_tick_id) if self.desk is not None and self.desk.last_tick_id else None
         for entry_id, fields in batch.entries:
@@ -213,7 +217,7 @@ class SymbolActor(pykka.ThreadingActor):
             self.desk.decide(
                 tick_id=tick_id, ts_ns=tick.ts_ns, price=tick.price, size=tick.size,
                 bid=tick.bid, ask=tick.ask, features=features, policy=self._policy, others=others,
-                limits=limits, history=self.history,
+                limits=limits, history=self.history, view_skew_ms=view_skew_ms(order[0], window),
             )
             seen = order
             outcome.decisions += 1

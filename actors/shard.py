@@ -3,9 +3,10 @@
 Each cycle:
 
 1. one ``XREADGROUP`` brings new ticks of all the shard's symbols;
-2. each symbol's actor decides its batch, on the cycle's thread, one after
-   the other (:meth:`SymbolActor.decide`; the work holds the GIL, so a
-   thread hand-off per symbol cost CPU and bought no parallelism);
+2. the symbols' actors decide the ticks on the cycle's thread in tick-time
+   order across the symbols, a desk's run of consecutive ticks at a time (one run
+   a symbol at full speed; :meth:`SymbolActor.decide`; the work holds the
+   GIL, so a thread hand-off per symbol cost CPU and bought no parallelism);
 3. all the cycle's events are appended to the event store in ONE Lua call;
 4. the acknowledgements ride on the next cycle's ``XREADGROUP`` (one round
    trip for both); a cycle that dead-letters ticks instead writes its dead
@@ -42,6 +43,7 @@ dead-letter its rejected ticks twice).
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from dataclasses import dataclass, field
@@ -152,6 +154,11 @@ class Shard:
         self._loaded: dict[str, SymbolActor] = {}
         """Each running actor, once its desk is loaded: the cycle decides through it directly."""
         self._backlog: list[Batches] = []
+        self._newest_ms = 0
+        """Stream time (entry ids' ms) of the newest tick this shard has decided."""
+        self._valid_ms = 1
+        """Stream time up to which this shard's figures hold, for its next publication
+        (``ShardBook.valid_ms``; 0 idle; 1, as at start, before it has decided a read of its own)."""
         self._unacked: dict[str, list[bytes]] = {}
         """Committed entries whose acknowledgement goes out with the next read."""
         self._crash_heads: dict[str, tuple[bytes, int]] = {}
@@ -187,7 +194,7 @@ class Shard:
 
     def publish_book(self) -> None:
         if self._shared is not None:
-            self._shared.publish(self._book.own_totals(time.time_ns() // 1_000_000))
+            self._shared.publish(self._book.own_totals(time.time_ns() // 1_000_000, self._newest_ms, self._valid_ms))
 
     def read_book(self) -> None:
         if self._shared is not None:
@@ -208,7 +215,7 @@ class Shard:
         afterwards and no redelivery: a desk that fails raises, naming its symbol.
         """
         outcomes = []
-        for symbol, entries in batches.items():
+        for symbol, entries in _time_runs(batches):
             try:
                 outcomes.append(self._decide(symbol, entries))
             except Exception as error:
@@ -257,12 +264,19 @@ class Shard:
         if self._backlog:
             batches = self._backlog.pop(0)
         else:
+            issued_ms = time.time_ns() // 1_000_000
             exchange = None if self._shared is None else (
-                self._shared, self._book.own_totals(time.time_ns() // 1_000_000))
+                self._shared, self._book.own_totals(issued_ms, self._newest_ms, self._valid_ms))
             batches = self.reader.read(self.settings.read_count, self.settings.block_ms, self._take_acks(),
                                        exchange)
             if self._shared is not None:
                 self._took_exchange()
+                if batches and self._valid_ms == 0:
+                    # Waking from idle: the others must not take this shard's figures as current while it
+                    # decides what came in after this read was issued (one write, once a wake-up).
+                    self._shared.publish(self._book.own_totals(issued_ms, self._newest_ms, issued_ms))
+            # Once this cycle is done its figures hold up to when the read was issued (unless cut off).
+            self._valid_ms = issued_ms if batches else 0
         if batches:
             self.cycle(batches)
         else:
@@ -270,6 +284,7 @@ class Shard:
 
     def _back_off(self, in_a_row: int, error: Exception) -> None:
         self.refusals += 1
+        self._valid_ms = 1  # what it redoes is not decided yet
         delay_ms = min(self.settings.refusal_backoff_ms * 2 ** min(in_a_row - 1, 30),
                        self.settings.refusal_backoff_max_ms)
         log.error("the store refused the shard's work (%r); redoing the unacknowledged ticks in %d ms",
@@ -285,14 +300,27 @@ class Shard:
         self._backlog = list(self.reader.pending(self.settings.read_count))
 
     def cycle(self, batches: Batches) -> None:
-        """Decide on one read's batches and commit them together."""
+        """Decide on one read's batches and commit them together.
+
+        The ticks are decided in tick-time order across the symbols: a desk's run of consecutive
+        ticks at a time (:func:`_time_runs`; one run a desk when each has one tick, as at
+        full speed), so every check sees each other desk of the shard as of the tick before
+        its own, also while the shard drains a backlog.
+        """
         outcomes: list[BatchOutcome] = []
-        for symbol, entries in batches.items():
+        view = self._cycle_view(batches)
+        failed: set[str] = set()
+        for symbol, entries in _time_runs(batches):
+            if symbol in failed:
+                continue
             try:
-                outcomes.append(self._decide(symbol, entries))
+                outcomes.append(self._decide(symbol, entries, view.window(self._newest_ms)))
             except Exception as error:  # noqa: BLE001 - the actor reloaded; the ticks stay pending
                 if store_refused(error):
                     raise  # a desk that cannot load (or reload) is the store's refusal: back off, redo
+                # The actor reloaded from the store: none of its ticks of this cycle stands.
+                failed.add(symbol)
+                outcomes = [o for o in outcomes if o.symbol != symbol]
                 self._after_failure(symbol, batches[symbol], error)
         try:
             self._commit(outcomes)
@@ -300,16 +328,34 @@ class Shard:
             if store_refused(error):
                 raise  # the shard backs off and redoes what is unacknowledged
             log.error("commit of a cycle failed (%r); redoing it symbol by symbol to find the tick", error)
-            self._bisect({o.symbol: list(batches[o.symbol]) for o in outcomes})
+            self._bisect({symbol: list(batches[symbol]) for symbol in dict.fromkeys(o.symbol for o in outcomes)})
 
     def _bisect(self, batches: Batches) -> None:
         """Redo a cycle whose commit failed, a symbol at a time, until each failing tick is dead-lettered."""
         for symbol in batches:
             self._alive_actor(symbol).proxy().reload().get()
+        view = self._cycle_view(batches)
         for symbol, entries in batches.items():
-            self._settle(symbol, entries)
+            self._settle(symbol, entries, view.window(self._newest_ms))
 
-    def _settle(self, symbol: str, entries: list[StreamEntry]) -> bool:
+    def _cycle_view(self, batches: Batches) -> _CycleView:
+        """Where the other desks and shards stand in stream time while this cycle decides (view windows).
+
+        Newest: what any desk of this shard has decided (it grows as the cycle goes), or any other shard
+        has published. Oldest: the last tick of every batch the read cut off at ``read_count`` (its
+        desk has more waiting), and how far the other shards' figures hold (``ShardBook.valid_ms``).
+        So a tick far from the window is one its desk decides while others are behind or ahead of it
+        (a backlog): :func:`aggregates.risk.view_skew_ms`. The cut-off also bounds what this shard
+        publishes as ``ShardBook.valid_ms``.
+        """
+        remote_newest, remote_oldest = self._book.remote_window()
+        cut_off = min((_stream_ms(entries[-1][0]) for entries in batches.values()
+                       if len(entries) >= self.settings.read_count), default=math.inf)
+        if cut_off != math.inf and self._valid_ms:
+            self._valid_ms = min(self._valid_ms, int(cut_off))
+        return _CycleView(min(cut_off, remote_oldest), remote_newest)
+
+    def _settle(self, symbol: str, entries: list[StreamEntry], window: tuple[float, float] | None = None) -> bool:
         """Decide and commit ``entries`` of ``symbol``; on a tick's commit failure, halves in stream order.
 
         Returns False when deciding raised: that goes the crash-count way
@@ -318,7 +364,7 @@ class Shard:
         A store refusal propagates (the shard backs off and redoes).
         """
         try:
-            outcome = self._decide(symbol, entries)
+            outcome = self._decide(symbol, entries, window)
         except Exception as error:  # noqa: BLE001 - the actor reloaded; the ticks stay pending
             if store_refused(error):
                 raise
@@ -334,22 +380,25 @@ class Shard:
         self._alive_actor(symbol).proxy().reload().get()  # no half-committed batch stays in memory
         if len(entries) > 1:
             half = len(entries) // 2
-            return self._settle(symbol, entries[:half]) and self._settle(symbol, entries[half:])
+            return self._settle(symbol, entries[:half], window) and self._settle(symbol, entries[half:], window)
         reason = f"committing its decision failed: {failure!r}"
         self.reader.reject(symbol, entries[0], BadTick("processing_failed", reason), "commit")
         self.stats.record_batch(1, 0, 0, 1, 0, np.empty(0, dtype=np.int64))
         log.error("tick %s of %s dead-lettered: %s", entries[0][0].decode(), symbol, reason)
         return True
 
-    def _decide(self, symbol: str, entries: Sequence[StreamEntry]) -> BatchOutcome:
+    def _decide(self, symbol: str, entries: Sequence[StreamEntry],
+                window: tuple[float, float] | None = None) -> BatchOutcome:
         """``symbol``'s batch decided by its actor, on this thread (the actor reloads if it raises)."""
         ref = self._alive_actor(symbol)
         actor = self._loaded.get(symbol)
         if actor is None or actor.actor_ref is not ref:
             actor = self._loaded[symbol] = ref.proxy().itself().get()  # waits for on_start
-        outcome = actor.decide(TickBatch(entries))
+        outcome = actor.decide(TickBatch(entries, window))
         if outcome.figures is not None:  # the next desk's checks see this one as the commit will leave it
             self._book.publish(symbol, outcome.figures)
+        if entries and window is not None:
+            self._newest_ms = max(self._newest_ms, _stream_ms(entries[-1][0]))
         return outcome
 
     def _commit(self, outcomes: list[BatchOutcome]) -> None:
@@ -468,3 +517,56 @@ class Shard:
             self._crash_heads.pop(symbol)
         self._flush_acks()
         self._backlog.extend(self.reader.pending(self.settings.read_count, [symbol]))
+
+
+def _stream_ms(entry_id: bytes) -> int:
+    """The ms part of a stream entry id ``<ms>-<seq>``: when Redis took the tick in (stream time)."""
+    return int(entry_id.split(b"-", 1)[0])
+
+
+@dataclass(frozen=True)
+class _CycleView:
+    """Where in stream time the other desks and shards stand for a cycle (:attr:`TickBatch.view_window`)."""
+
+    oldest: float
+    """Ticks known to be waiting beyond this cycle: batches cut off at ``read_count``, other shards' backlogs."""
+    remote_newest: float
+    """The newest tick the other shards' figures include."""
+
+    def window(self, newest_decided: int) -> tuple[float, float]:
+        """The window of a desk's turn, when this shard has decided up to ``newest_decided``."""
+        return max(float(newest_decided), self.remote_newest), self.oldest
+
+
+def _time_runs(batches: Batches) -> list[tuple[str, list[StreamEntry]]]:
+    """The batches' entries in tick-time order across the symbols, as runs of one symbol's consecutive entries.
+
+    Each symbol's entries keep their stream order: a tick whose time is unreadable or earlier than
+    the one before it (the desk dead-letters it) sorts with the one before. Ties keep the batches'
+    order, so a backtest's cycles (:func:`actors.backtest.tick_batches`) run in the same order as a
+    live read of the same ticks.
+    """
+    if all(len(entries) <= 1 for entries in batches.values()):
+        return list(batches.items())
+    keyed = []
+    for rank, (symbol, entries) in enumerate(batches.items()):
+        at = -1
+        for n, (_, fields) in enumerate(entries):
+            at = max(at, _tick_ns(fields))
+            keyed.append((at, rank, n, symbol))
+    keyed.sort()
+    runs: list[tuple[str, list[StreamEntry]]] = []
+    for _, _, n, symbol in keyed:
+        if runs and runs[-1][0] == symbol:
+            runs[-1][1].append(batches[symbol][n])
+        else:
+            runs.append((symbol, [batches[symbol][n]]))
+    return runs
+
+
+def _tick_ns(fields: Any) -> int:
+    """A tick's event time as its stream fields carry it; -1 when they do not (the desk says why)."""
+    try:
+        return int(fields[b"ts"])
+    except (KeyError, TypeError, ValueError):
+        return -1

@@ -306,6 +306,7 @@ class SymbolDesk(Aggregate):
         others: OthersView,
         limits: RiskLimits,
         history: Sequence[float] = (),
+        view_skew_ms: float = 0.0,
     ) -> PolicyDecision:
         """Decide on one tick and record the decision and what follows from it.
 
@@ -328,7 +329,7 @@ class SymbolDesk(Aggregate):
             own_day_pnl=own_day_pnl,
             others=others,
         ), price=price, position=self.position, own_pnl=own_pnl, own_day_pnl=own_day_pnl, others=others,
-            limits=limits, min_trade_fraction=policy.min_trade_fraction)
+            limits=limits, min_trade_fraction=policy.min_trade_fraction, view_skew_ms=view_skew_ms)
         stamp = {
             "correlation_id": tick_id,
             "timestamp_ns": ts_ns,

@@ -35,7 +35,7 @@ from aggregates.frozen import built
 from glassbox import Settings
 
 __all__ = ["HALTED_HOLD", "CheckResult", "OthersView", "RemoteShard", "RiskAssessment", "RiskLimits", "assess_order",
-           "halt_check"]
+           "halt_check", "view_skew_ms"]
 
 QUANTITY_EPSILON = 1e-9
 
@@ -49,12 +49,14 @@ class RiskLimits:
     max_leverage: float = Settings.risk_max_leverage
     stale_move: float = Settings.risk_stale_move
     """The adverse move assumed for every other desk's position since the check last saw it."""
+    max_view_skew_ms: float = Settings.risk_max_view_skew_ms
+    """How far apart in stream time (ms) the desks a check sees may be for an order to grow a position."""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RiskLimits:
         """The limits ``GLASSBOX_RISK_*`` chose (parsed in :class:`glassbox.Settings`)."""
         return cls(settings.risk_max_position_fraction, settings.risk_daily_loss_limit,
-                   settings.risk_max_leverage, settings.risk_stale_move)
+                   settings.risk_max_leverage, settings.risk_stale_move, settings.risk_max_view_skew_ms)
 
     def __post_init__(self) -> None:
         for name in ("max_position_fraction", "daily_loss_limit", "max_leverage"):
@@ -63,6 +65,8 @@ class RiskLimits:
                 raise ValueError(f"risk limit {name}={value!r} must be a finite positive number")
         if not (math.isfinite(self.stale_move) and 0 <= self.stale_move < 1):
             raise ValueError(f"risk stale_move={self.stale_move!r} must be in [0, 1)")
+        if not self.max_view_skew_ms > 0:
+            raise ValueError(f"risk max_view_skew_ms={self.max_view_skew_ms!r} must be positive")
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,11 +151,16 @@ def assess_order(
     own_day_pnl: float,
     others: OthersView,
     limits: RiskLimits,
+    view_skew_ms: float = 0.0,
 ) -> RiskAssessment:
     """Check an order of ``quantity`` (> 0) in direction ``side`` (+1 buy, -1 sell).
 
     ``position``, ``own_pnl`` and ``own_day_pnl`` are the desk's exact state
-    before the order; ``others`` is the rest of the portfolio.
+    before the order; ``others`` is the rest of the portfolio. ``view_skew_ms``
+    is how far the order's tick is in stream time from the desks ``others`` was
+    built from (:func:`view_skew_ms`): beyond ``limits.max_view_skew_ms`` the
+    view says nothing about the book at this tick, so the order may only reduce
+    (a ``book_view_skew`` check, recorded only then).
     """
     equity = others.capital + others.pnl + own_pnl
     # What the other desks' positions may have lost since they were seen (module docstring).
@@ -198,6 +207,12 @@ def assess_order(
 
     # Built without the frozen dataclasses' __init__ (four a proposed order): equal to
     # CheckResult(...) and RiskAssessment(...), as tests/aggregates/test_risk.py checks.
+    if view_skew_ms > limits.max_view_skew_ms:
+        skewed = CheckResult("book_view_skew", abs(after) < abs(position), view_skew_ms, limits.max_view_skew_ms,
+                             reducing)
+        assessed = assess_order(side, quantity, price, position, own_pnl, own_day_pnl, others, limits)
+        return RiskAssessment(assessed.passed and skewed.passed, assessed.checks + (skewed,),
+                              min(assessed.max_quantity, reducing))
     if others.halted:
         closing = side * position < 0 and quantity <= abs(position) + QUANTITY_EPSILON  # never through zero
         halt = halt_check(closing, reducing)
@@ -211,6 +226,21 @@ def assess_order(
         "checks": (concentration, daily, leverage),
         "max_quantity": min(concentration.max_quantity, daily.max_quantity, leverage.max_quantity),
     })
+
+
+def view_skew_ms(tick_ms: int, window: tuple[float, float] | None) -> float:
+    """How far ``tick_ms`` (a tick's stream time) lies outside ``window``, in ms (0: inside, or no window).
+
+    ``window`` is (newest, oldest): the newest stream time any desk the check
+    sees has already decided, and the oldest one some desk has still to decide.
+    A tick older than the first saw others' figures from its future; one newer
+    than the second misses others' past. Either way by more than the view's
+    usual age only while a shard or desk catches up on a backlog.
+    """
+    if window is None:
+        return 0.0
+    newest, oldest = window
+    return max(newest - tick_ms, tick_ms - oldest, 0.0)
 
 
 def halt_check(passed: bool, max_quantity: float) -> CheckResult:

@@ -150,7 +150,7 @@ _HOLD = order(Action.HOLD, 0.0)  # decisions are frozen: one HOLD serves every t
 
 def through_risk(decision: PolicyDecision, *, price: float, position: float, own_pnl: float,
                  own_day_pnl: float, others: OthersView, limits: RiskLimits,
-                 min_trade_fraction: float = 0.0) -> PolicyDecision:
+                 min_trade_fraction: float = 0.0, view_skew_ms: float = 0.0) -> PolicyDecision:
     """``decision`` with its proposed order checked: passed, cut to what passes, or refused.
 
     Every strategy's proposal goes through here (the desk calls it); a HOLD proposes nothing and is
@@ -163,7 +163,8 @@ def through_risk(decision: PolicyDecision, *, price: float, position: float, own
 
     During a halt (``others.halted``) only orders that close part of a position pass, every decision
     carries the ``trading_halted`` check, and with ``others.flatten`` the desk's proposal is replaced by
-    the order that closes its whole position.
+    the order that closes its whole position. ``view_skew_ms`` is the order's distance from the view
+    (:func:`aggregates.risk.view_skew_ms`).
     """
     if others.flatten and position != 0:
         decision = _closing(decision, position)
@@ -174,7 +175,7 @@ def through_risk(decision: PolicyDecision, *, price: float, position: float, own
             return built(PolicyDecision, fields)
         return decision
     risk = assess_order(1 if decision.side == Action.BUY else -1, decision.requested_quantity, price, position,
-                        own_pnl, own_day_pnl, others, limits)
+                        own_pnl, own_day_pnl, others, limits, view_skew_ms)
     fields = dict(vars(decision))
     fields["risk"] = risk
     if not risk.passed:

@@ -48,10 +48,16 @@ class ShardBook:
     """Its share of the book's leverage budget: its symbols over the book's."""
     published_ms: int = 0
     """Wall time of the publication (ms since the epoch): how old the view a shard decides on is."""
+    as_of_ms: int = 0
+    """Stream time (the entry ids' ms) of the newest tick the figures include; 0: none, or not streamed."""
+    valid_ms: int = 0
+    """Stream time up to which the figures hold: the shard has decided every tick of its symbols taken in
+    before it (the time of its last read it has decided all of). 0: it is idle, nothing is waiting."""
 
     def to_json(self) -> bytes:
         return orjson.dumps({"pnl": self.pnl, "day_pnl": self.day_pnl, "gross_exposure": self.gross_exposure,
-                             "share": self.share, "published_ms": self.published_ms})
+                             "share": self.share, "published_ms": self.published_ms, "as_of_ms": self.as_of_ms,
+                             "valid_ms": self.valid_ms})
 
     @classmethod
     def from_json(cls, raw: bytes) -> ShardBook:
@@ -68,10 +74,12 @@ class ShardBook:
             raise ValueError(f"gross_exposure {numbers['gross_exposure']!r} is negative")
         if not 0 < numbers["share"] <= 1:
             raise ValueError(f"share {numbers['share']!r} is not in (0, 1]")
-        published = data.get("published_ms", 0)
-        if type(published) is not int or published < 0:
-            raise ValueError(f"published_ms {published!r} is not a non-negative integer")
-        return cls(numbers["pnl"], numbers["day_pnl"], numbers["gross_exposure"], numbers["share"], published)
+        times = {name: data.get(name, 0) for name in ("published_ms", "as_of_ms", "valid_ms")}
+        for name, value in times.items():
+            if type(value) is not int or value < 0:
+                raise ValueError(f"{name} {value!r} is not a non-negative integer")
+        return cls(numbers["pnl"], numbers["day_pnl"], numbers["gross_exposure"], numbers["share"],
+                   times["published_ms"], times["as_of_ms"], times["valid_ms"])
 
 
 @dataclass(frozen=True)
@@ -159,8 +167,10 @@ class SharedBook:
 
     def _due(self, own: ShardBook) -> bool:
         last = self._published
-        if (last is not None and (last.pnl, last.day_pnl, last.gross_exposure, last.share)
-                == (own.pnl, own.day_pnl, own.gross_exposure, own.share)
+        # A shard that is deciding moves its valid_ms every cycle, so it writes every cycle: the others
+        # must see how far it has got. Only an idle one (valid_ms 0, figures unchanged) writes nothing.
+        if (last is not None and (last.pnl, last.day_pnl, last.gross_exposure, last.share, last.valid_ms)
+                == (own.pnl, own.day_pnl, own.gross_exposure, own.share, own.valid_ms)
                 and own.published_ms - last.published_ms < self.REPUBLISH_MS):
             return False  # an idle cycle writes nothing (no AOF growth while nothing trades)
         self._published = own

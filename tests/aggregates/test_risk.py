@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from aggregates.risk import OthersView, RemoteShard, RiskLimits, assess_order
+from aggregates.risk import OthersView, RemoteShard, RiskLimits, assess_order, view_skew_ms
 
 LIMITS = RiskLimits()
 CAPITAL = 1_000_000.0
@@ -98,6 +98,25 @@ def test_a_desk_alone_has_no_headroom_and_the_whole_budget():
     assert alone.checks[0].max_quantity == pytest.approx(2_500)
 
 
+def test_a_tick_outside_the_view_window_is_as_far_as_it_lies_outside():
+    assert view_skew_ms(1_000, None) == 0.0  # in step (a backtest)
+    assert view_skew_ms(1_000, (990.0, math.inf)) == 0.0  # the others decided up to 990, none behind
+    assert view_skew_ms(1_000, (1_250.0, math.inf)) == 250.0  # others already decided 250 ms past this tick
+    assert view_skew_ms(1_000, (900.0, 700.0)) == 300.0  # some desk has still to decide from 700 on
+
+
+def test_an_order_far_from_the_view_may_only_reduce():
+    view = OthersView(capital=CAPITAL)
+    skewed = assess_order(+1, 100, 100.0, 0.0, 0.0, 0.0, view, LIMITS, view_skew_ms=LIMITS.max_view_skew_ms + 1)
+    assert not skewed.passed and skewed.max_quantity == 0.0
+    assert skewed.checks[-1].name == "book_view_skew" and skewed.checks[-1].value == LIMITS.max_view_skew_ms + 1
+    assert any(r.startswith("book_view_skew") for r in skewed.reasons)
+    reducing = assess_order(-1, 50, 100.0, 100.0, 0.0, 0.0, view, LIMITS, view_skew_ms=10_000.0)
+    assert reducing.passed and reducing.max_quantity == pytest.approx(100.0)
+    within = assess_order(+1, 100, 100.0, 0.0, 0.0, 0.0, view, LIMITS, view_skew_ms=LIMITS.max_view_skew_ms)
+    assert within.passed and [c.name for c in within.checks] == ["position_concentration", "daily_loss", "leverage"]
+
+
 def test_limits_are_validated():
     with pytest.raises(ValueError):
         RiskLimits(max_leverage=math.nan)
@@ -105,6 +124,8 @@ def test_limits_are_validated():
         RiskLimits(max_position_fraction=0)
     with pytest.raises(ValueError):
         RiskLimits(stale_move=1.0)
+    with pytest.raises(ValueError):
+        RiskLimits(max_view_skew_ms=0)
 
 
 def test_audit_form_is_json_safe():
