@@ -25,7 +25,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
 
 from api import trading
 from api.auth import ApiTokens, BearerAuthMiddleware
@@ -34,6 +34,8 @@ from api.metrics import MetricsSources, render_metrics
 from api.params import BadRequest, read_query, shown
 from api.queries import BadCursor, alert_page, decision_page, forensics_record, portfolio
 from api.rate_limit import RateLimit, RateLimitMiddleware
+from api.stream import stream
+from api.stream_hub import StreamConfig, StreamHub
 from backbone.broker import broker_answers
 from backbone.topics import TopicSettings
 from edge.system_keys import SystemKeys
@@ -82,6 +84,8 @@ class ApiConfig:
     """What a 503 (PostgreSQL not answering) tells the client to wait."""
     trading: trading.TradingSwitchboard | None = field(default=None, repr=False)
     """The kill switch (:mod:`api.trading`); None: its routes answer 503."""
+    stream: StreamConfig = field(default_factory=StreamConfig)
+    """The live stream's sources and bounds (``GET /api/v1/stream``; it needs ``redis_url``)."""
 
 
 def create_app(config: ApiConfig) -> Starlette:
@@ -102,9 +106,14 @@ def create_app(config: ApiConfig) -> Starlette:
         )
         await pool.open(wait=True, timeout=10)
         client = aioredis.Redis.from_url(config.redis_url) if config.redis_url else None
+        hub = StreamHub(config.redis_url, config.stream) if config.redis_url else None
+        if hub is not None:
+            await hub.start()
         try:
-            yield {"pool": pool, "redis": client, "config": config}
+            yield {"pool": pool, "redis": client, "config": config, "stream_hub": hub}
         finally:
+            if hub is not None:
+                await hub.stop()
             if client is not None:
                 await client.aclose()
             await pool.close()
@@ -120,6 +129,7 @@ def create_app(config: ApiConfig) -> Starlette:
         Route("/health", health, methods=["GET"]),
         Route("/ready", ready, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
+        WebSocketRoute("/api/v1/stream", stream),
     ]
     middleware = [
         Middleware(BearerAuthMiddleware, tokens=config.tokens),
@@ -135,8 +145,11 @@ async def _configure(conn: Any) -> None:
     use_orjson(conn)
 
 
-def config_from_settings(settings: Settings, switchboard: trading.TradingSwitchboard | None = None) -> ApiConfig:
+def config_from_settings(settings: Settings, switchboard: trading.TradingSwitchboard | None = None,
+                         capital: float = StreamConfig.capital) -> ApiConfig:
     """The app's configuration from the settings (``actors.system.api_main`` builds the app with it).
+
+    ``capital`` is the book's starting capital (the live stream shows equity from it).
 
     ``DATABASE_URL`` and ``GLASSBOX_API_TOKENS`` are required; ``REDIS_URL``,
     ``KAFKA_BOOTSTRAP_SERVERS``, ``GLASSBOX_SCHEMA``, ``GLASSBOX_RELAY_STORES``
@@ -161,6 +174,9 @@ def config_from_settings(settings: Settings, switchboard: trading.TradingSwitchb
         tick_dead_letter_counts_key=TickKeys(settings.namespace).dead_letter_counts,
         topics=TopicSettings.from_settings(settings, prefix=settings.topic_prefix),
         rate_limit=limit, trading=switchboard,
+        stream=StreamConfig(stores=settings.relay_stores, book_key=SystemKeys(settings.namespace).risk_book,
+                            trading_key=SystemKeys(settings.namespace).trading_state, capital=capital,
+                            max_position_fraction=settings.risk_max_position_fraction),
     )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from starlette.applications import Starlette
 
+from actors.runtime import HotPathSettings
 from actors.trading_control import TradingControl
 from api.app import config_from_settings, create_app
 from edge.system_keys import SystemKeys
@@ -26,4 +27,4 @@ def app_from_env() -> Starlette:
     """
     settings = Settings.from_env()
     switchboard = TradingControl(settings.redis_url, SystemKeys(settings.namespace)) if settings.redis_url else None
-    return create_app(config_from_settings(settings, switchboard))
+    return create_app(config_from_settings(settings, switchboard, capital=HotPathSettings.capital))

@@ -1,0 +1,208 @@
+"""The live stream, end to end: a real hot path commits, real uvicorn serves, a real WebSocket client reads.
+
+The source is the committed log in the real Redis (never the trading path);
+what the clients get is checked against the events in the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import uuid
+from contextlib import contextmanager
+from typing import Any, Iterator
+
+import orjson
+import pytest
+import websockets
+
+from api.app import ApiConfig, create_app
+from api.auth import ApiTokens
+from api.stream_hub import StreamConfig
+from edge.feeds import SyntheticFeed
+from edge.system_keys import SystemKeys
+from tests.actors.hot_path_support import make_hot_path, publish, wait_until_decided
+from tests.api.test_database_outage import served
+
+SYMBOLS = SyntheticFeed.symbol_names(3)
+READER = "stream-reader-0123456789"
+PORTFOLIO_ONLY = "stream-portfolio-0123456789"
+TOKENS = ApiTokens.parse(f"{READER}:forensics:read,portfolio:read;{PORTFOLIO_ONLY}:portfolio:read")
+
+
+@dataclasses.dataclass
+class Live:
+    hot: Any
+    url: str
+    namespace: str
+
+
+@contextmanager
+def live_stream(redis_url: str, database_url: str, policy, **bounds: Any) -> Iterator[Live]:
+    namespace = f"stream-{uuid.uuid4().hex[:8]}:"
+    hot = make_hot_path(redis_url, namespace, policy, SYMBOLS)
+    keys = SystemKeys(namespace)
+    config = StreamConfig(stores=(hot.settings.store_name,), book_key=keys.risk_book, trading_key=keys.trading_state,
+                          portfolio_interval_s=0.05, system_interval_s=0.2, **bounds)
+    app = create_app(ApiConfig(database_url, TOKENS, redis_url=redis_url, relay_stores=config.stores, stream=config))
+    with hot, served(app) as base:
+        yield Live(hot, base.replace("http://", "ws://") + "/api/v1/stream", namespace)
+
+
+def committed_decisions(hot) -> list[dict]:
+    return [orjson.loads(n.state) for n in hot.app.recorder.select_notifications(1, 10**6)
+            if n.topic == "Trading.Decision.Taken"]
+
+
+async def subscribe(url: str, **message: Any):
+    ws = await websockets.connect(url, max_size=2**24)
+    await ws.send(orjson.dumps({"type": "subscribe", "token": READER, **message}).decode())
+    return ws
+
+
+async def messages_until(ws, done, timeout: float = 30.0) -> list[dict]:
+    """Every message received until ``done(messages)`` holds."""
+    got: list[dict] = []
+    async with asyncio.timeout(timeout):
+        while not done(got):
+            got.extend(orjson.loads(await ws.recv()))
+    return got
+
+
+def merged_positions(messages: list[dict]) -> dict[str, dict]:
+    """The positions as the portfolio deltas received so far leave them."""
+    positions: dict[str, dict] = {}
+    for message in kinds(messages, "portfolio"):
+        positions.update(message["data"]["positions"])
+    return positions
+
+
+def kinds(messages: list[dict], kind: str) -> list[dict]:
+    return [m for m in messages if m["kind"] == kind]
+
+
+async def closed_with(url: str, first: str | bytes | None, **connect: Any) -> tuple[int, str]:
+    async with websockets.connect(url, **connect) as ws:
+        if first is not None:
+            await ws.send(first)
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            async with asyncio.timeout(15):
+                while True:
+                    await ws.recv()
+    return closed.value.rcvd.code, closed.value.rcvd.reason
+
+
+def test_decisions_are_pushed_as_committed_filtered_by_symbol_with_portfolio_and_system(
+        redis_url, database_url, policy) -> None:
+    with live_stream(redis_url, database_url, policy) as live:
+        async def scenario():
+            every = await subscribe(live.url, kinds=["decision", "portfolio", "system"])
+            one = await subscribe(live.url, kinds=["decision"], symbols=[SYMBOLS[1]])
+            hello = orjson.loads(await every.recv())[0]
+            assert hello["kind"] == "subscribed" and hello["data"]["resumed"] is False
+            ticks = publish(live.hot, SyntheticFeed(SYMBOLS, seed=5).ticks(100))
+            got = await messages_until(every, lambda m: len(kinds(m, "decision")) >= len(ticks)
+                                       and any(s["data"]["clients"] == 2 for s in kinds(m, "system"))
+                                       and m[-1]["kind"] == "portfolio"
+                                       and set(merged_positions(m)) == set(SYMBOLS))
+            mine = await messages_until(one, lambda m: len(kinds(m, "decision")) >= 100)
+            await every.close()
+            await one.close()
+            return got, mine
+
+        got, mine = asyncio.run(scenario())
+        wait_until_decided(live.hot, 300)
+        committed = committed_decisions(live.hot)
+    decisions = kinds(got, "decision")
+    assert [d["data"]["decision_id"] for d in decisions] == [c["decision_id"] for c in committed]
+    seqs = [d["seq"] for d in decisions]
+    assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))  # numbered without gaps, in commit order
+    assert {d["data"]["symbol"] for d in kinds(mine, "decision")} == {SYMBOLS[1]}
+    assert [d["data"]["decision_id"] for d in kinds(mine, "decision")] == [
+        c["decision_id"] for c in committed if c["symbol"] == SYMBOLS[1]]
+    for symbol, held in merged_positions(got).items():  # the last price each desk decided at
+        assert held["price"] == [c["price"] for c in committed if c["symbol"] == symbol][-1]
+    system = kinds(got, "system")[-1]["data"]
+    assert system["halted"] is False and system["clients"] == 2 and system["relay_lag_events"] > 0  # no relay here
+
+
+def test_a_client_that_falls_behind_is_told_so_and_resumes_where_it_left_off(redis_url, database_url, policy) -> None:
+    with live_stream(redis_url, database_url, policy, client_queue=20, min_frame_interval_s=0.5) as live:
+        async def scenario():
+            ws = await subscribe(live.url, kinds=["decision"])
+            hello = orjson.loads(await ws.recv())[0]
+            publish(live.hot, SyntheticFeed(SYMBOLS, seed=6).ticks(40))  # 120 decisions inside one frame interval
+            got: list[dict] = []
+            with pytest.raises(websockets.ConnectionClosed) as closed:
+                async with asyncio.timeout(30):
+                    while True:
+                        got.extend(orjson.loads(await ws.recv()))
+            wait_until_decided(live.hot, 120)
+            last = max([m["seq"] for m in kinds(got, "decision")], default=hello["seq"])
+            again = await subscribe(live.url, kinds=["decision"], resume={"epoch": hello["data"]["epoch"], "seq": last})
+            resumed = await messages_until(again, lambda m: m and m[0]["kind"] == "subscribed"
+                                           and len(kinds(m, "decision")) >= 120 - len(kinds(got, "decision")))
+            await again.close()
+            stale = await subscribe(live.url, kinds=["decision"], resume={"epoch": "0" * 16, "seq": last})
+            fresh = await messages_until(stale, lambda m: kinds(m, "snapshot"))
+            await stale.close()
+            return got, closed.value.rcvd, resumed, fresh
+
+        got, close, resumed, fresh = asyncio.run(scenario())
+        committed = committed_decisions(live.hot)
+    assert close.code == 4429 and "resume" in close.reason
+    assert kinds(got, "error")[0]["data"]["code"] == "too_slow"
+    assert resumed[0]["data"]["resumed"] is True
+    ids = [d["data"]["decision_id"] for d in kinds(got, "decision") + kinds(resumed, "decision")]
+    assert ids == [c["decision_id"] for c in committed]  # nothing lost, nothing twice
+    assert fresh[0]["data"]["resumed"] is False  # another server run's seq: a fresh snapshot instead
+    assert len(kinds(fresh, "snapshot")[0]["data"]["decisions"]) == 50
+
+
+@pytest.mark.parametrize(("first", "code", "said"), [
+    ("not json", 4400, "JSON"),
+    ('{"type": "subscribe", "token": "%s", "kinds": ["decision", "gossip"]}' % READER, 4400, "unknown kind 'gossip'"),
+    ('{"type": "subscribe", "token": "%s", "kinds": []}' % READER, 4400, "kinds"),
+    ('{"type": "subscribe", "token": "%s", "kinds": ["decision"], "symbols": "AAA"}' % READER, 4400, "symbols"),
+    ('{"type": "subscribe", "token": "%s", "kinds": ["decision"], "resume": {"seq": -1}}' % READER, 4400, "resume"),
+    ('{"type": "hello"}', 4400, "subscribe"),
+    ("x" * 5_000, 1009, "4096"),
+    ('{"type": "subscribe", "token": "wrong-token-0123456789", "kinds": ["decision"]}', 4401, "token"),
+    ('{"type": "subscribe", "kinds": ["decision"]}', 4401, "token"),
+    ('{"type": "subscribe", "token": "%s", "kinds": ["decision"]}' % PORTFOLIO_ONLY, 4403, "forensics:read"),
+])
+def test_a_bad_first_message_is_closed_with_a_clear_code_and_reason(redis_url, database_url, policy, first, code,
+                                                                   said) -> None:
+    with live_stream(redis_url, database_url, policy) as live:
+        got = asyncio.run(closed_with(live.url, first))
+    assert got[0] == code and said in got[1], got
+
+
+def test_the_token_may_come_in_a_header_but_never_in_the_url(redis_url, database_url, policy) -> None:
+    with live_stream(redis_url, database_url, policy, subscribe_timeout_s=0.5) as live:
+        async def scenario():
+            async with websockets.connect(live.url, additional_headers={"Authorization": f"Bearer {READER}"}) as ws:
+                await ws.send('{"type": "subscribe", "kinds": ["decision"]}')
+                hello = orjson.loads(await ws.recv())[0]
+            in_url = await closed_with(live.url + f"?token={READER}", None)
+            silent = await closed_with(live.url, None)
+            after = await closed_with(live.url, None)
+            return hello, in_url, silent, after
+
+        hello, in_url, silent, _ = asyncio.run(scenario())
+
+        async def chatty():
+            ws = await subscribe(live.url, kinds=["system"])
+            await ws.recv()
+            await ws.send('{"type": "subscribe", "kinds": ["decision"]}')
+            with pytest.raises(websockets.ConnectionClosed) as closed:
+                async with asyncio.timeout(15):
+                    while True:
+                        await ws.recv()
+            return closed.value.rcvd
+
+        again = asyncio.run(chatty())
+    assert hello["kind"] == "subscribed"
+    assert in_url[0] == 4400 and "URL" in in_url[1]
+    assert silent[0] == 4408 and "subscribe" in silent[1]
+    assert again.code == 4400 and "reconnect" in again.reason
