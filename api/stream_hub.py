@@ -103,6 +103,9 @@ class StreamHub:
         self._changed: set[str] = set()
         self._totals: dict[str, float] | None = None
         self._system: dict[str, Any] = {}
+        """The latest system message's data."""
+        self._last_sample: tuple[float, int, int] | None = None
+        """(monotonic time, ticks, decisions) when it was read: the rates are taken between two reads."""
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = asyncio.Event()
         self._decisions_seen = 0
@@ -290,18 +293,18 @@ class StreamHub:
                 trading = TradingState() if raw is None else TradingState.from_dict(orjson.loads(raw))
             except (ValueError, orjson.JSONDecodeError):
                 trading = TradingState(halted=True)
-        previous = self._system
-        elapsed = started - previous.get("_at", started) if previous else 0.0
-        rate = (ticks - previous.get("ticks", ticks)) / elapsed if elapsed > 0 else 0.0
-        decided = (self._decisions_seen - previous.get("_decisions", self._decisions_seen)) / elapsed if elapsed else 0.0
+        at, ticks_before, decided_before = self._last_sample or (started, ticks, self._decisions_seen)
+        elapsed = started - at
+        rate = (ticks - ticks_before) / elapsed if elapsed > 0 else 0.0
+        decided = (self._decisions_seen - decided_before) / elapsed if elapsed > 0 else 0.0
+        self._last_sample = (started, ticks, self._decisions_seen)
         self._system = {
             "ticks": ticks, "ticks_per_s": round(max(rate, 0.0), 1), "decisions_per_s": round(decided, 1),
             "tick_latency_ms_p99": round(p99_us / 1000.0, 3), "relay_lag_events": relay_lag,
             "halted": trading.halted, "flatten": trading.flatten, "halt_reason": trading.reason,
-            "clients": len(self._clients), "_at": started, "_decisions": self._decisions_seen,
+            "clients": len(self._clients),
         }
-        shown = {k: v for k, v in self._system.items() if not k.startswith("_")}
-        encoded = encode_message("system", self.seq, shown)
+        encoded = encode_message("system", self.seq, self._system)
         for c in self._clients:
             if "system" in c.subscription.kinds:
                 c.queue.offer_system(encoded)
