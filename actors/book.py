@@ -63,6 +63,7 @@ class PortfolioBook:
         self._remote_exposure = 0.0
         self._unseen_share = 1.0 - share
         self._remote_window = (0.0, float("inf"))
+        self._remote_idle = False
         self.trading = TradingState()
         """The kill switch as last read (running until read otherwise)."""
 
@@ -84,14 +85,19 @@ class PortfolioBook:
             self._remote_day_pnl = sum(s.day_pnl for s in shards.values())
             self._remote_exposure = sum(s.gross_exposure for s in shards.values())
             self._unseen_share = max(1.0 - self.share - sum(s.share for s in shards.values()), 0.0)
-            self._remote_window = (float(max((s.as_of_ms for s in shards.values()), default=0)),
-                                   float(min((s.valid_ms for s in shards.values() if s.valid_ms),
+            # In event time: each shard's stream times less its ticks' lag.
+            self._remote_window = (float(max((s.as_of_ms - s.lag_ms for s in shards.values() if s.as_of_ms),
+                                             default=0)),
+                                   float(min((s.valid_ms - s.lag_ms for s in shards.values() if s.valid_ms),
                                              default=float("inf"))))
+            self._remote_idle = any(not s.valid_ms for s in shards.values())
 
-    def remote_window(self) -> tuple[float, float]:
-        """(newest, oldest): the newest stream time (ms) the other shards' figures include, and the oldest
-        up to which they hold (``ShardBook.valid_ms``; inf: all idle); :func:`aggregates.risk.view_skew_ms`."""
-        return self._remote_window
+    def remote_window(self) -> tuple[float, float, bool]:
+        """(newest, oldest, any idle) in event time (ms): the newest tick the other shards' figures include,
+        the oldest time up to which the deciding ones hold (``ShardBook.valid_ms``; inf: none deciding),
+        each shard's stream times less its ticks' lag (``ShardBook.lag_ms``), and whether some shard said
+        it was idle (its figures hold up to when they were read); :func:`aggregates.risk.view_skew_ms`."""
+        return (*self._remote_window, self._remote_idle)
 
     def set_trading(self, state: TradingState) -> None:
         """The kill switch as just read: every later risk check sees it."""
@@ -114,11 +120,11 @@ class PortfolioBook:
                 "flatten": self.trading.flatten,
             })
 
-    def own_totals(self, published_ms: int, as_of_ms: int = 0, valid_ms: int = 0) -> ShardBook:
+    def own_totals(self, published_ms: int, as_of_ms: int = 0, valid_ms: int = 0, lag_ms: int = 0) -> ShardBook:
         """This shard's sums, to publish to the shared book, with how far in stream time it has decided."""
         with self._lock:
             return ShardBook(self._pnl, self._day_pnl, max(self._exposure, 0.0), self.share, published_ms,
-                             as_of_ms, valid_ms)
+                             as_of_ms, valid_ms, lag_ms)
 
     def equity(self) -> float:
         with self._lock:

@@ -62,7 +62,7 @@ class TickBatch:
 
     entries: Sequence[StreamEntry]
     view_window: tuple[float, float] | None = None
-    """(newest, oldest) stream time (ms) of what the other desks have decided and have still to decide
+    """(newest, oldest) event time (ms) of what the other desks have decided and may still have to decide
     (:func:`aggregates.risk.view_skew_ms`); None: they are in step (a backtest)."""
 
 
@@ -217,7 +217,7 @@ class SymbolActor(pykka.ThreadingActor):
             self.desk.decide(
                 tick_id=tick_id, ts_ns=tick.ts_ns, price=tick.price, size=tick.size,
                 bid=tick.bid, ask=tick.ask, features=features, policy=self._policy, others=others,
-                limits=limits, history=self.history, view_skew_ms=view_skew_ms(order[0], window),
+                limits=limits, history=self.history, view_skew_ms=view_skew_ms(tick.ts_ns // 1_000_000, window),
             )
             seen = order
             outcome.decisions += 1

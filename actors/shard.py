@@ -61,7 +61,7 @@ from actors.stats import HotPathStats
 from aggregates.desk import SymbolDesk
 from aggregates.policy import DecisionPolicy
 from aggregates.trading_switch import AUTO_HALT_REASON
-from edge.shared_book import SharedBook, TradingState
+from edge.shared_book import SharedBook, ShardBook, TradingState
 from edge.tick_stream import StreamEntry, TickKeys, TickReader
 from edge.ticks import BadTick
 
@@ -156,6 +156,12 @@ class Shard:
         self._backlog: list[Batches] = []
         self._newest_ms = 0
         """Stream time (entry ids' ms) of the newest tick this shard has decided."""
+        self._lag_ms = 0
+        """The newest tick read's stream time less its event time (``ShardBook.lag_ms``): how late the feed is."""
+        self._newest_event_ms = 0
+        """Event time (ms) of the newest tick this shard has decided: the view windows are in event time."""
+        self._book_read_ms = 0
+        """When this shard last read the shared book (ms; on its last read's pipeline)."""
         self._valid_ms = 1
         """Stream time up to which this shard's figures hold, for its next publication
         (``ShardBook.valid_ms``; 0 idle; 1, as at start, before it has decided a read of its own)."""
@@ -194,10 +200,14 @@ class Shard:
 
     def publish_book(self) -> None:
         if self._shared is not None:
-            self._shared.publish(self._book.own_totals(time.time_ns() // 1_000_000, self._newest_ms, self._valid_ms))
+            self._shared.publish(self._own_totals(time.time_ns() // 1_000_000, self._valid_ms))
+
+    def _own_totals(self, published_ms: int, valid_ms: int) -> ShardBook:
+        return self._book.own_totals(published_ms, self._newest_ms, valid_ms, self._lag_ms)
 
     def read_book(self) -> None:
         if self._shared is not None:
+            self._book_read_ms = time.time_ns() // 1_000_000
             self._shared.read_others()
             self._took_exchange()
 
@@ -263,18 +273,20 @@ class Shard:
     def _step(self) -> None:
         if self._backlog:
             batches = self._backlog.pop(0)
+            self._lag_ms = _newest_lag_ms(batches, self._lag_ms)
         else:
-            issued_ms = time.time_ns() // 1_000_000
+            issued_ms = self._book_read_ms = time.time_ns() // 1_000_000
             exchange = None if self._shared is None else (
-                self._shared, self._book.own_totals(issued_ms, self._newest_ms, self._valid_ms))
+                self._shared, self._own_totals(issued_ms, self._valid_ms))
             batches = self.reader.read(self.settings.read_count, self.settings.block_ms, self._take_acks(),
                                        exchange)
+            self._lag_ms = _newest_lag_ms(batches, self._lag_ms)
             if self._shared is not None:
                 self._took_exchange()
                 if batches and self._valid_ms == 0:
                     # Waking from idle: the others must not take this shard's figures as current while it
                     # decides what came in after this read was issued (one write, once a wake-up).
-                    self._shared.publish(self._book.own_totals(issued_ms, self._newest_ms, issued_ms))
+                    self._shared.publish(self._own_totals(issued_ms, issued_ms))
             # Once this cycle is done its figures hold up to when the read was issued (unless cut off).
             self._valid_ms = issued_ms if batches else 0
         if batches:
@@ -314,7 +326,7 @@ class Shard:
             if symbol in failed:
                 continue
             try:
-                outcomes.append(self._decide(symbol, entries, view.window(self._newest_ms)))
+                outcomes.append(self._decide(symbol, entries, view.window(self._newest_event_ms)))
             except Exception as error:  # noqa: BLE001 - the actor reloaded; the ticks stay pending
                 if store_refused(error):
                     raise  # a desk that cannot load (or reload) is the store's refusal: back off, redo
@@ -336,23 +348,34 @@ class Shard:
             self._alive_actor(symbol).proxy().reload().get()
         view = self._cycle_view(batches)
         for symbol, entries in batches.items():
-            self._settle(symbol, entries, view.window(self._newest_ms))
+            self._settle(symbol, entries, view.window(self._newest_event_ms))
 
     def _cycle_view(self, batches: Batches) -> _CycleView:
-        """Where the other desks and shards stand in stream time while this cycle decides (view windows).
+        """Where the other desks and shards stand in event time while this cycle decides (view windows).
 
         Newest: what any desk of this shard has decided (it grows as the cycle goes), or any other shard
         has published. Oldest: the last tick of every batch the read cut off at ``read_count`` (its
         desk has more waiting), and how far the other shards' figures hold (``ShardBook.valid_ms``).
         So a tick far from the window is one its desk decides while others are behind or ahead of it
         (a backlog): :func:`aggregates.risk.view_skew_ms`. The cut-off also bounds what this shard
-        publishes as ``ShardBook.valid_ms``.
+        publishes as ``ShardBook.valid_ms`` (in stream time, as it publishes).
+
+        Event time, not stream time: a feed that falls behind and catches up publishes seconds of
+        ticks within a few ms, so a view a few ms old in stream time can miss seconds of price moves.
+        Another shard's stream times are turned into event time by its ticks' lag (``ShardBook.lag_ms``).
         """
-        remote_newest, remote_oldest = self._book.remote_window()
-        cut_off = min((_stream_ms(entries[-1][0]) for entries in batches.values()
-                       if len(entries) >= self.settings.read_count), default=math.inf)
-        if cut_off != math.inf and self._valid_ms:
-            self._valid_ms = min(self._valid_ms, int(cut_off))
+        remote_newest, remote_oldest, remote_idle = self._book.remote_window()
+        if remote_idle and self._book_read_ms:
+            # An idle shard had nothing waiting when this shard read the book (on its read's pipeline): its
+            # figures hold up to then, in event time by the lag of the newest tick this read brought. What
+            # it has to decide came in after, at most the read's block (50 ms) before these ticks.
+            remote_oldest = min(remote_oldest, self._book_read_ms - self._lag_ms)
+        cut = [entries[-1] for entries in batches.values() if len(entries) >= self.settings.read_count]
+        if cut and self._valid_ms:
+            self._valid_ms = min(self._valid_ms, min(_stream_ms(entry_id) for entry_id, _ in cut))
+        # A tick whose time is unreadable is dead-lettered by its desk: it holds no view back.
+        cut_off = min((ns // 1_000_000 for ns in (_tick_ns(fields) for _, fields in cut) if ns >= 0),
+                      default=math.inf)
         return _CycleView(min(cut_off, remote_oldest), remote_newest)
 
     def _settle(self, symbol: str, entries: list[StreamEntry], window: tuple[float, float] | None = None) -> bool:
@@ -399,6 +422,7 @@ class Shard:
             self._book.publish(symbol, outcome.figures)
         if entries and window is not None:
             self._newest_ms = max(self._newest_ms, _stream_ms(entries[-1][0]))
+            self._newest_event_ms = max(self._newest_event_ms, _tick_ns(entries[-1][1]) // 1_000_000)
         return outcome
 
     def _commit(self, outcomes: list[BatchOutcome]) -> None:
@@ -526,7 +550,7 @@ def _stream_ms(entry_id: bytes) -> int:
 
 @dataclass(frozen=True)
 class _CycleView:
-    """Where in stream time the other desks and shards stand for a cycle (:attr:`TickBatch.view_window`)."""
+    """Where in event time (ms) the other desks and shards stand for a cycle (:attr:`TickBatch.view_window`)."""
 
     oldest: float
     """Ticks known to be waiting beyond this cycle: batches cut off at ``read_count``, other shards' backlogs."""
@@ -562,6 +586,13 @@ def _time_runs(batches: Batches) -> list[tuple[str, list[StreamEntry]]]:
         else:
             runs.append((symbol, [batches[symbol][n]]))
     return runs
+
+
+def _newest_lag_ms(batches: Batches, otherwise: int) -> int:
+    """Stream time less event time (ms) of the newest entry of ``batches``; ``otherwise`` when none has a time."""
+    newest = max(((_stream_ms(entries[-1][0]), _tick_ns(entries[-1][1])) for entries in batches.values() if entries),
+                 default=(0, -1))
+    return newest[0] - newest[1] // 1_000_000 if newest[1] >= 0 else otherwise
 
 
 def _tick_ns(fields: Any) -> int:

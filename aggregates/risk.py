@@ -14,7 +14,11 @@ the other shards trade. Two rules keep the limits whole with that staleness:
   to have moved against the book by ``RiskLimits.stale_move`` since it was
   seen: the equity the limits are measured against, and the day's P&L, are
   reduced by ``stale_move`` × the other desks' gross exposure, and their
-  exposure counts ``1 + stale_move`` times.
+  exposure counts ``1 + stale_move`` times. For the equity, another shard's
+  exposure counts as in the next rule, at its full share of the budget if it
+  holds less: it may have built positions since it was seen, and they move
+  too. (Not for the day's P&L: a flat book would start each day with that
+  much of the daily loss limit gone; the halt on the daily loss backs it.)
 - **Shares of the leverage budget.** Each shard owns a share of the book's
   gross-exposure budget (its symbols over the book's). Another shard counts at
   its full share, or at what it holds if that is more (a shard not heard from
@@ -163,8 +167,13 @@ def assess_order(
     (a ``book_view_skew`` check, recorded only then).
     """
     equity = others.capital + others.pnl + own_pnl
-    # What the other desks' positions may have lost since they were seen (module docstring).
-    unseen_loss = limits.stale_move * others.gross_exposure
+    # What the other desks' positions may have lost since they were seen (module docstring): this
+    # shard's as seen, every other shard's at its share of the budget, or what it holds if more.
+    full_budget = max(equity, 0.0) * limits.max_leverage
+    exposed = others.gross_exposure - others.remote_exposure + others.unseen_share * full_budget
+    for shard in others.remote:
+        exposed += max(shard.gross_exposure, shard.share * full_budget)
+    unseen_loss = limits.stale_move * exposed
     safe_equity = max(equity - unseen_loss, 0.0)
     after = position + side * quantity
     # Quantity that only closes existing position: always allowed.
@@ -195,7 +204,8 @@ def assess_order(
 
     day_pnl = others.day_pnl + own_day_pnl
     day_start_equity = equity - day_pnl
-    day_loss = _ratio(unseen_loss - day_pnl, day_start_equity)
+    # Only the positions seen here: a flat book would otherwise start every day a share of the limit down.
+    day_loss = _ratio(limits.stale_move * others.gross_exposure - day_pnl, day_start_equity)
     loss_breached = day_loss >= limits.daily_loss_limit
     daily = built(CheckResult, {
         "name": "daily_loss",
@@ -229,10 +239,10 @@ def assess_order(
 
 
 def view_skew_ms(tick_ms: int, window: tuple[float, float] | None) -> float:
-    """How far ``tick_ms`` (a tick's stream time) lies outside ``window``, in ms (0: inside, or no window).
+    """How far ``tick_ms`` (a tick's event time) lies outside ``window``, in ms (0: inside, or no window).
 
-    ``window`` is (newest, oldest): the newest stream time any desk the check
-    sees has already decided, and the oldest one some desk has still to decide.
+    ``window`` is (newest, oldest), in event time: the newest tick any desk the
+    check sees has already decided, and the oldest one some desk may still have to decide.
     A tick older than the first saw others' figures from its future; one newer
     than the second misses others' past. Either way by more than the view's
     usual age only while a shard or desk catches up on a backlog.

@@ -332,8 +332,8 @@ class EmbeddedServer(ABC):
     def _wait_until_answers(self, process: subprocess.Popen[bytes], timeout: float) -> str | None:
         """Poll :meth:`answers` until it is true; None then, else why not (the process exited, or ``timeout`` passed).
 
-        While it does not answer, :meth:`starting_progress` is asked twice a
-        second and passed on at most every :data:`PROGRESS_EVERY` seconds: a server still loading
+        While it does not answer, :meth:`starting_progress` is asked at every
+        poll until it first answers, then twice a second, and passed on at most every :data:`PROGRESS_EVERY` seconds: a server still loading
         is starting, not dead; only the timeout or its exit ends the wait.
         """
         now = time.monotonic()
@@ -348,8 +348,10 @@ class EmbeddedServer(ABC):
                 still = f" (still {last})" if last else ""
                 return f"did not answer {self.readiness_question} within {timeout:.1f} s{still}"
             if now >= next_ask:
-                next_ask = now + _PROGRESS_ASK_EVERY
                 last = self.starting_progress() or last
+                # Every poll until the server first says how far it is (a short load would be
+                # over between two asks), then twice a second.
+                next_ask = now + (_PROGRESS_ASK_EVERY if last else 0.0)
                 if last and now >= next_line:
                     next_line = now + PROGRESS_EVERY
                     self._progress(f"{last} ...")

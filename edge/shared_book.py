@@ -53,11 +53,15 @@ class ShardBook:
     valid_ms: int = 0
     """Stream time up to which the figures hold: the shard has decided every tick of its symbols taken in
     before it (the time of its last read it has decided all of). 0: it is idle, nothing is waiting."""
+    lag_ms: int = 0
+    """Its newest tick's stream time minus its event time (ms): what turns ``as_of_ms`` and ``valid_ms``
+    into event time, the time the risk checks compare (a feed that publishes late, in bursts, has ticks
+    of seconds of event time within a few ms of stream time)."""
 
     def to_json(self) -> bytes:
         return orjson.dumps({"pnl": self.pnl, "day_pnl": self.day_pnl, "gross_exposure": self.gross_exposure,
                              "share": self.share, "published_ms": self.published_ms, "as_of_ms": self.as_of_ms,
-                             "valid_ms": self.valid_ms})
+                             "valid_ms": self.valid_ms, "lag_ms": self.lag_ms})
 
     @classmethod
     def from_json(cls, raw: bytes) -> ShardBook:
@@ -78,8 +82,11 @@ class ShardBook:
         for name, value in times.items():
             if type(value) is not int or value < 0:
                 raise ValueError(f"{name} {value!r} is not a non-negative integer")
+        lag_ms = data.get("lag_ms", 0)
+        if type(lag_ms) is not int:
+            raise ValueError(f"lag_ms {lag_ms!r} is not an integer")
         return cls(numbers["pnl"], numbers["day_pnl"], numbers["gross_exposure"], numbers["share"],
-                   times["published_ms"], times["as_of_ms"], times["valid_ms"])
+                   times["published_ms"], times["as_of_ms"], times["valid_ms"], lag_ms)
 
 
 @dataclass(frozen=True)

@@ -64,8 +64,10 @@ def committed_events(redis_url: str, stores: list[str]) -> list[tuple[str, dict]
 def replay_book(events: list[tuple[str, dict]], capital: float, limits: RiskLimits) -> BookReplay:
     desks: dict[str, _Desk] = {}
     seen = BookReplay()
+    checks: dict[str, list] = {}
     for topic, e in events:
         if topic == "Trading.Decision.Taken":
+            checks[e["decision_id"]] = e.get("risk_checks") or []
             desk = desks.setdefault(e["symbol"], _Desk())
             day = e["timestamp_ns"] // NS_PER_DAY
             if desk.day is None:
@@ -81,13 +83,14 @@ def replay_book(events: list[tuple[str, dict]], capital: float, limits: RiskLimi
             desk.position = e["position_after"]
             if abs(desk.position) > abs(before) + TOLERANCE:
                 seen.growing_fills += 1
-                _check(seen, desks, e, capital, limits)
+                _check(seen, desks, e, capital, limits, checks.get(e["decision_id"], []))
         elif topic == "Risk.Check.Rejected":
             seen.refusals.append(e)
     return seen
 
 
-def _check(seen: BookReplay, desks: dict[str, _Desk], fill: dict, capital: float, limits: RiskLimits) -> None:
+def _check(seen: BookReplay, desks: dict[str, _Desk], fill: dict, capital: float, limits: RiskLimits,
+           checks: list) -> None:
     equity = capital + sum(d.pnl for d in desks.values())
     gross = sum(abs(d.position * d.price) for d in desks.values())
     day_pnl = sum(d.pnl - d.day_start_pnl for d in desks.values())
@@ -99,7 +102,9 @@ def _check(seen: BookReplay, desks: dict[str, _Desk], fill: dict, capital: float
     seen.max_concentration = max(seen.max_concentration, concentration)
     seen.max_leverage = max(seen.max_leverage, leverage)
     seen.max_day_loss = max(seen.max_day_loss, day_loss)
-    where = f"{fill['symbol']} at {fill['timestamp_ns']}"
+    # What the desk's checks saw, beside each breach: which of its figures the replay disagrees with.
+    saw = ", ".join(f"{c['name']} {c['value']:.6f}" for c in checks if isinstance(c.get("value"), float))
+    where = f"{fill['symbol']} at {fill['timestamp_ns']} (its checks saw {saw or 'nothing'}; equity {equity:.2f})"
     if concentration > limits.max_position_fraction + TOLERANCE:
         seen.breaches.append(f"{where}: position {concentration:.6f} of equity > {limits.max_position_fraction}")
     if leverage > limits.max_leverage + TOLERANCE:

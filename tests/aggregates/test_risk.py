@@ -64,16 +64,25 @@ def test_reducing_an_oversized_position_always_passes():
 
 def test_another_shard_counts_at_its_full_share_of_the_leverage_budget():
     # Half the book's budget (1.5 x 1M) belongs to a shard holding nothing yet: this one may
-    # use only its own half, 750k, less the headroom for what the other shard's book might move.
+    # use only its own half, less the headroom for what the other shard's book might move; that
+    # shard may have filled its half since it was seen, so the headroom is for 750k moving.
     idle = OthersView(CAPITAL, remote=(RemoteShard(0.0, 0.5),))
     result = assess(+1, 8_000, price=100.0, remote=idle.remote)
     assert not result.passed
-    assert {c.name: c for c in result.checks}["leverage"].max_quantity == pytest.approx(7_500)
+    safe_equity = CAPITAL - LIMITS.stale_move * 0.5 * 1.5 * CAPITAL
+    assert {c.name: c for c in result.checks}["leverage"].max_quantity == pytest.approx(0.5 * 1.5 * safe_equity / 100)
     # A shard over its share counts at what it holds (plus the assumed move).
     busy = assess(+1, 1, price=100.0, gross_exposure=1_000_000.0, remote_exposure=1_000_000.0,
                   remote=(RemoteShard(1_000_000.0, 0.5),))
     equity = CAPITAL - LIMITS.stale_move * 1_000_000.0
     assert busy.checks[2].max_quantity == pytest.approx((1.5 * equity - 1_000_000.0 * (1 + LIMITS.stale_move)) / 100)
+
+
+def test_another_shard_that_holds_less_than_its_share_may_have_filled_it_unseen():
+    # Seen holding nothing, it may hold its whole share (0.5 x 1.5 x 1M) by now, moved against the book.
+    result = assess(+1, 1, remote=(RemoteShard(0.0, 0.5),))
+    concentration = {c.name: c for c in result.checks}["position_concentration"]
+    assert concentration.max_quantity == pytest.approx((CAPITAL - LIMITS.stale_move * 750_000.0) * 0.25 / 100)
 
 
 def test_shards_not_published_yet_count_as_fully_invested():
@@ -140,7 +149,10 @@ def dataclass_built_assessment(side, quantity, price, position, own_pnl, own_day
     from aggregates.risk import QUANTITY_EPSILON, CheckResult, RiskAssessment, _ratio
 
     equity = others.capital + others.pnl + own_pnl
-    unseen_loss = limits.stale_move * others.gross_exposure
+    full_budget = max(equity, 0.0) * limits.max_leverage
+    exposed = (others.gross_exposure - others.remote_exposure + others.unseen_share * full_budget
+               + sum(max(s.gross_exposure, s.share * full_budget) for s in others.remote))
+    unseen_loss = limits.stale_move * exposed
     safe_equity = max(equity - unseen_loss, 0.0)
     after = position + side * quantity
     reducing = abs(position) if side * position < 0 else 0.0
@@ -158,7 +170,7 @@ def dataclass_built_assessment(side, quantity, price, position, own_pnl, own_day
                            _ratio(held + abs(after) * price, safe_equity), limits.max_leverage,
                            max(gross_cap - side * position, reducing, 0.0))
     day_pnl = others.day_pnl + own_day_pnl
-    day_loss = _ratio(unseen_loss - day_pnl, equity - day_pnl)
+    day_loss = _ratio(limits.stale_move * others.gross_exposure - day_pnl, equity - day_pnl)
     breached = day_loss >= limits.daily_loss_limit
     daily = CheckResult("daily_loss", not breached or abs(after) < abs(position), day_loss,
                         limits.daily_loss_limit, reducing if breached else math.inf)

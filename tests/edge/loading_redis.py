@@ -21,8 +21,8 @@ from edge.redis_server import EmbeddedRedis, RedisServerSettings
 
 __all__ = ["BASE_TIMEOUT", "CHUNK", "LOADING_MB", "SLOW_LOAD", "entries_in", "given_loading_redis", "write_big_aof"]
 
-LOADING_MB = 30
-"""Of small XADDs: about 1.5 s of replay on a 2-core machine, so the wait is seen going past a 0.1 s base."""
+LOADING_MB = 60
+"""Of small XADDs: about 1 s of replay on a 2-core machine, so the wait is seen going past a 0.1 s base."""
 BASE_TIMEOUT = 0.1
 SLOW_LOAD = RedisServerSettings(startup_timeout=BASE_TIMEOUT, aof_load_bytes_per_s=1024 * 1024,
                                 aof_rewrite_percentage=0)
