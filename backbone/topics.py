@@ -22,6 +22,7 @@ __all__ = [
     "EVENT_TOPICS",
     "TopicSettings",
     "TopicSpec",
+    "dead_letter_spec",
     "dead_letter_topic",
     "ensure_topics",
     "glassbox_topics",
@@ -89,12 +90,18 @@ def dead_letter_topic(consumer_group: str) -> str:
 
 def glassbox_topics(settings: TopicSettings, consumer_groups: Iterable[str] = ()) -> list[TopicSpec]:
     """The event topics plus one dead-letter topic per consumer group, as settings shape them."""
-    configs = () if settings.retention_ms is None else (("retention.ms", str(settings.retention_ms)),)
     names = [*EVENT_TOPICS, *(dead_letter_topic(group) for group in consumer_groups)]
-    return [
-        TopicSpec(settings.name(name), settings.partitions, settings.replication_factor, configs)
-        for name in names
-    ]
+    return [_spec(settings, name) for name in names]
+
+
+def dead_letter_spec(settings: TopicSettings, consumer_group: str) -> TopicSpec:
+    """The dead-letter topic of ``consumer_group``, as settings shape it."""
+    return _spec(settings, dead_letter_topic(consumer_group))
+
+
+def _spec(settings: TopicSettings, name: str) -> TopicSpec:
+    configs = () if settings.retention_ms is None else (("retention.ms", str(settings.retention_ms)),)
+    return TopicSpec(settings.name(name), settings.partitions, settings.replication_factor, configs)
 
 
 async def ensure_topics(bootstrap_servers: str, specs: Sequence[TopicSpec], timeout: float = 10.0) -> list[str]:

@@ -44,6 +44,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 from psycopg import sql
 
+from backbone.errors import TopicError
+from backbone.topics import TopicSpec, ensure_topics
 from projections.failures import describe
 
 __all__ = ["DeadLetter", "DeadLetterOutbox"]
@@ -75,11 +77,13 @@ class DeadLetter:
 class DeadLetterOutbox:
     """The ``dead_letters`` rows of one consumer group and their publication to its DLQ topic."""
 
-    def __init__(self, schema: str, group: str, dlq_topic: str, bootstrap_servers: str, *, retry_after: float) -> None:
+    def __init__(self, schema: str, group: str, dlq_topic: TopicSpec, bootstrap_servers: str, *,
+                 retry_after: float) -> None:
         self._schema = sql.Identifier(schema)
         self._lock_name = f"{schema}.dead_letters/{group}"
         self._group = group
-        self._topic = dlq_topic
+        self._spec = dlq_topic
+        self._topic = dlq_topic.name
         self._bootstrap = bootstrap_servers
         self._reader: AIOKafkaConsumer | None = None
         self._sent: dict[str, tuple[int, int]] = {}
@@ -119,7 +123,7 @@ class DeadLetterOutbox:
         """:meth:`publish`; a broker problem is logged and leaves the rows for ``retry_after`` seconds later."""
         try:
             await self.publish(conn, producer)
-        except (KafkaError, asyncio.TimeoutError) as error:
+        except (KafkaError, TopicError, asyncio.TimeoutError) as error:
             self._next_publish = time.monotonic() + self._retry_after
             log.warning("%s: could not publish dead letters to its dead-letter topic (retrying in %.1f s): %s",
                         self._group, self._retry_after, describe(error))
@@ -139,6 +143,10 @@ class DeadLetterOutbox:
             rows = await cursor.fetchall()
             if not rows:
                 return 0
+            # Created as the settings shape it before any client asks for it: a broker that came back
+            # empty would auto-create it on the first send with its own partition count, and every
+            # later start of the worker would refuse the topic as too small.
+            await ensure_topics(self._bootstrap, [self._spec])
             in_topic = {**await self._tail_sources(conn), **self._sent}
             mark = sql.SQL(
                 "UPDATE {}.dead_letters SET published_at = now(), dlq_partition = %s, dlq_offset = %s"

@@ -59,7 +59,7 @@ from psycopg import sql
 
 from backbone.topics import (
     TopicSettings,
-    dead_letter_topic,
+    dead_letter_spec,
     ensure_topics,
     glassbox_topics,
 )
@@ -233,7 +233,7 @@ class ProjectionWorker:
         self._topics = topics
         self._group = topics.name(projection.group)
         self._outbox = DeadLetterOutbox(
-            schema, self._group, topics.name(dead_letter_topic(projection.group)), bootstrap_servers,
+            schema, self._group, dead_letter_spec(topics, projection.group), bootstrap_servers,
             retry_after=self.settings.backoff_cap)
         self._batches = BatchWriter(projection, schema, self._group, self.settings, self.metrics)
         self._consumer: AIOKafkaConsumer | None = None
