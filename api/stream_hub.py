@@ -73,7 +73,8 @@ class StreamConfig:
     min_frame_interval_s: float = 0.02
     """A client gets at most one frame this often: what arrives meanwhile goes in the same frame."""
     subscribe_timeout_s: float = 10.0
-    portfolio_interval_s: float = 0.1
+    portfolio_interval_s: float = 0.025
+    """How often the book's totals are read (one HGETALL): with the frame interval, their age at a client."""
     system_interval_s: float = 1.0
     read_block_ms: int = 1_000
 
@@ -275,7 +276,9 @@ class StreamHub:
         equity = self.config.capital + pnl
         return {"capital": self.config.capital, "equity": equity, "pnl": pnl,
                 "day_pnl": sum(s.day_pnl for s in shards), "gross_exposure": gross,
-                "leverage": gross / equity if equity > 0 else float("inf"), "shards": len(shards)}
+                "leverage": gross / equity if equity > 0 else float("inf"), "shards": len(shards),
+                # When the newest figures were published (ms since the epoch): how fresh the totals are.
+                "as_of_ms": max((s.published_ms for s in shards), default=0)}
 
     async def _read_system(self, client: aioredis.Redis) -> None:
         started = time.monotonic()

@@ -209,6 +209,7 @@ def decision_summary(state: Mapping[str, Any], store: str, position: int) -> dic
             "risk_passed": bool(state.get("risk_passed", True)),
             "model_version": _text(state.get("model_version", "")),
             "timestamp_ns": int(state["timestamp_ns"]),
+            "correlation_id": _text(state.get("correlation_id", "")),
             "store": store,
             "log_position": position,
         }

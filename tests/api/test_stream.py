@@ -115,6 +115,8 @@ def test_decisions_are_pushed_as_committed_filtered_by_symbol_with_portfolio_and
         committed = committed_decisions(live.hot)
     decisions = kinds(got, "decision")
     assert [d["data"]["decision_id"] for d in decisions] == [c["decision_id"] for c in committed]
+    # Each names its tick (the tick stream's entry id: when Redis took the tick in; perf.stream times from it).
+    assert [d["data"]["correlation_id"] for d in decisions] == [c["correlation_id"] for c in committed]
     seqs = [d["seq"] for d in decisions]
     assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))  # numbered without gaps, in commit order
     assert {d["data"]["symbol"] for d in kinds(mine, "decision")} == {SYMBOLS[1]}

@@ -1,0 +1,340 @@
+"""The live stream under many WebSocket clients, and what they cost trading.
+
+    python -m perf.stream --clients 200 --seconds 30 --json out.json
+
+Runs ``glassbox up`` itself at its default rate and sources (``python -m
+actors.system.cli up --api-port 0 --duration D``) in a home and namespace of
+its own, with the embedded Redis, broker and PostgreSQL it starts (and the
+model registry ``--models`` names, or the one it trains first). After
+``--warmup`` seconds come three windows of ``--seconds`` each: without
+clients, with ``--clients`` clients, and without again. Each client opens
+``GET /api/v1/stream`` (the token in its first message), subscribes to
+``--kinds`` for every symbol (default ``decision``, ``portfolio`` and
+``system``, as the dashboard's overview does; ``portfolio,system`` is seed
+003's story, live book metrics), and reads every frame as it comes. The clients
+run in this process, on the same two cores as the system.
+
+Figures:
+
+- ``stream_latency_ms_p50`` / ``_p99``: a decision message's receipt minus
+  its tick's arrival in Redis (of portfolio messages when ``--kinds`` has no
+  decisions, as below) (the ms of the tick stream's entry id, the
+  decision's ``correlation_id``), over the "with" window. So it is an upper
+  bound of event committed → message received, over by the tick → committed
+  latency (``tick_latency_ms_p99_with``, beside it) and by up to 1 ms of the
+  id's resolution. Target: p99 < 50 ms.
+- ``portfolio_latency_ms_p50`` / ``_p99``: a portfolio message's receipt
+  minus the publication time of the newest shard figures in its totals
+  (``totals.as_of_ms``): book committed → received, seed 003's "live
+  portfolio metrics within 50 ms".
+- ``stream_messages_per_s``: messages (all kinds) all clients received per
+  second of the "with" window; ``stream_decisions_per_client_per_s`` the
+  decisions one client got.
+- ``tick_latency_ms_p99_without`` / ``_with``: tick sent → committed p99,
+  the median of the shards' per-second p99s over a window (the two "without"
+  windows pooled); ``tick_p99_ratio_with_clients`` is with ÷ without. Target:
+  at most 1.1.
+- ``clients_closed``: clients the API closed during the window (too slow:
+  4429, or anything else); ``api_cpu_cores_with`` / ``_without`` and
+  ``clients_cpu_cores``: the API process's and this process's CPU over each
+  window, in cores (from ``/proc``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import orjson
+import redis
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+
+from actors.shard_metrics import shard_metrics_key
+from edge.system_keys import SystemKeys
+from perf.proc_cpu import ProcessTable
+from perf.report import write_result
+
+__all__ = ["main"]
+
+START_TIMEOUT_S = 300.0
+STOP_TIMEOUT_S = 240.0
+KINDS = ("decision", "portfolio", "system")
+"""What a client subscribes to unless ``--kinds`` says otherwise: what the dashboard's overview shows."""
+
+_BEGAN = time.monotonic()
+
+
+def _say(line: str) -> None:
+    print(f"perf.stream [{time.monotonic() - _BEGAN:5.0f}s]: {line}", file=sys.stderr, flush=True)
+
+
+class _Up:
+    """``glassbox up`` as this benchmark runs it, its output in a file."""
+
+    def __init__(self, work: Path, duration: float, models: Path | None) -> None:
+        self.home = work / "home"
+        if models is not None:  # a trained registry: glassbox up would otherwise train its own first
+            shutil.copytree(models, self.home / "models")
+        self.namespace = f"perf-stream-{uuid.uuid4().hex[:8]}:"
+        self.out = work / "up.out"
+        env = {name: value for name, value in os.environ.items()
+               if name not in ("REDIS_URL", "KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL", "GLASSBOX_API_TOKENS")}
+        env.update(GLASSBOX_HOME=str(self.home), GLASSBOX_NAMESPACE=self.namespace)
+        argv = [sys.executable, "-m", "actors.system.cli", "up", "--api-port", "0", "--duration", f"{duration:g}"]
+        with self.out.open("wb") as out:
+            self.process = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                            stdin=subprocess.DEVNULL, start_new_session=True)
+
+    def output(self) -> str:
+        return self.out.read_text(errors="replace")
+
+    def tail(self) -> str:
+        return "\n  ".join(self.output().splitlines()[-25:]) + f"\n  (whole output: {self.out})"
+
+    def wait_until_running(self) -> tuple[str, str, int]:
+        """(API base URL, Redis URL, shards) once ``glassbox up`` says everything runs."""
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            text = self.output()
+            api = re.search(r"^API\s+(http://\S+)", text, re.M)
+            if api:
+                redis_url = re.search(r"^redis\s+(redis://\S+)", text, re.M)
+                shards = re.search(r"symbols on (\d+) shard", text)
+                if not (redis_url and shards):
+                    raise RuntimeError(f"glassbox up did not say its Redis and shards:\n  {self.tail()}")
+                return api.group(1), redis_url.group(1), int(shards.group(1))
+            if self.process.poll() is not None:
+                raise RuntimeError(f"glassbox up exited with {self.process.returncode} before it ran:\n  {self.tail()}")
+            time.sleep(0.2)
+        self.process.kill()
+        raise RuntimeError(f"glassbox up did not start within {START_TIMEOUT_S:g} s:\n  {self.tail()}")
+
+    def api_pid(self) -> int | None:
+        try:
+            status = orjson.loads((self.home / "run" / "status.json").read_bytes())
+        except (OSError, orjson.JSONDecodeError):
+            return None
+        return next((int(c["pid"]) for c in status.get("components", []) if c.get("name") == "api" and c.get("pid")),
+                    None)
+
+    def wait_for_exit(self) -> int:
+        try:
+            return self.process.wait(STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            raise RuntimeError(f"glassbox up did not drain and stop within {STOP_TIMEOUT_S:g} s:\n  {self.tail()}")
+
+
+class _Clients:
+    """What the clients received: decision latencies (ms) and message counts, while ``counting``."""
+
+    def __init__(self, kinds: list[str]) -> None:
+        self.kinds = kinds
+        self.counting = False
+        self.latencies_ms: list[float] = []
+        """Of decision messages: receipt less the tick's arrival in Redis."""
+        self.portfolio_ms: list[float] = []
+        """Of portfolio messages: receipt less the publication of the book's newest figures."""
+        self.messages = 0
+        self.decisions = 0
+        self.closed: dict[str, int] = {}
+        self.subscribed = 0
+
+    async def client(self, url: str, token: str, stop: asyncio.Event) -> None:
+        try:
+            async with connect(url, max_size=2**24, open_timeout=60) as ws:
+                await ws.send(orjson.dumps({"type": "subscribe", "token": token, "kinds": self.kinds}).decode())
+                self.subscribed += 1
+                while not stop.is_set():
+                    try:
+                        frame = await asyncio.wait_for(ws.recv(), 1.0)
+                    except asyncio.TimeoutError:
+                        continue
+                    if self.counting:
+                        self._take(frame)
+        except ConnectionClosed as closed:
+            if not stop.is_set():
+                code = str(closed.rcvd.code if closed.rcvd else "none")
+                self.closed[code] = self.closed.get(code, 0) + 1
+
+    def _take(self, frame: str | bytes) -> None:
+        now_ms = time.time() * 1000.0
+        messages = orjson.loads(frame)
+        self.messages += len(messages)
+        for message in messages:
+            if message.get("kind") == "decision":
+                self.decisions += 1
+                tick_ms = int(str(message["data"].get("correlation_id", "")).partition("-")[0] or 0)
+                if tick_ms:
+                    self.latencies_ms.append(now_ms - tick_ms)
+            elif message.get("kind") == "portfolio":
+                as_of = (message["data"].get("totals") or {}).get("as_of_ms")
+                if as_of:
+                    self.portfolio_ms.append(now_ms - as_of)
+
+
+class _Window:
+    """One window's shard p99s (per second, by the shards' own clock) and CPU."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.p99s_us: dict[tuple[str, bytes], float] = {}
+        self.began = self.ended = 0.0
+        self.cpu_api = self.cpu_self = 0.0
+
+
+def _cpu_seconds(pid: int | None) -> float:
+    return ProcessTable().own_seconds(pid) if pid else 0.0
+
+
+async def _sample(window: _Window, client: redis.Redis, stores: list[str], seconds: float, api: int | None) -> None:
+    """Record the shards' per-second p99 latencies that fall in ``seconds`` from now."""
+    window.began, cpu_api, cpu_self = time.time(), _cpu_seconds(api), time.process_time()
+    until = window.began + seconds
+    while time.time() < until:
+        await asyncio.sleep(0.25)
+        metrics = await asyncio.to_thread(_read_metrics, client, stores)
+        for store, m in zip(stores, metrics):
+            updated = m.get(b"updated_at")
+            if updated and window.began <= float(updated) <= until and int(m.get(b"decisions", 0)):
+                window.p99s_us[(store, updated)] = float(m[b"latency_us_p99"])
+    window.ended = time.time()
+    spent = window.ended - window.began
+    window.cpu_api = (_cpu_seconds(api) - cpu_api) / spent
+    window.cpu_self = (time.process_time() - cpu_self) / spent
+
+
+def _read_metrics(client: redis.Redis, stores: list[str]) -> list[dict[bytes, bytes]]:
+    pipe = client.pipeline(transaction=False)
+    for store in stores:
+        pipe.hgetall(shard_metrics_key(store))
+    return pipe.execute()
+
+
+async def _measure(args: argparse.Namespace, up: _Up, api_url: str, redis_url: str, shards: int) -> dict[str, float]:
+    token = (up.home / "api-token").read_text().strip()
+    stream_url = api_url.replace("http://", "ws://") + "/api/v1/stream"
+    client = redis.Redis.from_url(redis_url)
+    stores = [SystemKeys(up.namespace).shard_store(i) for i in range(shards)]
+    _say(f"warming up for {args.warmup:g} s (glassbox up runs; API {api_url}, {shards} shard(s))")
+    await asyncio.sleep(args.warmup)
+    api = up.api_pid()  # the status file names the components' pids once a second
+    if api is None:
+        raise RuntimeError(f"glassbox up's status file names no api process:\n  {up.tail()}")
+    before = _Window("without (before)")
+    _say(f"window 1 of 3: no clients, {args.seconds:g} s")
+    await _sample(before, client, stores, args.seconds, api)
+
+    clients, stop = _Clients(args.kinds), asyncio.Event()
+    tasks = [asyncio.create_task(clients.client(stream_url, token, stop)) for _ in range(args.clients)]
+    deadline = time.monotonic() + 60
+    while clients.subscribed + sum(clients.closed.values()) < args.clients and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+    if clients.subscribed < args.clients:
+        raise RuntimeError(f"only {clients.subscribed} of {args.clients} clients subscribed within 60 s "
+                           f"(closed: {clients.closed})")
+    await asyncio.sleep(1.0)  # past the snapshots every new client gets
+    with_clients = _Window("with clients")
+    _say(f"window 2 of 3: {args.clients} clients subscribed, {args.seconds:g} s")
+    clients.counting = True
+    await _sample(with_clients, client, stores, args.seconds, api)
+    clients.counting = False
+    closed_in_window = dict(clients.closed)
+    stop.set()
+    await asyncio.gather(*tasks)
+    await asyncio.sleep(1.0)
+
+    after = _Window("without (after)")
+    _say(f"window 3 of 3: no clients, {args.seconds:g} s")
+    await _sample(after, client, stores, args.seconds, api)
+    client.close()
+
+    without = [*before.p99s_us.values(), *after.p99s_us.values()]
+    with_p99s = list(with_clients.p99s_us.values())
+    if not without or not with_p99s:
+        raise RuntimeError("the shards published no latency in a window: is glassbox up deciding?\n  " + up.tail())
+    tick_without = statistics.median(without) / 1e3
+    tick_with = statistics.median(with_p99s) / 1e3
+    latencies = np.asarray(clients.latencies_ms)
+    books = np.asarray(clients.portfolio_ms)
+    timed = latencies if len(latencies) else books  # decisions when subscribed to, else the book
+    p50, p99 = np.percentile(timed, [50, 99]) if len(timed) else (float("nan"), float("nan"))
+    book50, book99 = np.percentile(books, [50, 99]) if len(books) else (float("nan"), float("nan"))
+    seconds = with_clients.ended - with_clients.began
+    return {
+        "stream_latency_ms_p50": float(p50), "stream_latency_ms_p99": float(p99),
+        "portfolio_latency_ms_p50": float(book50), "portfolio_latency_ms_p99": float(book99),
+        "stream_messages_per_s": clients.messages / seconds,
+        "stream_decisions_per_client_per_s": clients.decisions / seconds / args.clients,
+        "tick_latency_ms_p99_without": tick_without, "tick_latency_ms_p99_with": tick_with,
+        "tick_p99_ratio_with_clients": tick_with / tick_without,
+        "tick_latency_ms_p99_without_before": statistics.median(before.p99s_us.values()) / 1e3
+        if before.p99s_us else float("nan"),
+        "tick_latency_ms_p99_without_after": statistics.median(after.p99s_us.values()) / 1e3
+        if after.p99s_us else float("nan"),
+        "clients": float(args.clients), "clients_closed": float(sum(closed_in_window.values())),
+        "api_cpu_cores_without": (before.cpu_api + after.cpu_api) / 2, "api_cpu_cores_with": with_clients.cpu_api,
+        "clients_cpu_cores": with_clients.cpu_self,
+        "decisions_timed": float(len(latencies)), "portfolio_messages_timed": float(len(books)),
+        "latency_target_met": float(len(timed) > 0 and p99 < 50.0),
+        "ratio_target_met": float(tick_with / tick_without <= 1.1),
+    }
+
+
+def main(argv: list[str] | None = None) -> dict[str, object]:
+    parser = argparse.ArgumentParser(prog="python -m perf.stream", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--clients", type=int, default=200)
+    parser.add_argument("--seconds", type=float, default=30.0, help="length of each of the three windows")
+    parser.add_argument("--warmup", type=float, default=15.0, help="seconds of trading before the first window")
+    parser.add_argument("--kinds", default=",".join(KINDS),
+                        help="what each client subscribes to (comma-separated; default %(default)s)")
+    parser.add_argument("--models", type=Path, default=None,
+                        help="a trained model registry to deploy (default: glassbox up trains its own first)")
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args(argv)
+    if args.models is not None and not args.models.is_dir():
+        parser.error(f"--models {args.models}: no such directory (give a model registry, e.g. ~/.glassbox/models)")
+    if args.clients < 1 or args.seconds <= 0 or args.warmup < 0:
+        parser.error("--clients must be at least 1, --seconds positive and --warmup not negative")
+    args.kinds = [kind.strip() for kind in args.kinds.split(",") if kind.strip()]
+    if not args.kinds or not set(args.kinds) <= {"decision", "portfolio", "system", "alert"}:
+        parser.error("--kinds takes decision, portfolio, system and alert, comma-separated")
+    started_at = datetime.now(timezone.utc)
+    work = Path(tempfile.mkdtemp(prefix="glassbox-perf-stream-"))
+    # Room for the client connections and the windows' gaps; glassbox up drains after it.
+    up = _Up(work, args.warmup + 3 * args.seconds + 30 + args.clients * 0.05, args.models)
+    try:
+        api_url, redis_url, shards = up.wait_until_running()
+        metrics = asyncio.run(_measure(args, up, api_url, redis_url, shards))
+        _say("done; glassbox up drains and stops ...")
+        up.process.terminate()
+        code = up.wait_for_exit()
+        if code not in (0, 3):
+            raise RuntimeError(f"glassbox up exited with {code}:\n  {up.tail()}")
+    finally:
+        if up.process.poll() is None:
+            up.process.kill()
+            up.process.wait()
+    shutil.rmtree(work, ignore_errors=True)
+    params = {"clients": args.clients, "seconds": args.seconds, "warmup": args.warmup, "kinds": ",".join(args.kinds),
+              "glassbox_up": "default rate and sources"}
+    return write_result(args.json, "stream", params, metrics, started_at)
+
+
+if __name__ == "__main__":
+    main()
