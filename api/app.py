@@ -29,6 +29,7 @@ from starlette.routing import Route, WebSocketRoute
 
 from api import trading
 from api.auth import ApiTokens, BearerAuthMiddleware
+from api.dashboard import dashboard_routes
 from api.errors import ORJSONResponse, error_response, exception_handlers
 from api.metrics import MetricsSources, render_metrics
 from api.params import BadRequest, read_query, shown
@@ -51,8 +52,10 @@ MAX_PAGE = 1_000
 _RECONNECT_GIVE_UP_S = 10.0
 """How long the pool retries one connection attempt (backoff 1, 2, 4 s …) before a new request starts afresh."""
 
-DECISIONS_READS = {"symbol": 64, "from": 64, "to": 64, "limit": 64, "cursor": 256}
+DECISIONS_READS = {"symbol": 64, "action": 8, "from": 64, "to": 64, "limit": 64, "cursor": 256}
 """The parameters ``/api/v1/decisions`` reads and the longest value of each (characters)."""
+ACTIONS = ("BUY", "SELL", "HOLD")
+"""What ``action=`` may ask for: a decision's action."""
 ALERTS_READS = {"symbol": 64, "since": 64, "limit": 64, "cursor": 256}
 """The parameters ``/api/v1/alerts`` reads."""
 
@@ -130,6 +133,7 @@ def create_app(config: ApiConfig) -> Starlette:
         Route("/ready", ready, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
         WebSocketRoute("/api/v1/stream", stream),
+        *dashboard_routes(),
     ]
     middleware = [
         Middleware(BearerAuthMiddleware, tokens=config.tokens),
@@ -263,15 +267,18 @@ def forensics_body(decision: dict[str, Any], record: dict[str, Any]) -> dict[str
 
 
 async def decisions(request: Request) -> Response:
-    """GET /api/v1/decisions?symbol=&from=&to=&limit=&cursor=: decisions in time order, paged."""
+    """GET /api/v1/decisions?symbol=&action=&from=&to=&limit=&cursor=: decisions in time order, paged."""
     q = read_query(request.scope["query_string"], DECISIONS_READS)
     limit = _page_limit(q.get("limit", "100"))
+    action = q.get("action")
+    if action is not None and action not in ACTIONS:
+        raise BadRequest(422, "invalid_action", f"action must be one of {', '.join(ACTIONS)}, not {shown(action)}")
     bounds = {name: _aware_time(name, q.get(name)) for name in ("from", "to")}
     config: ApiConfig = request.state.config
     try:
         async with request.state.pool.connection() as conn:
             page = await decision_page(
-                conn, config.schema, symbol=q.get("symbol"), start=bounds["from"], end=bounds["to"],
+                conn, config.schema, symbol=q.get("symbol"), action=action, start=bounds["from"], end=bounds["to"],
                 limit=limit, cursor=q.get("cursor"),
             )
     except BadCursor as error:

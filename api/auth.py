@@ -94,8 +94,8 @@ class ApiTokens:
 
 
 def required_scope(path: str) -> str | None:
-    """The scope a path needs; None for the open probes."""
-    if path in ("/health", "/ready"):
+    """The scope a path needs; None for the open probes and the dashboard's static files (they hold no data)."""
+    if path in ("/health", "/ready", "/") or path.startswith("/ui/"):
         return None
     if path == "/metrics":
         return "metrics:read"

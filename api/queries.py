@@ -76,6 +76,7 @@ async def decision_page(
     schema: str,
     *,
     symbol: str | None,
+    action: str | None = None,
     start: datetime | None,
     end: datetime | None,
     limit: int,
@@ -86,7 +87,8 @@ async def decision_page(
     Raises:
         BadCursor: ``cursor`` was not produced by this function.
     """
-    filters = [("symbol = %s", symbol), ("decided_at >= %s", start), ("decided_at < %s", end)]
+    filters = [("symbol = %s", symbol), ("action = %s", action), ("decided_at >= %s", start),
+               ("decided_at < %s", end)]
     rows, next_cursor = await _keyset_page(
         conn, sql.SQL("SELECT decision_id, symbol, decided_at, action, quantity, confidence, price, regime_probs,"
                       " strategy_weights, model_version, risk_passed, fill FROM {}.decisions"

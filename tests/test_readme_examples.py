@@ -273,18 +273,18 @@ def test_glassbox_up_prints_what_the_readme_shows() -> None:
     supervisor = Supervisor(Settings(home=home), plan)
     supervisor.layout.api_url = api_url
     services = ServiceUrls(urls["redis"], urls["kafka"], urls["postgresql"])
-    assert supervisor.started_lines(services, [plan.symbols]) == shown[:5]
+    assert supervisor.started_lines(services, [plan.symbols]) == shown[:6]
 
     progress = re.fullmatch(
         rf"\[ *(\d+)s\] ticks ({NUMBER}) \(({NUMBER})/s\)  decisions ({NUMBER})  dead letters ({NUMBER})  "
-        rf"tick→committed p99 ({NUMBER}) ms  \| relay lag ({NUMBER})  forensics lag ({NUMBER})", shown[5])
-    assert progress, shown[5]
+        rf"tick→committed p99 ({NUMBER}) ms  \| relay lag ({NUMBER})  forensics lag ({NUMBER})", shown[6])
+    assert progress, shown[6]
     elapsed, ticks, rate, decisions, dead, p99, relay, forensics = (
         float(g.replace(",", "")) for g in progress.groups())
     line = Progress(ticks=int(ticks), decisions=int(decisions), dead_letters=int(dead), ticks_per_s=rate,
                     latency_us_p99=p99 * 1e3, relay_lag=int(relay), forensics_lag=int(forensics)).line(elapsed)
-    assert line == shown[5]
-    assert len(shown) == 6
+    assert line == shown[6]
+    assert len(shown) == 7
 
 
 # -- the forensics record -------------------------------------------------------------------------------------
@@ -369,7 +369,7 @@ def test_every_route_the_readme_lists_is_served() -> None:
     served = {(method, route.path) for route in app.routes for method in getattr(route, "methods", None) or ["GET"]}
     listed = [tuple(r.split(" ", 1)) for row in _table_rows(SECTIONS["The API"])
               for r in re.findall(r"`((?:GET|POST) [^`?]+)", row[0])]
-    assert len(listed) == 11
+    assert len(listed) == 12
     assert [r for r in listed if r not in served] == []
 
 

@@ -195,6 +195,7 @@ class Supervisor:
             f"{len(self.plan.symbols)} symbols on {shards} shard(s), one actor each; logs in {self.log_dir}",
             f"API        {api_url}  (try: curl -H \"Authorization: Bearer $(cat {s.home / 'api-token'})\" "
             f"{api_url}/api/v1/decisions?limit=1)",
+            f"dashboard  {api_url}/  (sign in with the token in {s.home / 'api-token'})",
         ]
 
     # -- running ---------------------------------------------------------------

@@ -96,7 +96,11 @@ def test_decisions_page_through_everything_in_order_and_filter(client, projected
     first = aaa[0]["decided_at"]
     later = client.get("/api/v1/decisions", params={"symbol": "AAA", "from": first, "limit": 1000}, headers=AUTH).json()
     assert len(later["decisions"]) == 150
+    buys = client.get("/api/v1/decisions", params={"symbol": "AAA", "action": "BUY", "limit": 1000},
+                      headers=AUTH).json()["decisions"]
+    assert buys and [d["decision_id"] for d in buys] == [d["decision_id"] for d in aaa if d["action"] == "BUY"]
     for params, code in (({"limit": 0}, "invalid_limit"), ({"limit": "x"}, "invalid_limit"),
+                         ({"action": "buy"}, "invalid_action"), ({"action": "SHORT"}, "invalid_action"),
                          ({"cursor": "garbage"}, "invalid_cursor"), ({"from": "yesterday"}, "invalid_from"),
                          ({"to": "2026-01-01T00:00:00"}, "invalid_to")):
         response = client.get("/api/v1/decisions", params=params, headers=AUTH)
@@ -107,6 +111,17 @@ def test_portfolio(client):
     body = client.get("/api/v1/portfolio", headers=AUTH).json()
     assert {p["symbol"] for p in body["positions"]} == {"AAA", "BBB"}
     assert body["gross_exposure"] >= 0
+
+
+def test_the_dashboard_is_served_without_a_token_and_holds_no_data(client):
+    page = client.get("/")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert "default-src 'self'" in page.headers["Content-Security-Policy"]
+    for asset in ("/ui/dashboard.js", "/ui/charts.js", "/ui/dashboard.css"):
+        assert client.get(asset).status_code == 200, asset
+    missing = client.get("/ui/nothing-here.js")
+    assert missing.status_code == 404 and missing.json()["error"] == "not_found"
+    assert client.get("/ui/%2e%2e/glassbox.py").status_code == 404  # nothing outside the dashboard's files
 
 
 def test_authentication_and_scopes(client):

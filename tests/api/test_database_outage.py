@@ -27,9 +27,9 @@ DATABASE_ROUTES = ("/api/v1/decisions", "/api/v1/portfolio", f"/api/v1/forensics
 
 
 @contextmanager
-def served(app) -> Iterator[str]:
-    """``app`` served by uvicorn on a free loopback port, in a thread; yields its base URL."""
-    port = free_port()
+def served(app, port: int | None = None) -> Iterator[str]:
+    """``app`` served by uvicorn on ``port`` (default: a free one) of loopback, in a thread; yields its base URL."""
+    port = port or free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on",
                                            timeout_graceful_shutdown=10))
     thread = threading.Thread(target=server.run, daemon=True)
