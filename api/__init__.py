@@ -1,7 +1,8 @@
 """The HTTP API: a Starlette app that serves the read models, and holds no business logic.
 
 Owns the app (built by ``actors.system.api_main:app_from_env`` for uvicorn), its routes
-(forensics, decisions, portfolio, trading, health, ready, metrics), the strict
+(forensics, decisions, portfolio, alerts, backtests, trading, health, ready, metrics), the
+live stream (``GET /api/v1/stream``), the dashboard (static files under ``/``), the strict
 reading of query strings and the one error body shape, the read-model
 queries, bearer tokens with scopes, the per-client rate limit and the
 Prometheus metrics gathered at scrape time.

@@ -29,6 +29,7 @@ from starlette.routing import Route, WebSocketRoute
 
 from api import trading
 from api.auth import ApiTokens, BearerAuthMiddleware
+from api.backtests import backtest_runs
 from api.dashboard import dashboard_routes
 from api.errors import ORJSONResponse, error_response, exception_handlers
 from api.metrics import MetricsSources, render_metrics
@@ -56,6 +57,8 @@ DECISIONS_READS = {"symbol": 64, "action": 8, "from": 64, "to": 64, "limit": 64,
 """The parameters ``/api/v1/decisions`` reads and the longest value of each (characters)."""
 ACTIONS = ("BUY", "SELL", "HOLD")
 """What ``action=`` may ask for: a decision's action."""
+BACKTESTS_READS = {"limit": 64}
+"""The parameters ``/api/v1/backtests`` reads."""
 ALERTS_READS = {"symbol": 64, "since": 64, "limit": 64, "cursor": 256}
 """The parameters ``/api/v1/alerts`` reads."""
 
@@ -89,6 +92,8 @@ class ApiConfig:
     """The kill switch (:mod:`api.trading`); None: its routes answer 503."""
     stream: StreamConfig = field(default_factory=StreamConfig)
     """The live stream's sources and bounds (``GET /api/v1/stream``; it needs ``redis_url``)."""
+    backtests_store: str | None = None
+    """The event store of the completed backtests (``GET /api/v1/backtests``; it needs ``redis_url``)."""
 
 
 def create_app(config: ApiConfig) -> Starlette:
@@ -126,6 +131,7 @@ def create_app(config: ApiConfig) -> Starlette:
         Route("/api/v1/decisions", decisions, methods=["GET"]),
         Route("/api/v1/portfolio", portfolio_view, methods=["GET"]),
         Route("/api/v1/alerts", alerts, methods=["GET"]),
+        Route("/api/v1/backtests", backtests, methods=["GET"]),
         Route("/api/v1/trading", trading.trading_state, methods=["GET"]),
         Route("/api/v1/trading/halt", trading.halt, methods=["POST"]),
         Route("/api/v1/trading/resume", trading.resume, methods=["POST"]),
@@ -181,6 +187,7 @@ def config_from_settings(settings: Settings, switchboard: trading.TradingSwitchb
         stream=StreamConfig(stores=settings.relay_stores, book_key=SystemKeys(settings.namespace).risk_book,
                             trading_key=SystemKeys(settings.namespace).trading_state, capital=capital,
                             max_position_fraction=settings.risk_max_position_fraction),
+        backtests_store=SystemKeys(settings.namespace).backtests_store,
     )
 
 
@@ -299,6 +306,22 @@ async def alerts(request: Request) -> Response:
     except BadCursor as error:
         return error_response(422, "invalid_cursor", str(error))
     return ORJSONResponse({"alerts": page.rows, "next_cursor": page.next_cursor})
+
+
+async def backtests(request: Request) -> Response:
+    """GET /api/v1/backtests?limit=: the completed backtests, newest first (from their event store in Redis)."""
+    q = read_query(request.scope["query_string"], BACKTESTS_READS)
+    limit = _page_limit(q.get("limit", "100"))
+    config: ApiConfig = request.state.config
+    if request.state.redis is None or not config.backtests_store:
+        return error_response(503, "no_backtest_store", "the API was started without REDIS_URL: it cannot read the "
+                                                        "backtests' records", headers={"Retry-After": "60"})
+    try:
+        runs, unreadable = await backtest_runs(request.state.redis, config.backtests_store, limit)
+    except (aioredis.RedisError, OSError):
+        return error_response(503, "redis_unavailable", "Redis does not answer: try again shortly",
+                              headers={"Retry-After": "5"})
+    return ORJSONResponse({"backtests": runs, "unreadable": unreadable})
 
 
 def _page_limit(text: str) -> int:

@@ -295,7 +295,8 @@ def _record(url: str, settings: Settings, result: BacktestResult, report: dict[s
         data = report["data"]
         app.save(BacktestRun.completed(
             result.run_id, report["parameters"],
-            {"first": data["first"], "last": data["last"], "symbols": data["symbols"], "ticks": data["ticks"]},
+            {"first": data["first"], "last": data["last"], "symbols": data["symbols"], "ticks": data["ticks"],
+             "orders_cut_by_risk": data["orders_cut_by_risk"], "orders_refused_by_risk": data["orders_refused_by_risk"]},
             report["model_version"], report["metrics"],
             {"seconds": result.seconds, "events": result.events, "events_per_s": result.events_per_s},
         ))

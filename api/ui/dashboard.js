@@ -175,6 +175,7 @@ function currentPage() {
   const path = location.hash.replace(/^#/, "").split("?")[0] || "/";
   if (path === "/signin") return "signin";
   if (path === "/decisions") return "decisions";
+  if (path === "/backtests") return "backtests";
   if (path.startsWith("/decision/")) return "decision";
   return "overview";
 }
@@ -322,6 +323,35 @@ async function renderDecisions() {
   await load(null);
 }
 
+async function renderBacktests() {
+  const status = el("p", {id: "backtests-status", role: "status", text: "loading …"});
+  const table = el("table", {id: "backtests"});
+  show(el("h1", {text: "Backtests"}), status, table);
+  try {
+    const {body} = await api("/api/v1/backtests?limit=200");
+    const m = r => r.metrics || {};
+    const orNull = (v, f) => (v === null || v === undefined) ? "—" : f(v);
+    table.replaceChildren(
+      el("caption", {text: "Completed runs, newest first; each run's report.json and report.html are where " +
+                           "`glassbox backtest --out` wrote them"}),
+      el("thead", {}, el("tr", {}, ["run", "strategy", "source", "from", "to", "return", "Sharpe", "max drawdown",
+                                    "trades", "risk cut / refused"].map((h, i) =>
+        el("th", {scope: "col", class: i >= 5 ? "num" : null, text: h})))),
+      el("tbody", {}, body.backtests.map(r => el("tr", {},
+        el("td", {text: r.run_id}), el("td", {text: r.strategy}), el("td", {text: r.source}),
+        el("td", {text: r.first}), el("td", {text: r.last}),
+        el("td", {class: "num", text: orNull(m(r).total_return, pct)}),
+        el("td", {class: "num", text: orNull(m(r).sharpe_ratio, v => num(v, 2))}),
+        el("td", {class: "num", text: orNull(m(r).max_drawdown, pct)}),
+        el("td", {class: "num", text: orNull(m(r).trades, v => num(v, 0))}),
+        el("td", {class: "num", text: `${orNull(r.orders_cut_by_risk, v => num(v, 0))} / ${orNull(r.orders_refused_by_risk, v => num(v, 0))}`})))));
+    status.textContent = body.backtests.length ? "" : "No completed backtest yet: run `glassbox backtest`.";
+    if (body.unreadable) status.textContent += ` (${body.unreadable} record(s) could not be read)`;
+  } catch (error) {
+    if (error.status !== 401) status.replaceChildren(el("span", {class: "error", text: `${error.code}: ${error.message}`}));
+  }
+}
+
 async function renderDecision(id) {
   const heading = el("h1", {text: "Decision " + id});
   const body = el("div", {id: "forensics"});
@@ -409,6 +439,7 @@ function route() {
   if (page !== "overview") stopLive();
   if (page === "overview") renderOverview();
   else if (page === "decisions") renderDecisions();
+  else if (page === "backtests") renderBacktests();
   else renderDecision(decodeURIComponent(location.hash.split("/")[2] || ""));
   main().focus();
 }

@@ -32,6 +32,7 @@ from api.stream_hub import StreamConfig
 from edge.feeds import SyntheticFeed
 from edge.system_keys import SystemKeys
 from tests.actors.hot_path_support import make_hot_path, publish
+from tests.api.backtest_records import record_runs
 from tests.api.browser import headless_chromium
 from tests.api.test_database_outage import served
 from edge.child_process import free_port
@@ -48,6 +49,7 @@ class Dashboard:
     hot: Any
     page: Page
     shots: Path
+    namespace: str = ""
 
     def shot(self, name: str) -> Path:
         path = self.shots / f"{name}.png"
@@ -94,7 +96,8 @@ def _app(projected, hot, namespace: str):
     stream = StreamConfig(stores=(hot.settings.store_name,), book_key=keys.risk_book, trading_key=keys.trading_state,
                           system_interval_s=0.25)
     return create_app(ApiConfig(projected.database_url, TOKENS, schema=projected.schema,
-                                redis_url=projected.redis_url, relay_stores=stream.stores, stream=stream))
+                                redis_url=projected.redis_url, relay_stores=stream.stores, stream=stream,
+                                backtests_store=keys.backtests_store))
 
 
 @contextmanager
@@ -104,7 +107,7 @@ def dashboard(projected, policy, tmp_path: Path, port: int | None = None) -> Ite
     with hot, served(_app(projected, hot, namespace), port) as base, headless_chromium() as browser:
         page = browser.new_page(viewport={"width": 1280, "height": 900})
         page.set_default_timeout(WAIT_MS)
-        yield Dashboard(base, hot, page, tmp_path)
+        yield Dashboard(base, hot, page, tmp_path, namespace)
 
 
 def test_a_wrong_token_is_told_so_and_a_right_one_signs_in(projected, policy, tmp_path) -> None:
@@ -206,6 +209,19 @@ def _forensics_withheld(projected, decision_id: str) -> Iterator[Any]:
         yield restore
     finally:
         restore()
+
+
+def test_the_backtests_list_shows_the_recorded_runs_newest_first(projected, policy, tmp_path) -> None:
+    with dashboard(projected, policy, tmp_path) as d:
+        record_runs(projected.redis_url, SystemKeys(d.namespace).backtests_store, ["run-older", "run-newer"])
+        d.sign_in()
+        d.page.get_by_role("link", name="Backtests").click()
+        rows = d.page.locator("#backtests tbody tr")
+        expect(rows).to_have_count(2)
+        assert [r[0] for r in (row.locator("td").all_inner_texts() for row in rows.all())] == ["run-newer", "run-older"]
+        expect(rows.first).to_contain_text("sma-cross")
+        expect(rows.first).to_contain_text("12.5 %")  # total return 0.125
+        expect(rows.first).to_contain_text("3 / 1")  # orders risk cut / refused
 
 
 def test_an_unknown_decision_says_so(projected, policy, tmp_path) -> None:
