@@ -56,11 +56,9 @@ The ratios put each stage's CPU per decision beside its floor's.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -88,6 +86,7 @@ from perf.hotpath import mean_event_bytes
 from perf.proc_cpu import ProcessTable, cpu_delta, cpu_seconds
 from perf.report import write_result
 from perf.services import Services, running_services
+from perf.up_process import UpProcess
 
 __all__ = ["COMPONENTS", "UNITS", "main"]
 
@@ -101,8 +100,6 @@ SUSTAINED_SHARE = 0.98
 LAG_P99_LIMIT_MS = 1_000.0
 GROWTH_LIMIT = 0.01
 """A backlog 'does not grow' when it gains less than this share of the offered rate per second."""
-START_TIMEOUT_S = 300.0
-STOP_TIMEOUT_S = 240.0
 
 
 _BEGAN = time.monotonic()
@@ -115,56 +112,18 @@ def _say(line: str) -> None:
 # -- one rate ----------------------------------------------------------------------------------------------
 
 
-class _UpRun:
-    """One ``glassbox up`` process of this benchmark, its output in a file."""
-
-    def __init__(self, services: Services, args: argparse.Namespace, rate: float, models: Path, work: Path) -> None:
-        self.home = work / f"home-{rate:g}"
-        shutil.copytree(models, self.home / "models")
-        self.out = work / f"up-{rate:g}.out"
-        env = {**os.environ, "GLASSBOX_HOME": str(self.home), "REDIS_URL": services.redis_url,
-               "KAFKA_BOOTSTRAP_SERVERS": services.kafka_servers, "DATABASE_URL": services.database_url,
-               "GLASSBOX_NAMESPACE": services.namespace, "GLASSBOX_SCHEMA": services.schema,
-               "GLASSBOX_TOPIC_PREFIX": services.topics.prefix}
-        argv = [sys.executable, "-m", "actors.system.cli", "up", "--source", "synthetic",
-                "--symbols", str(args.symbols), "--rate", f"{rate:g}", "--duration", f"{args.seconds:g}",
-                "--shards", str(args.shards), "--forensics-workers", str(args.forensics_workers), "--api-port", "0"]
-        with self.out.open("wb") as out:
-            self.process = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                            stdin=subprocess.DEVNULL, start_new_session=True)
-
-    def output(self) -> str:
-        return self.out.read_text(errors="replace")
-
-    def tail(self) -> str:
-        lines = self.output().splitlines()[-25:]
-        return "\n  ".join(lines) + f"\n  (whole output: {self.out}; component logs: {self.home / 'run' / 'logs'})"
-
-    def wait_for_feeds(self) -> float:
-        """Wall time at which ``glassbox up`` said everything runs (the feeds started just before)."""
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if any(line.startswith("API ") for line in self.output().splitlines()):
-                return time.time()
-            if self.process.poll() is not None:
-                raise RuntimeError(f"glassbox up exited with {self.process.returncode} before it ran:\n  {self.tail()}")
-            time.sleep(0.2)
-        self.process.kill()
-        raise RuntimeError(f"glassbox up did not start within {START_TIMEOUT_S:g} s:\n  {self.tail()}")
-
-    def status(self) -> dict:
-        try:
-            return json.loads((self.home / "run" / "status.json").read_text())
-        except (OSError, ValueError):
-            return {}
-
-    def wait_for_exit(self) -> int:
-        try:
-            return self.process.wait(STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-            raise RuntimeError(f"glassbox up did not drain and stop within {STOP_TIMEOUT_S:g} s:\n  {self.tail()}")
+def _up_run(services: Services, args: argparse.Namespace, rate: float, models: Path, work: Path) -> UpProcess:
+    """One ``glassbox up`` of this benchmark, on the services it started."""
+    home = work / f"home-{rate:g}"
+    shutil.copytree(models, home / "models")
+    env = {**os.environ, "GLASSBOX_HOME": str(home), "REDIS_URL": services.redis_url,
+           "KAFKA_BOOTSTRAP_SERVERS": services.kafka_servers, "DATABASE_URL": services.database_url,
+           "GLASSBOX_NAMESPACE": services.namespace, "GLASSBOX_SCHEMA": services.schema,
+           "GLASSBOX_TOPIC_PREFIX": services.topics.prefix}
+    return UpProcess(["--source", "synthetic", "--symbols", str(args.symbols), "--rate", f"{rate:g}",
+                      "--duration", f"{args.seconds:g}", "--shards", str(args.shards),
+                      "--forensics-workers", str(args.forensics_workers), "--api-port", "0"],
+                     env, work / f"up-{rate:g}.out")
 
 
 def _service_roots(table: ProcessTable, exclude: set[int]) -> dict[str, list[int]]:
@@ -216,11 +175,12 @@ def _slope(points: list[tuple[float, float]]) -> float:
 
 def run_rate(services: Services, args: argparse.Namespace, rate: float, models: Path, work: Path) -> dict[str, float]:
     """Run ``glassbox up`` at ``rate`` for ``args.seconds``; this rate's figures (unsuffixed)."""
-    up = _UpRun(services, args, rate, models, work)
+    up = _up_run(services, args, rate, models, work)
     client = redis.Redis.from_url(services.redis_url)
     pg = psycopg.connect(services.database_url, autocommit=True)
     try:
-        started = up.wait_for_feeds()
+        up.wait_until_running()
+        started = time.time()  # the feeds started just before glassbox up said everything runs
         status = up.status()
         keys = SystemKeys(services.namespace)
         stores = [keys.shard_store(i) for i in range(args.shards)]
@@ -330,9 +290,7 @@ def run_rate(services: Services, args: argparse.Namespace, rate: float, models: 
     finally:
         client.close()
         pg.close()
-        if up.process.poll() is None:
-            up.process.kill()
-            up.process.wait()
+        up.kill_if_running()
 
 
 def _work_done(conn: psycopg.Connection, schema: str, client: redis.Redis, stores: list[str]) -> dict[str, int]:

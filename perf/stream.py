@@ -48,7 +48,6 @@ import os
 import re
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -66,11 +65,10 @@ from actors.shard_metrics import shard_metrics_key
 from edge.system_keys import SystemKeys
 from perf.proc_cpu import ProcessTable
 from perf.report import write_result
+from perf.up_process import UpProcess
 
 __all__ = ["main"]
 
-START_TIMEOUT_S = 300.0
-STOP_TIMEOUT_S = 240.0
 KINDS = ("decision", "portfolio", "system")
 """What a client subscribes to unless ``--kinds`` says otherwise: what the dashboard's overview shows."""
 
@@ -81,62 +79,32 @@ def _say(line: str) -> None:
     print(f"perf.stream [{time.monotonic() - _BEGAN:5.0f}s]: {line}", file=sys.stderr, flush=True)
 
 
-class _Up:
-    """``glassbox up`` as this benchmark runs it, its output in a file."""
+class _Up(UpProcess):
+    """``glassbox up`` at its defaults in a home and namespace of its own, with the services it starts."""
 
     def __init__(self, work: Path, duration: float, models: Path | None) -> None:
-        self.home = work / "home"
+        home = work / "home"
         if models is not None:  # a trained registry: glassbox up would otherwise train its own first
-            shutil.copytree(models, self.home / "models")
+            shutil.copytree(models, home / "models")
         self.namespace = f"perf-stream-{uuid.uuid4().hex[:8]}:"
-        self.out = work / "up.out"
         env = {name: value for name, value in os.environ.items()
                if name not in ("REDIS_URL", "KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL", "GLASSBOX_API_TOKENS")}
-        env.update(GLASSBOX_HOME=str(self.home), GLASSBOX_NAMESPACE=self.namespace)
-        argv = [sys.executable, "-m", "actors.system.cli", "up", "--api-port", "0", "--duration", f"{duration:g}"]
-        with self.out.open("wb") as out:
-            self.process = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                            stdin=subprocess.DEVNULL, start_new_session=True)
+        env.update(GLASSBOX_HOME=str(home), GLASSBOX_NAMESPACE=self.namespace)
+        super().__init__(["--api-port", "0", "--duration", f"{duration:g}"], env, work / "up.out")
 
-    def output(self) -> str:
-        return self.out.read_text(errors="replace")
-
-    def tail(self) -> str:
-        return "\n  ".join(self.output().splitlines()[-25:]) + f"\n  (whole output: {self.out})"
-
-    def wait_until_running(self) -> tuple[str, str, int]:
+    def urls_and_shards(self) -> tuple[str, str, int]:
         """(API base URL, Redis URL, shards) once ``glassbox up`` says everything runs."""
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while time.monotonic() < deadline:
-            text = self.output()
-            api = re.search(r"^API\s+(http://\S+)", text, re.M)
-            if api:
-                redis_url = re.search(r"^redis\s+(redis://\S+)", text, re.M)
-                shards = re.search(r"symbols on (\d+) shard", text)
-                if not (redis_url and shards):
-                    raise RuntimeError(f"glassbox up did not say its Redis and shards:\n  {self.tail()}")
-                return api.group(1), redis_url.group(1), int(shards.group(1))
-            if self.process.poll() is not None:
-                raise RuntimeError(f"glassbox up exited with {self.process.returncode} before it ran:\n  {self.tail()}")
-            time.sleep(0.2)
-        self.process.kill()
-        raise RuntimeError(f"glassbox up did not start within {START_TIMEOUT_S:g} s:\n  {self.tail()}")
+        text = self.wait_until_running()
+        api = re.search(r"^API\s+(http://\S+)", text, re.M)
+        redis_url = re.search(r"^redis\s+(redis://\S+)", text, re.M)
+        shards = re.search(r"symbols on (\d+) shard", text)
+        if not (api and redis_url and shards):
+            raise RuntimeError(f"glassbox up did not say its API, Redis and shards:\n  {self.tail()}")
+        return api.group(1), redis_url.group(1), int(shards.group(1))
 
     def api_pid(self) -> int | None:
-        try:
-            status = orjson.loads((self.home / "run" / "status.json").read_bytes())
-        except (OSError, orjson.JSONDecodeError):
-            return None
-        return next((int(c["pid"]) for c in status.get("components", []) if c.get("name") == "api" and c.get("pid")),
-                    None)
-
-    def wait_for_exit(self) -> int:
-        try:
-            return self.process.wait(STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-            raise RuntimeError(f"glassbox up did not drain and stop within {STOP_TIMEOUT_S:g} s:\n  {self.tail()}")
+        return next((int(c["pid"]) for c in self.status().get("components", [])
+                     if c.get("name") == "api" and c.get("pid")), None)
 
 
 class _Clients:
@@ -319,7 +287,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     # Room for the client connections and the windows' gaps; glassbox up drains after it.
     up = _Up(work, args.warmup + 3 * args.seconds + 30 + args.clients * 0.05, args.models)
     try:
-        api_url, redis_url, shards = up.wait_until_running()
+        api_url, redis_url, shards = up.urls_and_shards()
         metrics = asyncio.run(_measure(args, up, api_url, redis_url, shards))
         _say("done; glassbox up drains and stops ...")
         up.process.terminate()
@@ -327,9 +295,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         if code not in (0, 3):
             raise RuntimeError(f"glassbox up exited with {code}:\n  {up.tail()}")
     finally:
-        if up.process.poll() is None:
-            up.process.kill()
-            up.process.wait()
+        up.kill_if_running()
     shutil.rmtree(work, ignore_errors=True)
     params = {"clients": args.clients, "seconds": args.seconds, "warmup": args.warmup, "kinds": ",".join(args.kinds),
               "glassbox_up": "default rate and sources"}
