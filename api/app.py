@@ -43,6 +43,7 @@ from backbone.topics import TopicSettings
 from edge.system_keys import SystemKeys
 from edge.tick_stream import TickKeys
 from glassbox import Settings, SettingsError
+from projections.lag import forensics_trailing_s
 from projections.risk_reasoning import risk_reasoning
 from projections.pg_json import use_orjson
 
@@ -114,7 +115,11 @@ def create_app(config: ApiConfig) -> Starlette:
         )
         await pool.open(wait=True, timeout=10)
         client = aioredis.Redis.from_url(config.redis_url) if config.redis_url else None
-        hub = StreamHub(config.redis_url, config.stream) if config.redis_url else None
+        async def forensics_lag_s() -> float:
+            async with pool.connection() as conn:
+                return await forensics_trailing_s(conn, config.schema)
+
+        hub = StreamHub(config.redis_url, config.stream, forensics_lag_s) if config.redis_url else None
         if hub is not None:
             await hub.start()
         try:

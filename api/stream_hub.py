@@ -27,6 +27,7 @@ import time
 import uuid
 from collections import deque
 from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable
 from typing import Any, Sequence
 
 import orjson
@@ -77,6 +78,9 @@ class StreamConfig:
     """How often the book's totals are read (one HGETALL): with the frame interval, their age at a client."""
     system_interval_s: float = 1.0
     read_block_ms: int = 1_000
+    seed_entries: int = 5_000
+    """How many of each log's newest entries the hub reads at start: positions, prices and the recent decisions
+    are there from the first client on (an API restart included), not only after the next fill."""
 
 
 @dataclass(eq=False)
@@ -91,8 +95,12 @@ class StreamClient:
 class StreamHub:
     """Tails the sources and offers every message to the clients that asked for it."""
 
-    def __init__(self, redis_url: str, config: StreamConfig) -> None:
+    def __init__(self, redis_url: str, config: StreamConfig,
+                 forensics_lag_s: Callable[[], Awaitable[float]] | None = None) -> None:
+        """``forensics_lag_s``: how far the explanations trail the decisions (seconds of event time), for the
+        system messages; the API wires in its read of the read models."""
         self.config = config
+        self._forensics_lag_s = forensics_lag_s
         self.epoch = uuid.uuid4().hex[:16]
         """Names this run of the hub: a resume from another run gets a snapshot."""
         self.seq = 0
@@ -180,7 +188,8 @@ class StreamHub:
         client = aioredis.Redis.from_url(self._redis_url)
         try:
             logs = {StoreKeys(store).log: store for store in self.config.stores}
-            after: dict[str, bytes | str] = {key: "$" for key in logs}
+            after: dict[str, bytes | str] = {key: await self._seed(client, key, logs[key]) for key in logs}
+            self._wake_all()
             while not self._stopping.is_set():
                 try:
                     reply = await client.xread(after, count=1_000, block=self.config.read_block_ms)
@@ -198,8 +207,23 @@ class StreamHub:
         finally:
             await client.aclose()
 
-    def _take(self, store: str, position: int, fields: dict[bytes, bytes]) -> None:
-        """One committed log entry: a decision, fill or alert becomes messages; anything else is ignored."""
+    async def _seed(self, client: aioredis.Redis, key: str, store: str) -> bytes | str:
+        """Read the log's newest ``seed_entries`` (positions, prices, recent decisions; nothing is sent as new);
+        the id to tail after. An unreadable log starts from its end, as with no seed."""
+        try:
+            newest = await client.xrevrange(key, count=self.config.seed_entries)
+        except (aioredis.RedisError, OSError) as error:
+            log.warning("the stream could not read the recent past of %s (%r): it starts from now", store, error)
+            return "$"
+        for entry_id, fields in reversed(newest):
+            self._take(store, int(entry_id.split(b"-", 1)[0]), fields, live=False)
+        return newest[0][0] if newest else "0-0"
+
+    def _take(self, store: str, position: int, fields: dict[bytes, bytes], live: bool = True) -> None:
+        """One committed log entry: a decision, fill or alert becomes messages; anything else is ignored.
+
+        Not ``live`` (the start's seed): it updates positions, prices and the recent decisions, and sends nothing.
+        """
         topic = fields.get(b"t", b"").decode(errors="replace")
         if topic not in (DECISION_TOPIC, FILL_TOPIC, ALERT_TOPIC):
             return
@@ -215,8 +239,11 @@ class StreamHub:
             if summary is None:
                 self.unreadable += 1
                 return
-            self._decisions_seen += 1
             self._mark(summary["symbol"], None, summary["price"])
+            if not live:
+                self._recent.append((summary["symbol"], encode_message("decision", 0, summary)))
+                return
+            self._decisions_seen += 1
             self._publish("decision", summary["symbol"], summary)
         elif topic == FILL_TOPIC:
             fill = fill_delta(state)
@@ -229,7 +256,8 @@ class StreamHub:
             if alert is None:
                 self.unreadable += 1
                 return
-            self._publish("alert", alert["symbol"], alert)
+            if live:
+                self._publish("alert", alert["symbol"], alert)
 
     def _publish(self, kind: str, symbol: str, data: dict[str, Any]) -> None:
         self.seq += 1
@@ -301,8 +329,14 @@ class StreamHub:
         rate = (ticks - ticks_before) / elapsed if elapsed > 0 else 0.0
         decided = (self._decisions_seen - decided_before) / elapsed if elapsed > 0 else 0.0
         self._last_sample = (started, ticks, self._decisions_seen)
+        forensics_lag_s = None
+        if self._forensics_lag_s is not None:
+            try:
+                forensics_lag_s = round(await asyncio.wait_for(self._forensics_lag_s(), 2.0), 3)
+            except Exception as error:  # noqa: BLE001 - PostgreSQL away or slow: the figure is unknown, not 0
+                log.debug("the stream could not read the forensics lag (%r)", error)
         self._system = {
-            "ticks": ticks, "ticks_per_s": round(max(rate, 0.0), 1), "decisions_per_s": round(decided, 1),
+            "ticks": ticks, "forensics_lag_s": forensics_lag_s, "ticks_per_s": round(max(rate, 0.0), 1), "decisions_per_s": round(decided, 1),
             "tick_latency_ms_p99": round(p99_us / 1000.0, 3), "relay_lag_events": relay_lag,
             "halted": trading.halted, "flatten": trading.flatten, "halt_reason": trading.reason,
             "clients": len(self._clients),

@@ -146,6 +146,9 @@ function take(message) {
       live.retryMs = 500;
       setConnection(data.resumed ? "live (resumed)" : "live");
       break;
+    case "snapshot":  // the newest decisions, oldest first, before anything new
+      live.decisions = (data.decisions || []).map(m => m.data).reverse().slice(0, RECENT_DECISIONS);
+      break;
     case "decision":
       live.seq = message.seq;
       live.decisions.unshift(data);
@@ -191,7 +194,7 @@ function renderOverview() {
     el("h2", {text: "System"}),
     el("dl", {class: "cards", id: "system-cards"},
       card("ticks / s", "ticks-per-s"), card("decisions / s", "decisions-per-s"),
-      card("tick → committed p99 (ms)", "tick-p99"), card("relay lag (events)", "relay-lag"),
+      card("tick → committed p99 (ms)", "tick-p99"), card("relay lag (events)", "relay-lag"), card("forensics lag (s)", "forensics-lag"),
       card("ticks so far", "ticks-total")),
     el("h2", {text: "Book"}),
     el("dl", {class: "cards", id: "book-cards"},
@@ -219,6 +222,7 @@ function renderOverviewFigures() {
     setText("decisions-per-s", num(s.decisions_per_s, 0));
     setText("tick-p99", num(s.tick_latency_ms_p99, 1));
     setText("relay-lag", num(s.relay_lag_events, 0));
+    setText("forensics-lag", num(s.forensics_lag_s, 1));
     setText("ticks-total", num(s.ticks, 0));
     const state = document.getElementById("trading-state");
     if (state) {

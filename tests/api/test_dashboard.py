@@ -134,6 +134,7 @@ def test_the_overview_numbers_change_while_ticks_flow(projected, policy, tmp_pat
                                  f" > {first_ticks}")
         expect(rows.first).not_to_have_text(newest)  # a newer decision came in on top
         assert _number_once_shown(d.page, "#equity") > 0
+        assert _number_once_shown(d.page, "#forensics-lag") >= 0  # from the read models the pipeline filled
         d.shot("overview")
 
 

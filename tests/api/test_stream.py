@@ -128,6 +128,39 @@ def test_decisions_are_pushed_as_committed_filtered_by_symbol_with_portfolio_and
     assert system["halted"] is False and system["clients"] == 2 and system["relay_lag_events"] > 0  # no relay here
 
 
+def test_an_api_started_after_trading_shows_the_book_and_the_recent_decisions_at_once(
+        redis_url, database_url, policy) -> None:
+    namespace = f"stream-{uuid.uuid4().hex[:8]}:"
+    hot = make_hot_path(redis_url, namespace, policy, SYMBOLS)
+    with hot:
+        publish(hot, SyntheticFeed(SYMBOLS, seed=8).ticks(100))
+        wait_until_decided(hot, 300)
+        committed = committed_decisions(hot)
+        fills = [orjson.loads(n.state) for n in hot.app.recorder.select_notifications(1, 10**6)
+                 if n.topic == "Trading.Order.Filled"]
+        keys = SystemKeys(namespace)
+        config = StreamConfig(stores=(hot.settings.store_name,), book_key=keys.risk_book,
+                              trading_key=keys.trading_state, portfolio_interval_s=0.05)
+        app = create_app(ApiConfig(database_url, TOKENS, redis_url=redis_url, relay_stores=config.stores,
+                                   stream=config))
+        with served(app) as base:  # the API (and its hub) start after every decision was committed
+            async def scenario():
+                ws = await subscribe(base.replace("http://", "ws://") + "/api/v1/stream", kinds=["decision", "portfolio"])
+                got = await messages_until(ws, lambda m: kinds(m, "snapshot") and set(merged_positions(m)) == set(SYMBOLS))
+                await ws.close()
+                return got
+            got = asyncio.run(scenario())
+    snapshot = kinds(got, "snapshot")[0]["data"]["decisions"]
+    assert [d["data"]["decision_id"] for d in snapshot] == [c["decision_id"] for c in committed[-50:]]
+    assert kinds(got, "decision") == []  # the past is in the snapshot, never sent again as new
+    positions = merged_positions(got)
+    assert fills  # the synthetic desks trade: there is a book to show
+    for symbol in SYMBOLS:
+        mine = [f for f in fills if f["symbol"] == symbol]
+        assert positions[symbol]["position"] == (mine[-1]["position_after"] if mine else 0.0)
+        assert positions[symbol]["price"] == [c["price"] for c in committed if c["symbol"] == symbol][-1]
+
+
 def test_a_client_that_falls_behind_is_told_so_and_resumes_where_it_left_off(redis_url, database_url, policy) -> None:
     with live_stream(redis_url, database_url, policy, client_queue=20, min_frame_interval_s=0.5) as live:
         async def scenario():
