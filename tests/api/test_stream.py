@@ -7,7 +7,11 @@ what the clients get is checked against the events in the store.
 from __future__ import annotations
 
 import asyncio
+import base64
 import dataclasses
+import os
+import socket
+import struct
 import uuid
 from contextlib import contextmanager
 from typing import Any, Iterator
@@ -241,3 +245,71 @@ def test_the_token_may_come_in_a_header_but_never_in_the_url(redis_url, database
     assert in_url[0] == 4400 and "URL" in in_url[1]
     assert silent[0] == 4408 and "subscribe" in silent[1]
     assert again.code == 4400 and "reconnect" in again.reason
+
+
+def _never_reading_client(url: str, kinds: list[str]) -> socket.socket:
+    """A WebSocket client that subscribes and then never reads: a raw socket whose receive buffer is tiny.
+
+    Its handshake and subscribe frame are written by hand (RFC 6455: a masked text frame) so nothing reads
+    on its behalf; the kernel's small window makes the server's sends back up instead of vanishing into it.
+    """
+    host, port = url.removeprefix("ws://").split("/", 1)[0].split(":")
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connect: the window is set from it
+    sock.connect((host, int(port)))
+    key = base64.b64encode(os.urandom(16)).decode()
+    sock.sendall((f"GET /api/v1/stream HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                  f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
+    answer = b""
+    while b"\r\n\r\n" not in answer:
+        answer += sock.recv(1)  # byte by byte: nothing past the handshake is taken off the socket
+    assert answer.startswith(b"HTTP/1.1 101"), answer
+    payload = orjson.dumps({"type": "subscribe", "token": READER, "kinds": kinds})
+    mask = os.urandom(4)
+    header = bytes([0x81, 0x80 | 126]) + struct.pack("!H", len(payload)) + mask
+    sock.sendall(header + bytes(b ^ mask[i % 4] for i, b in enumerate(payload)))
+    return sock
+
+
+def _read_to_the_end(sock: socket.socket) -> bytes:
+    sock.settimeout(30)
+    chunks = []
+    while chunk := sock.recv(1 << 20):
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def test_a_client_that_never_reads_is_closed_and_nobody_else_notices(redis_url, database_url, policy) -> None:
+    with live_stream(redis_url, database_url, policy) as live:
+        silent = _never_reading_client(live.url, ["decision", "portfolio", "system"])
+
+        async def scenario():
+            reader = await subscribe(live.url, kinds=["decision", "system"])
+            assert orjson.loads(await reader.recv())[0]["kind"] == "subscribed"
+            # The silent client subscribed too: the hub counts both.
+            await messages_until(reader, lambda m: any(s["data"]["clients"] == 2 for s in kinds(m, "system")))
+            # Enough decisions to fill the silent client's path many times over (~6 MB of messages).
+            ticks = publish(live.hot, SyntheticFeed(SYMBOLS, seed=11).ticks(6_000))
+            got: list[dict] = []
+            decided, alone = 0, False
+            async with asyncio.timeout(120):
+                while decided < len(ticks) or not alone:
+                    frame = orjson.loads(await reader.recv())
+                    got.extend(frame)
+                    decided += sum(m["kind"] == "decision" for m in frame)
+                    alone = alone or any(m["kind"] == "system" and m["data"]["clients"] == 1 for m in frame)
+            await reader.close()
+            return got
+
+        try:
+            got = asyncio.run(scenario())
+            rest = _read_to_the_end(silent)  # what the kernel held for it, then the server's close frame
+        finally:
+            silent.close()
+        committed = committed_decisions(live.hot)
+    # The server ended the connection (the socket reached its end) with only part of the decisions on the way:
+    # what the kernel buffers took (~3 MB here). No close frame can reach a client that does not read (the
+    # same full window holds it back), so it sees the connection end.
+    assert 0 < rest.count(b'"kind":"decision"') < len(committed)
+    # The reader got every decision in order while the silent client was dropped (the hub counts 1 client).
+    assert [d["data"]["decision_id"] for d in kinds(got, "decision")] == [c["decision_id"] for c in committed]
