@@ -115,6 +115,9 @@ class ProcessLayout:
         return ComponentSpec(
             "api", [sys.executable, "-m", "uvicorn", "--factory", "actors.system.api_main:app_from_env", "--host", "127.0.0.1",
                     "--port", str(port), "--no-access-log", "--log-level", s.log_level.lower(),
+                    # Compressing every frame for every stream client was a fifth of the API's CPU under
+                    # 200 clients (py-spy): a dashboard's frames are small and its network is near.
+                    "--ws-per-message-deflate", "false",
                     "--log-config", str(log_config)],
             api_env, lambda: _http_ok(health))
 
