@@ -63,7 +63,7 @@ from aggregates.policy import DecisionPolicy
 from aggregates.trading_switch import AUTO_HALT_REASON
 from edge.shared_book import SharedBook, ShardBook, TradingState
 from edge.tick_stream import StreamEntry, TickKeys, TickReader
-from edge.ticks import BadTick
+from edge.ticks import BadTick, TickBounds
 
 __all__ = ["Shard", "ShardSettings", "redis_lost", "store_refused"]
 
@@ -273,14 +273,14 @@ class Shard:
     def _step(self) -> None:
         if self._backlog:
             batches = self._backlog.pop(0)
-            self._lag_ms = _newest_lag_ms(batches, self._lag_ms)
+            self._lag_ms = _newest_lag_ms(batches, self._lag_ms, self.settings.actor.bounds)
         else:
             issued_ms = self._book_read_ms = time.time_ns() // 1_000_000
             exchange = None if self._shared is None else (
                 self._shared, self._own_totals(issued_ms, self._valid_ms))
             batches = self.reader.read(self.settings.read_count, self.settings.block_ms, self._take_acks(),
                                        exchange)
-            self._lag_ms = _newest_lag_ms(batches, self._lag_ms)
+            self._lag_ms = _newest_lag_ms(batches, self._lag_ms, self.settings.actor.bounds)
             if self._shared is not None:
                 self._took_exchange()
                 if batches and self._valid_ms == 0:
@@ -422,7 +422,9 @@ class Shard:
             self._book.publish(symbol, outcome.figures)
         if entries and window is not None:
             self._newest_ms = max(self._newest_ms, _stream_ms(entries[-1][0]))
-            self._newest_event_ms = max(self._newest_event_ms, _tick_ns(entries[-1][1]) // 1_000_000)
+            newest = _newest_valid(entries, self.settings.actor.bounds)
+            if newest is not None:
+                self._newest_event_ms = max(self._newest_event_ms, newest[1] // 1_000_000)
         return outcome
 
     def _commit(self, outcomes: list[BatchOutcome]) -> None:
@@ -588,11 +590,25 @@ def _time_runs(batches: Batches) -> list[tuple[str, list[StreamEntry]]]:
     return runs
 
 
-def _newest_lag_ms(batches: Batches, otherwise: int) -> int:
-    """Stream time less event time (ms) of the newest entry of ``batches``; ``otherwise`` when none has a time."""
-    newest = max(((_stream_ms(entries[-1][0]), _tick_ns(entries[-1][1])) for entries in batches.values() if entries),
-                 default=(0, -1))
-    return newest[0] - newest[1] // 1_000_000 if newest[1] >= 0 else otherwise
+def _newest_lag_ms(batches: Batches, otherwise: int, bounds: TickBounds) -> int:
+    """Stream time less event time (ms) of the newest entry of ``batches`` with a time the desks accept;
+    ``otherwise`` when none has one."""
+    newest = max(filter(None, (_newest_valid(entries, bounds) for entries in batches.values())), default=None)
+    return newest[0] - newest[1] // 1_000_000 if newest is not None else otherwise
+
+
+def _newest_valid(entries: Any, bounds: TickBounds) -> tuple[int, int] | None:
+    """(stream ms, event ns) of the newest entry whose time the desks accept (``bounds``); None when none has.
+
+    The entries are not validated yet: a garbage one (a time past int64, or years ahead) will be
+    dead-lettered by its desk and must not move the book's event-time window meanwhile.
+    """
+    latest_ns = bounds.latest_ns()
+    for entry_id, fields in reversed(entries):
+        ns = _tick_ns(fields)
+        if bounds.earliest_ns <= ns <= latest_ns:
+            return _stream_ms(entry_id), ns
+    return None
 
 
 def _tick_ns(fields: Any) -> int:

@@ -136,6 +136,25 @@ def test_drawn_garbage_never_stops_or_blocks_a_shard(redis_url, namespace):
     assert hot.shard.restarts == 0
 
 
+@pytest.mark.parametrize("ts", [b"565537991470438310754648064", str(INT64_MAX).encode(), b"-230291709"])
+def test_a_garbage_time_on_the_newest_entry_of_a_read_moves_no_window_and_stops_no_shard(
+        redis_url, namespace, ts) -> None:
+    # Found by the drawn test above: a time past int64 on the newest entry of a read went into the book's
+    # published lag (stream less event time), which orjson could not encode, and the shard stopped reading.
+    hot = make_hot_path(redis_url, namespace, Holds(), symbols=[*TARGETS, SENTINEL])
+    publisher = TickPublisher(hot.client, hot.keys, hot.symbols)
+    with hot:
+        good = time.time_ns()
+        publisher.publish([Tick("AAA", good, 100.0, 1.0)])
+        publisher.publish_raw("BBB", {b"sym": b"BBB", b"ts": ts, b"px": b"100.5", b"sz": b"2.0"})
+        wait_until_decided(hot, 2)
+        lag_ms = hot.shard._lag_ms  # noqa: SLF001 - the figure the shard publishes to the others
+        publisher.publish([Tick(SENTINEL, good + 1, 50.0, 1.0)])
+        wait_until_decided(hot, 3)  # the shard still reads
+        assert hot.shard.failure is None
+    assert abs(lag_ms) < 60_000  # from the good tick's time: the garbage one was not taken for the newest
+
+
 def _new_decisions(hot, ledger: Ledger) -> dict[tuple[str, str], int]:
     """(symbol, entry id) → tick time of the decisions committed since the last look."""
     found = {}
