@@ -292,7 +292,7 @@ def _post(result: BacktestResult, outcomes: list[BatchOutcome]) -> None:
         if isinstance(e, SymbolDesk.DecisionTaken):
             ledger.mark(e.symbol, e.timestamp_ns, e.price)
         elif isinstance(e, SymbolDesk.OrderFilled):
-            ledger.fill(e.symbol, e.timestamp_ns, e.side, e.quantity, e.price, e.commission)
+            ledger.fill(e.symbol, e.timestamp_ns, e.side, e.quantity, e.price, e.commission, e.decision_id)
             if e.decision_id in broke_a_limit:  # the fill follows its rejection: the order was cut
                 broke_a_limit.discard(e.decision_id)
                 result.orders_cut += 1

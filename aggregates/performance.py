@@ -50,6 +50,9 @@ class Trade:
     commission: float = 0.0
     pnl: float | None = None
     """Net of this trade's share of commissions; None while open."""
+    entry_decision_id: str | None = None
+    """The decision whose fill opened it (its forensics explains the entry); None when not given."""
+    exit_decision_id: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         record = asdict(self)
@@ -125,15 +128,16 @@ class Ledger:
         book = self._book(symbol)
         self._revalue(book, book.cash, book.position, price)
 
-    def fill(self, symbol: str, ts_ns: int, side: str, quantity: float, price: float, commission: float) -> None:
-        """A fill at ``price``: cash and position move, and round trips open or close."""
+    def fill(self, symbol: str, ts_ns: int, side: str, quantity: float, price: float, commission: float,
+             decision_id: str | None = None) -> None:
+        """A fill at ``price`` of the decision ``decision_id``: cash and position move, round trips open or close."""
         self._advance(ts_ns)
         book = self._book(symbol)
         signed = quantity if side == "BUY" else -quantity
         self._revalue(book, book.cash - signed * price - commission, book.position + signed, book.price)
         self.fills += 1
         self.commission += commission
-        self._match(book, symbol, ts_ns, signed, price, commission)
+        self._match(book, symbol, ts_ns, signed, price, commission, decision_id)
 
     def finish(self) -> None:
         """Close the books: record the last instant's equity."""
@@ -166,7 +170,8 @@ class Ledger:
         self.equity.append(self.capital + self._value)
         self.exposed.append(self._holding > 0)
 
-    def _match(self, book: _Book, symbol: str, ts_ns: int, signed: float, price: float, commission: float) -> None:
+    def _match(self, book: _Book, symbol: str, ts_ns: int, signed: float, price: float, commission: float,
+               decision_id: str | None) -> None:
         remaining = signed
         per_unit = commission / abs(signed) if signed else 0.0
         # Close open trades of the other direction first, oldest first (FIFO).
@@ -175,19 +180,21 @@ class Ledger:
             closing = min(abs(remaining), abs(trade.size))
             if closing < abs(trade.size) - _EPSILON:  # a partial close splits the trade
                 part = Trade(symbol, math.copysign(closing, trade.size), trade.entry_ns, trade.entry_price,
-                             commission=trade.commission * closing / abs(trade.size))
+                             commission=trade.commission * closing / abs(trade.size),
+                             entry_decision_id=trade.entry_decision_id)
                 trade.commission -= part.commission
                 trade.size = math.copysign(abs(trade.size) - closing, trade.size)
                 trade = part
             else:
                 book.open.pop(0)
-            trade.exit_ns, trade.exit_price = ts_ns, price
+            trade.exit_ns, trade.exit_price, trade.exit_decision_id = ts_ns, price, decision_id
             trade.commission += per_unit * closing
             trade.pnl = trade.size * (price - trade.entry_price) - trade.commission
             self.trades.append(trade)
             remaining = math.copysign(abs(remaining) - closing, remaining) if abs(remaining) > closing else 0.0
         if abs(remaining) > _EPSILON:
-            book.open.append(Trade(symbol, remaining, ts_ns, price, commission=per_unit * abs(remaining)))
+            book.open.append(Trade(symbol, remaining, ts_ns, price, commission=per_unit * abs(remaining),
+                                   entry_decision_id=decision_id))
 
 
 def performance(ledger: Ledger) -> dict[str, Any]:

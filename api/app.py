@@ -19,6 +19,7 @@ from datetime import datetime
 from typing import Any, AsyncIterator, Sequence
 from uuid import UUID
 
+import psycopg
 import redis.asyncio as aioredis
 from psycopg_pool import AsyncConnectionPool
 from starlette.applications import Starlette
@@ -29,7 +30,7 @@ from starlette.routing import Route, WebSocketRoute
 
 from api import trading
 from api.auth import ApiTokens, BearerAuthMiddleware
-from api.backtests import backtest_runs
+from api.backtests import backtest_runs, find_run, read_report, run_forensics_schema, run_summary
 from api.dashboard import dashboard_routes
 from api.errors import ORJSONResponse, error_response, exception_handlers
 from api.metrics import MetricsSources, render_metrics
@@ -38,6 +39,7 @@ from api.queries import BadCursor, alert_page, decision_page, forensics_record, 
 from api.rate_limit import RateLimit, RateLimitMiddleware
 from api.stream import stream
 from api.stream_hub import StreamConfig, StreamHub
+from edge.run_names import RUN_ID_RULE, is_run_id
 from backbone.broker import broker_answers
 from backbone.topics import TopicSettings
 from edge.system_keys import SystemKeys
@@ -59,6 +61,7 @@ DECISIONS_READS = {"symbol": 64, "action": 8, "from": 64, "to": 64, "limit": 64,
 ACTIONS = ("BUY", "SELL", "HOLD")
 """What ``action=`` may ask for: a decision's action."""
 BACKTESTS_READS = {"limit": 64}
+FORENSICS_READS = {"run": 64}
 """The parameters ``/api/v1/backtests`` reads."""
 ALERTS_READS = {"symbol": 64, "since": 64, "limit": 64, "cursor": 256}
 """The parameters ``/api/v1/alerts`` reads."""
@@ -137,6 +140,7 @@ def create_app(config: ApiConfig) -> Starlette:
         Route("/api/v1/portfolio", portfolio_view, methods=["GET"]),
         Route("/api/v1/alerts", alerts, methods=["GET"]),
         Route("/api/v1/backtests", backtests, methods=["GET"]),
+        Route("/api/v1/backtests/{run_id}", backtest, methods=["GET"]),
         Route("/api/v1/trading", trading.trading_state, methods=["GET"]),
         Route("/api/v1/trading/halt", trading.halt, methods=["POST"]),
         Route("/api/v1/trading/resume", trading.resume, methods=["POST"]),
@@ -197,16 +201,30 @@ def config_from_settings(settings: Settings, switchboard: trading.TradingSwitchb
 
 
 async def forensics(request: Request) -> Response:
-    """GET /api/v1/forensics/{decision_id}: why a decision was taken."""
-    read_query(request.scope["query_string"], {})
+    """GET /api/v1/forensics/{decision_id}[?run=]: why a decision was taken (live, or in backtest ``run``)."""
+    q = read_query(request.scope["query_string"], FORENSICS_READS)
     raw = request.path_params["decision_id"]
     try:
         decision_id = UUID(raw)
     except ValueError:
         return error_response(422, "invalid_decision_id", f"{shown(raw, 64)} is not a UUID")
     config: ApiConfig = request.state.config
+    schema = config.schema
+    if "run" in q:
+        state = await _run_state(request, q["run"])
+        schema = run_forensics_schema(state)
+        if schema is None:
+            raise BadRequest(404, "no_forensics", f"backtest {q['run']} was not run with --forensics: its decisions "
+                                                  "were not explained (run it again with --forensics)")
     async with request.state.pool.connection() as conn:
-        decision, record = await forensics_record(conn, config.schema, decision_id)
+        try:
+            decision, record = await forensics_record(conn, schema, decision_id)
+        except psycopg.errors.UndefinedTable:
+            if "run" not in q:
+                raise
+            raise BadRequest(404, "no_forensics", f"the schema {schema} of backtest {q['run']} is gone from the "
+                                                  "database (dropped?): run the backtest again with --forensics"
+                             ) from None
     if decision is None:
         return error_response(404, "not_found", f"no decision {decision_id} (unknown, or not projected yet)")
     if record is None:
@@ -327,6 +345,32 @@ async def backtests(request: Request) -> Response:
         return error_response(503, "redis_unavailable", "Redis does not answer: try again shortly",
                               headers={"Retry-After": "5"})
     return ORJSONResponse({"backtests": runs, "unreadable": unreadable})
+
+
+async def backtest(request: Request) -> Response:
+    """GET /api/v1/backtests/{run_id}: one run's record and its report (``report.json``, where the run wrote it)."""
+    read_query(request.scope["query_string"], {})
+    state = await _run_state(request, request.path_params["run_id"])
+    report, problem = await read_report(state)
+    return ORJSONResponse({"run": run_summary(state), "report": report, "report_problem": problem})
+
+
+async def _run_state(request: Request, run_id: str) -> dict[str, Any]:
+    """The stored record of backtest ``run_id``; a 422, 404 or 503 (raised) when there is none to read."""
+    if not is_run_id(run_id):
+        raise BadRequest(422, "invalid_run", f"{shown(run_id, 64)} cannot name a run ({RUN_ID_RULE})")
+    config: ApiConfig = request.state.config
+    if request.state.redis is None or not config.backtests_store:
+        raise BadRequest(503, "no_backtest_store", "the API was started without REDIS_URL: it cannot read the "
+                                                   "backtests' records", retry_after_s=60)
+    try:
+        state = await find_run(request.state.redis, config.backtests_store, run_id)
+    except (aioredis.RedisError, OSError):
+        raise BadRequest(503, "redis_unavailable", "Redis does not answer: try again shortly",
+                         retry_after_s=5) from None
+    if state is None:
+        raise BadRequest(404, "unknown_run", f"no completed backtest {run_id} is recorded (see GET /api/v1/backtests)")
+    return state
 
 
 def _page_limit(text: str) -> int:

@@ -49,7 +49,8 @@ def exception_handlers(retry_after_s: int) -> dict[Any, Callable[..., Any]]:
     """
 
     async def bad_request(request: Request, error: BadRequest) -> Response:
-        return error_response(error.status, error.code, error.detail)
+        headers = {"Retry-After": str(error.retry_after_s)} if error.retry_after_s is not None else None
+        return error_response(error.status, error.code, error.detail, headers=headers)
 
     async def routing(request: Request, error: HTTPException) -> Response:
         code = _ROUTING_CODES.get(error.status_code, "bad_request")

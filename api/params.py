@@ -37,11 +37,13 @@ MAX_QUERY_BYTES = 8_192
 class BadRequest(GlassboxError):
     """A request the API refuses before doing anything: answered as ``{"error": code, "detail": detail}``."""
 
-    def __init__(self, status: int, code: str, detail: str) -> None:
+    def __init__(self, status: int, code: str, detail: str, retry_after_s: int | None = None) -> None:
         super().__init__(f"{status} {code}: {detail}")
         self.status = status
         self.code = code
         self.detail = detail
+        self.retry_after_s = retry_after_s
+        """Sent as ``Retry-After`` (a 503's)."""
 
 
 def read_query(raw: bytes, reads: Mapping[str, int]) -> dict[str, str]:

@@ -285,11 +285,20 @@ class StreamHub:
         for symbol in changed:
             held = self._positions[symbol]
             held["limit_used"] = held["exposure"] / equity / self.config.max_position_fraction if equity > 0 else 0.0
+        # Clients of every symbol (a dashboard's overview) share one delta, encoded once here.
+        everything = {"positions": {s: self._positions[s] for s in changed}, "totals": self._totals}
+        shared = (encode_message("portfolio", self.seq, everything)
+                  if everything["positions"] or self._totals is not None else None)
         for c in self._clients:
-            if "portfolio" in c.subscription.kinds:
-                positions = self._positions_for(c.subscription, changed)
-                if positions or self._totals is not None:
-                    c.queue.offer_portfolio(self.seq, {"positions": positions, "totals": self._totals})
+            if "portfolio" not in c.subscription.kinds:
+                continue
+            if not c.subscription.symbols:
+                if shared is not None:
+                    c.queue.offer_portfolio(self.seq, everything, shared)
+                continue
+            positions = self._positions_for(c.subscription, changed)
+            if positions or self._totals is not None:
+                c.queue.offer_portfolio(self.seq, {"positions": positions, "totals": self._totals})
         self._wake_all()
 
     def _book_totals(self, fields: dict[bytes, bytes]) -> dict[str, float]:

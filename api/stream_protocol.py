@@ -150,6 +150,8 @@ class ClientQueue:
 
     replayed: int = 0
     """What a resume put in the queue: it counts on top of ``limit`` until it is sent."""
+    _portfolio_encoded: bytes | None = None
+    _portfolio_shared: Mapping[str, Any] | None = None
 
     def offer_event(self, encoded: bytes) -> None:
         if len(self.events) >= self.limit + self.replayed:
@@ -162,27 +164,46 @@ class ClientQueue:
         self.events.append(encoded)
         self.replayed += 1
 
-    def offer_portfolio(self, seq: int, delta: Mapping[str, Any]) -> None:
+    def offer_portfolio(self, seq: int, delta: Mapping[str, Any], encoded: bytes | None = None) -> None:
+        """A book delta; ``encoded``, when given, is its message as encoded once for every client.
+
+        A delta that arrives while none waits is kept as the shared bytes, so a
+        client that keeps up costs no encoding of its own; a second one before
+        the next frame merges into a copy, encoded when the frame is taken.
+        """
+        if self.portfolio is None and self._portfolio_encoded is None and encoded is not None:
+            self._portfolio_encoded, self._portfolio_shared = encoded, delta
+        else:
+            if self._portfolio_shared is not None:
+                self._merge_portfolio(self._portfolio_shared)
+                self._portfolio_encoded = self._portfolio_shared = None
+            self._merge_portfolio(delta)
+        self.portfolio_seq = seq
+
+    def _merge_portfolio(self, delta: Mapping[str, Any]) -> None:
         if self.portfolio is None:
             self.portfolio = {"positions": dict(delta.get("positions", {})), "totals": delta.get("totals")}
         else:
             self.portfolio["positions"].update(delta.get("positions", {}))
             if delta.get("totals") is not None:
                 self.portfolio["totals"] = delta["totals"]
-        self.portfolio_seq = seq
 
     def offer_system(self, encoded: bytes) -> None:
         self.system = encoded
 
     def __bool__(self) -> bool:
-        return bool(self.events) or self.portfolio is not None or self.system is not None
+        return (bool(self.events) or self.portfolio is not None or self._portfolio_encoded is not None
+                or self.system is not None)
 
     def take_frame(self) -> bytes:
         """Everything waiting, as one frame (a JSON array), oldest first; the queue is then empty."""
         parts = list(self.events)
         self.events.clear()
         self.replayed = 0
-        if self.portfolio is not None:
+        if self._portfolio_encoded is not None:
+            parts.append(self._portfolio_encoded)
+            self._portfolio_encoded = self._portfolio_shared = None
+        elif self.portfolio is not None:
             parts.append(encode_message("portfolio", self.portfolio_seq, self.portfolio))
             self.portfolio = None
         if self.system is not None:

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-__all__ = ["child_setup", "die_with_parent", "free_port", "log_tail", "running_children", "stop_children"]
+__all__ = ["child_setup", "die_with_parent", "free_port", "log_tail", "lower_priority", "running_children", "stop_children"]
 
 _PR_SET_PDEATHSIG = 1
 _LIBC = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True) if sys.platform == "linux" else None
@@ -37,12 +37,17 @@ def child_setup(niceness: int = 0) -> Callable[[], None]:
 
     def setup() -> None:
         die_with_parent()
-        if niceness:
-            os.nice(niceness)
-            if hasattr(os, "SCHED_IDLE"):
-                os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+        lower_priority(niceness)
 
     return setup
+
+
+def lower_priority(niceness: int) -> None:
+    """Raise this process's niceness by ``niceness`` and, when positive, put it under ``SCHED_IDLE`` (Linux)."""
+    if niceness:
+        os.nice(niceness)
+        if hasattr(os, "SCHED_IDLE"):
+            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
 
 
 def die_with_parent() -> None:

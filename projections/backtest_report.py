@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -19,9 +20,10 @@ import orjson
 
 from aggregates.performance import Ledger, daily_equity, drawdown_series, performance
 
-__all__ = ["REPORT_FORMAT", "build_report", "write_report"]
+__all__ = ["REPORT_FORMAT", "ReportLinks", "build_report", "write_report"]
 
-REPORT_FORMAT = 1
+REPORT_FORMAT = 2
+"""2: each trade names the decisions that opened and closed it (``entry_decision_id``, ``exit_decision_id``)."""
 _MAX_TRADES_SHOWN = 200
 
 
@@ -40,12 +42,27 @@ def build_report(ledger: Ledger, parameters: dict[str, Any], data: dict[str, Any
     }
 
 
-def write_report(report: dict[str, Any], directory: Path) -> tuple[Path, Path]:
-    """Write ``report.json`` and ``report.html`` into ``directory``; their paths."""
+@dataclass(frozen=True)
+class ReportLinks:
+    """Where a run's decisions are explained: the dashboard's forensics pages of the run (``--forensics``)."""
+
+    dashboard_url: str
+    run_id: str
+
+    def decision(self, decision_id: str) -> str:
+        return f"{self.dashboard_url.rstrip('/')}/#/decision/{decision_id}?run={self.run_id}"
+
+
+def write_report(report: dict[str, Any], directory: Path, links: ReportLinks | None = None) -> tuple[Path, Path]:
+    """Write ``report.json`` and ``report.html`` into ``directory``; their paths.
+
+    With ``links``, the HTML's trades link their entry and exit to the
+    deciding decisions' forensics pages (the JSON is the same either way).
+    """
     directory.mkdir(parents=True, exist_ok=True)
     json_path, html_path = directory / "report.json", directory / "report.html"
     json_path.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n")
-    html_path.write_text(_html(report, _chart_png(report)), encoding="utf-8")
+    html_path.write_text(_html(report, _chart_png(report), links), encoding="utf-8")
     return json_path, html_path
 
 
@@ -110,7 +127,14 @@ def _format(value: Any, kind: str) -> str:
     return str(value)
 
 
-def _html(report: dict[str, Any], png: bytes) -> str:
+def _linked(text: str, decision_id: str | None, links: ReportLinks | None) -> str:
+    if links is None or not decision_id:
+        return html.escape(text)
+    return (f'<a href="{html.escape(links.decision(decision_id))}" '
+            f'title="why: decision {html.escape(decision_id)}">{html.escape(text)}</a>')
+
+
+def _html(report: dict[str, Any], png: bytes, links: ReportLinks | None) -> str:
     metrics = report["metrics"]
     rows = "\n".join(
         f"<tr><th>{html.escape(label)}</th><td>{html.escape(_format(metrics.get(key), kind))}</td></tr>"
@@ -119,11 +143,16 @@ def _html(report: dict[str, Any], png: bytes) -> str:
     params = html.escape(orjson.dumps(report["parameters"], option=orjson.OPT_SORT_KEYS).decode())
     trades = report["trades"][:_MAX_TRADES_SHOWN]
     trade_rows = "\n".join(
-        "<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in (
-            t["symbol"], t["size"], t["entry_time"][:10], f"{t['entry_price']:.4f}",
-            t["exit_time"][:10], f"{t['exit_price']:.4f}", f"{t['pnl']:.2f}")) + "</tr>"
+        "<tr>" + "".join(f"<td>{cell}</td>" for cell in (
+            html.escape(t["symbol"]), html.escape(str(t["size"])),
+            _linked(t["entry_time"][:10], t.get("entry_decision_id"), links), f"{t['entry_price']:.4f}",
+            _linked(t["exit_time"][:10], t.get("exit_decision_id"), links), f"{t['exit_price']:.4f}",
+            f"{t['pnl']:.2f}")) + "</tr>"
         for t in trades
     )
+    why = ("<p>Each entry and exit date links to the forensics of the decision behind it, on the dashboard at "
+           f"<code>{html.escape(links.dashboard_url)}</code> (sign in with the API token first).</p>"
+           if links is not None else "")
     more = (f"<p>First {_MAX_TRADES_SHOWN} of {len(report['trades'])} trades; all are in report.json.</p>"
             if len(report["trades"]) > _MAX_TRADES_SHOWN else "")
     chart = base64.b64encode(png).decode()
@@ -139,7 +168,7 @@ on {html.escape(report['data']['source'])}</h1>
 {html.escape(report['data']['first'])} to {html.escape(report['data']['last'])}</p>
 <img alt="equity curve and drawdown" src="data:image/png;base64,{chart}" style="width:100%">
 <h2>Performance</h2><table>{rows}</table>
-<h2>Trades</h2>{more}<table><tr><th>symbol</th><th>size</th><th>entry</th><th>entry price</th>
+<h2>Trades</h2>{more}{why}<table><tr><th>symbol</th><th>size</th><th>entry</th><th>entry price</th>
 <th>exit</th><th>exit price</th><th>P&amp;L</th></tr>{trade_rows}</table>
 </body></html>
 """

@@ -369,7 +369,7 @@ def test_every_route_the_readme_lists_is_served() -> None:
     served = {(method, route.path) for route in app.routes for method in getattr(route, "methods", None) or ["GET"]}
     listed = [tuple(r.split(" ", 1)) for row in _table_rows(SECTIONS["The API"])
               for r in re.findall(r"`((?:GET|POST) [^`?]+)", row[0])]
-    assert len(listed) == 13
+    assert len(listed) == 14
     assert [r for r in listed if r not in served] == []
 
 

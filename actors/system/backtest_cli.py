@@ -27,10 +27,12 @@ from actors.backtest import (
     new_run_id,
     run_backtest,
 )
-from actors.system.options import iso_date, positive_float, positive_int
+from actors.system.layout import DEFAULT_API_PORT
+from actors.system.options import iso_date, positive_float, positive_int, run_id_arg
 from actors.sharding import assign_symbols
 from actors.system.services import system_backbone, system_redis
 from aggregates.backtest_run import BacktestRun
+from edge.run_names import forensics_schema
 from aggregates.policy import DecisionPolicy, Sizing
 from aggregates.registry import ModelRegistry
 from aggregates.risk import RiskLimits
@@ -39,7 +41,7 @@ from edge.history import History, load_history, parse_source
 from edge.system_keys import SystemKeys
 from edge.ticks import TickBounds
 from glassbox import GlassboxError, Settings
-from projections.backtest_report import build_report, write_report
+from projections.backtest_report import ReportLinks, build_report, write_report
 from aggregates.performance import iso_day
 
 __all__ = ["add_backtest_parser", "build_strategy", "records_store"]
@@ -79,7 +81,8 @@ def add_backtest_parser(commands: Any) -> None:
                     help="synthetic: seconds between a symbol's ticks (default 60)")
     bt.add_argument("--seed", type=int, default=7, help="synthetic: seed")
     bt.add_argument("--out", type=Path, default=Path("."), help="directory for report.json and report.html (default .)")
-    bt.add_argument("--run-id", default=None, help="name of the run (default: a new random id)")
+    bt.add_argument("--run-id", type=run_id_arg, default=None,
+                    help="name of the run (default: a new random id)")
     bt.add_argument("--shards", type=positive_int, default=1,
                     help="processes the symbols are split across, as `glassbox up --shards` splits them; "
                          "the risk limits bind on the whole book across them, as live (default 1)")
@@ -96,7 +99,11 @@ def add_backtest_parser(commands: Any) -> None:
                          "report and the completion record stay)")
     bt.add_argument("--forensics", action="store_true",
                     help="also explain every decision (SHAP) into the database schema backtest_<run id>, "
-                         "through the relay and the live forensics workers (regime-blend only)")
+                         "through the relay and the live forensics workers (regime-blend only); report.html "
+                         "then links each trade's decisions to their forensics pages on the dashboard")
+    bt.add_argument("--dashboard-url", default=f"http://127.0.0.1:{DEFAULT_API_PORT}/",
+                    help="the dashboard report.html links to with --forensics: the API of `glassbox up` "
+                         "(default %(default)s)")
     bt.set_defaults(handler=backtest_command)
 
 
@@ -179,10 +186,13 @@ def backtest_command(args: argparse.Namespace, settings: Settings) -> int:
             result = run_backtest(bt_settings, strategy, history, _Progress())
             report = build_report(result.ledger, _parameters(args, strategy, source.describe(), bt_settings.limits),
                                   _data(history, result), strategy.model_version)
-            json_path, html_path = write_report(report, args.out)
-            _record(url, settings, result, report)
-            if args.forensics:
-                _forensics(url, settings, result)
+            schema = forensics_schema(run_id) if args.forensics else None
+            json_path, html_path = write_report(report, args.out,
+                                                ReportLinks(args.dashboard_url, run_id) if schema else None)
+            if schema:  # before the record: a recorded run's forensics are complete
+                _forensics(url, settings, result, schema)
+            _record(url, settings, result, report, {"json": str(json_path.resolve()),
+                                                    "html": str(html_path.resolve())}, schema)
         finally:
             if not args.keep_events:
                 discard_run(client, bt_settings)
@@ -208,7 +218,7 @@ def _interrupt(_signum: int, _frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def _forensics(url: str, settings: Settings, result: BacktestResult) -> None:
+def _forensics(url: str, settings: Settings, result: BacktestResult, schema: str) -> None:
     """Project the run's events into its own schema, through its own topics, with the live workers."""
     import psycopg
     from psycopg import sql
@@ -217,7 +227,6 @@ def _forensics(url: str, settings: Settings, result: BacktestResult) -> None:
     from projections.migrate import apply_migrations
     from actors.system.rebuild import project_stores
 
-    schema = f"backtest_{result.run_id.replace('-', '_')}"
     topics = TopicSettings.from_settings(settings, prefix=f"{settings.topic_prefix}backtest-{result.run_id}.")
     print(f"\nexplaining {result.decisions:,} decisions into schema {schema} (relay, then the forensics "
           "workers) ...", flush=True)
@@ -235,8 +244,8 @@ def _forensics(url: str, settings: Settings, result: BacktestResult) -> None:
         with psycopg.connect(database_url) as conn:
             explained = conn.execute(sql.SQL("SELECT count(*) FROM {}.forensics").format(
                 sql.Identifier(schema))).fetchone()[0]
-    print(f"forensics of {explained:,} decisions in schema {schema}; serve them with "
-          f"GLASSBOX_SCHEMA={schema} (the API's /api/v1/forensics/{{decision_id}})")
+    print(f"forensics of {explained:,} decisions in schema {schema}: the API serves them at "
+          f"/api/v1/forensics/{{decision_id}}?run={result.run_id}, the dashboard from the run's report")
 
 
 class _Progress:
@@ -289,7 +298,8 @@ def _data(history: History, result: BacktestResult) -> dict[str, Any]:
     }
 
 
-def _record(url: str, settings: Settings, result: BacktestResult, report: dict[str, Any]) -> None:
+def _record(url: str, settings: Settings, result: BacktestResult, report: dict[str, Any],
+            written: dict[str, str], schema: str | None) -> None:
     app = Application(env=event_store_env(url, records_store(settings)))
     try:
         data = report["data"]
@@ -299,6 +309,7 @@ def _record(url: str, settings: Settings, result: BacktestResult, report: dict[s
              "orders_cut_by_risk": data["orders_cut_by_risk"], "orders_refused_by_risk": data["orders_refused_by_risk"]},
             report["model_version"], report["metrics"],
             {"seconds": result.seconds, "events": result.events, "events_per_s": result.events_per_s},
+            written, schema,
         ))
     finally:
         app.close()

@@ -33,7 +33,8 @@ __all__ = ["BACKBONE_NICENESS", "DEFAULT_API_PORT", "ProcessLayout", "ServiceUrl
 BACKBONE_NICENESS = 10
 """The relays, workers, broker and PostgreSQL run below the CPU priority of the shards and
 Redis: their catch-up after an outage must not take the cores deciding needs
-(``perf.outage`` measures the effect)."""
+(``perf.outage`` measures the effect). The API runs there too: its stream's fan-out to many
+dashboards must not take them either (``perf.stream`` measures the effect)."""
 DEFAULT_API_PORT = 8000
 _ALL_SCOPES = ",".join(SCOPES)
 
@@ -119,7 +120,7 @@ class ProcessLayout:
                     # 200 clients (py-spy): a dashboard's frames are small and its network is near.
                     "--ws-per-message-deflate", "false",
                     "--log-config", str(log_config)],
-            api_env, lambda: _http_ok(health))
+            api_env, lambda: _http_ok(health), nice=BACKBONE_NICENESS)
 
     def _ready_file(self, name: str) -> Path:
         return self.run_dir / f"{name}.ready"

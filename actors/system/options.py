@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 from datetime import date
 
-__all__ = ["iso_date", "non_negative_int", "positive_float", "positive_int"]
+from edge.run_names import RUN_ID_RULE, is_run_id
+
+__all__ = ["iso_date", "non_negative_int", "positive_float", "positive_int", "run_id_arg"]
 
 
 def non_negative_int(text: str) -> int:
@@ -34,3 +36,9 @@ def iso_date(text: str) -> date:
         return date.fromisoformat(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a date like 2005-01-31") from None
+
+
+def run_id_arg(text: str) -> str:
+    if not is_run_id(text):
+        raise argparse.ArgumentTypeError(f"{text!r} cannot name a run: use {RUN_ID_RULE}")
+    return text

@@ -100,9 +100,37 @@ function waterfall(title, expected, steps, output) {
   return figure;
 }
 
+// A line of [label, value] points in order (a backtest's daily equity), with its numbers beneath, folded.
+function lineChart(title, points, format) {
+  const figure = document.createElement("figure");
+  figure.className = "chart";
+  const width = 760, height = 220, pad = 8;
+  const values = points.map(p => p[1]);
+  const low = Math.min(...values), high = Math.max(...values), span = (high - low) || 1;
+  const x = i => pad + (points.length > 1 ? i / (points.length - 1) : 0.5) * (width - 2 * pad);
+  const y = v => pad + (1 - (v - low) / span) * (height - 2 * pad);
+  const first = points[0], last = points[points.length - 1];
+  const chart = svg("svg", {width, height, viewBox: `0 0 ${width} ${height}`, role: "img",
+    "aria-label": `${title}: ${points.length} points from ${first[0]} (${format(first[1])}) to ${last[0]} ` +
+                  `(${format(last[1])}); lowest ${format(low)}, highest ${format(high)}`});
+  chart.appendChild(svg("polyline", {class: "line", fill: "none",
+                                     points: points.map((p, i) => `${x(i).toFixed(1)},${y(p[1]).toFixed(1)}`).join(" ")}));
+  chart.appendChild(svg("text", {x: pad, y: 14}, format(high)));
+  chart.appendChild(svg("text", {x: pad, y: height - 4}, format(low)));
+  const caption = document.createElement("figcaption");
+  caption.textContent = title;
+  const numbers = document.createElement("details");
+  const summary = document.createElement("summary");
+  summary.textContent = `${title}: the ${points.length} points, as numbers`;
+  numbers.append(summary, numberTable(`${title}, as numbers`, ["", "value"],
+                                      points.map(p => [p[0], format(p[1])]), [false, true]));
+  figure.append(caption, chart, numbers);
+  return figure;
+}
+
 function fmt(v) { return Number(v).toFixed(4); }
 function signed(v) { return (v >= 0 ? "+" : "") + Number(v).toFixed(4); }
 function pct(v) { return (100 * v).toFixed(1) + " %"; }
 
-window.GlassboxCharts = {barChart, waterfall, numberTable};
+window.GlassboxCharts = {barChart, lineChart, waterfall, numberTable};
 })();

@@ -1,10 +1,12 @@
-// The Glassbox dashboard: one page, routed by the URL's fragment (#/, #/decisions, #/decision/<id>).
+// The Glassbox dashboard: one page, routed by the URL's fragment (#/, #/decisions, #/decision/<id>[?run=],
+// #/backtests, #/backtest/<run>).
 // It reads only what the API serves a token: the REST routes and the live stream (GET /api/v1/stream).
 "use strict";
 
 const TOKEN_KEY = "glassbox.token";
 const RECENT_DECISIONS = 20;
-const {barChart, waterfall, numberTable} = window.GlassboxCharts;
+const {barChart, lineChart, waterfall, numberTable} = window.GlassboxCharts;
+const TRADES_SHOWN = 200;
 
 const live = {
   socket: null, epoch: null, seq: 0, retryMs: 500, timer: null, wanted: false,
@@ -89,7 +91,9 @@ function renderSignIn(message) {
       return;
     }
     sessionStorage.setItem(TOKEN_KEY, given);
-    location.hash = "#/";
+    // A link followed before signing in (a report's "why") opens once signed in.
+    const wanted = ["", "#/", "#/signin"].includes(location.hash) ? "#/" : location.hash;
+    if (location.hash === wanted) route(); else location.hash = wanted;
   }},
     el("label", {for: "token", text: "API token"}), input,
     el("p", {id: "token-help", class: "muted",
@@ -179,6 +183,7 @@ function currentPage() {
   if (path === "/signin") return "signin";
   if (path === "/decisions") return "decisions";
   if (path === "/backtests") return "backtests";
+  if (path.startsWith("/backtest/")) return "backtest";
   if (path.startsWith("/decision/")) return "decision";
   return "overview";
 }
@@ -336,13 +341,15 @@ async function renderBacktests() {
     const m = r => r.metrics || {};
     const orNull = (v, f) => (v === null || v === undefined) ? "—" : f(v);
     table.replaceChildren(
-      el("caption", {text: "Completed runs, newest first; each run's report.json and report.html are where " +
-                           "`glassbox backtest --out` wrote them"}),
+      el("caption", {text: "Completed runs, newest first; a run's id opens its report (runs recorded before " +
+                           "reports were linked have none here: theirs is where `glassbox backtest --out` wrote it)"}),
       el("thead", {}, el("tr", {}, ["run", "strategy", "source", "from", "to", "return", "Sharpe", "max drawdown",
                                     "trades", "risk cut / refused"].map((h, i) =>
         el("th", {scope: "col", class: i >= 5 ? "num" : null, text: h})))),
       el("tbody", {}, body.backtests.map(r => el("tr", {},
-        el("td", {text: r.run_id}), el("td", {text: r.strategy}), el("td", {text: r.source}),
+        el("td", {}, r.report ? el("a", {href: `#/backtest/${encodeURIComponent(r.run_id)}`, class: "run-link",
+                                         text: r.run_id}) : r.run_id),
+        el("td", {text: r.strategy}), el("td", {text: r.source}),
         el("td", {text: r.first}), el("td", {text: r.last}),
         el("td", {class: "num", text: orNull(m(r).total_return, pct)}),
         el("td", {class: "num", text: orNull(m(r).sharpe_ratio, v => num(v, 2))}),
@@ -356,17 +363,61 @@ async function renderBacktests() {
   }
 }
 
-async function renderDecision(id) {
-  const heading = el("h1", {text: "Decision " + id});
+async function renderBacktest(runId) {
+  const status = el("p", {id: "backtest-status", role: "status", text: "loading …"});
+  const body = el("div", {id: "backtest"});
+  show(el("h1", {text: "Backtest " + runId}), status, body);
+  let answer;
+  try {
+    answer = (await api(`/api/v1/backtests/${encodeURIComponent(runId)}`)).body;
+  } catch (error) {
+    if (error.status !== 401) status.replaceChildren(el("p", {class: "error", role: "alert", text: `${error.code}: ${error.message}`}));
+    return;
+  }
+  const run = answer.run, report = answer.report;
+  status.textContent = answer.report_problem ? `No report to show: ${answer.report_problem}.` : "";
+  const m = run.metrics || {};
+  const cards = el("dl", {class: "cards"},
+    card("strategy", "b-strategy", run.strategy), card("source", "b-source", run.source),
+    card("days", "b-days", `${run.first} to ${run.last}`), card("total return", "b-return", pct(m.total_return)),
+    card("Sharpe", "b-sharpe", m.sharpe_ratio === null || m.sharpe_ratio === undefined ? "—" : num(m.sharpe_ratio, 2)),
+    card("max drawdown", "b-drawdown", pct(m.max_drawdown)),
+    card("forensics", "b-forensics", run.forensics ? "every decision explained" : "not explained (run with --forensics)"));
+  if (!report) { body.replaceChildren(cards); return; }
+  const why = id => id && run.forensics
+    ? el("a", {href: `#/decision/${id}?run=${encodeURIComponent(runId)}`, class: "trade-decision", text: "why",
+               title: `the forensics of decision ${id}`}) : "";
+  const trades = report.trades || [];
+  const tradeTable = el("table", {id: "trades"},
+    el("caption", {text: trades.length > TRADES_SHOWN ? `The first ${TRADES_SHOWN} of ${trades.length} trades`
+                                                       : `${trades.length} closed trade(s)`}),
+    el("thead", {}, el("tr", {}, ["symbol", "size", "entry", "entry price", "", "exit", "exit price", "", "P&L"].map(
+      (h, i) => el("th", {scope: "col", class: [1, 3, 6, 8].includes(i) ? "num" : null, text: h})))),
+    el("tbody", {}, trades.slice(0, TRADES_SHOWN).map(t => el("tr", {},
+      el("td", {text: t.symbol}), el("td", {class: "num", text: num(t.size, 0)}),
+      el("td", {text: (t.entry_time || "").slice(0, 10)}), el("td", {class: "num", text: num(t.entry_price, 4)}),
+      el("td", {}, why(t.entry_decision_id)),
+      el("td", {text: (t.exit_time || "").slice(0, 10)}), el("td", {class: "num", text: num(t.exit_price, 4)}),
+      el("td", {}, why(t.exit_decision_id)), el("td", {class: "num", text: num(t.pnl, 2)})))));
+  const curve = report.equity_curve || [];
+  body.replaceChildren(cards,
+    curve.length ? lineChart("Equity, day by day", curve, v => num(v, 2)) : el("p", {text: "No equity recorded."}),
+    el("h2", {text: "Trades"}), tradeTable);
+}
+
+async function renderDecision(id, runId) {
+  const heading = el("h1", {text: "Decision " + id + (runId ? ` (backtest ${runId})` : "")});
   const body = el("div", {id: "forensics"});
   show(heading, body);
   const deadline = Date.now() + 120_000;
   for (;;) {
     let answer;
     try {
-      answer = await api(`/api/v1/forensics/${encodeURIComponent(id)}`);
+      answer = await api(`/api/v1/forensics/${encodeURIComponent(id)}` +
+                         (runId ? `?run=${encodeURIComponent(runId)}` : ""));
     } catch (error) {
-      if (error.status === 404 && Date.now() < deadline) {  // streamed before the read models have it
+      if (error.status === 404 && error.code === "not_found" && !runId && Date.now() < deadline) {
+        // streamed before the read models have it
         body.replaceChildren(el("p", {class: "notice", role: "status", text: "Not recorded in the read models yet: looking again …"}));
         await sleep(2000);
         if (currentPage() !== "decision") return;
@@ -444,7 +495,11 @@ function route() {
   if (page === "overview") renderOverview();
   else if (page === "decisions") renderDecisions();
   else if (page === "backtests") renderBacktests();
-  else renderDecision(decodeURIComponent(location.hash.split("/")[2] || ""));
+  else if (page === "backtest") renderBacktest(decodeURIComponent(location.hash.split("/")[2] || ""));
+  else {
+    const [id, query] = (location.hash.split("/")[2] || "").split("?");
+    renderDecision(decodeURIComponent(id), new URLSearchParams(query || "").get("run"));
+  }
   main().focus();
 }
 

@@ -345,6 +345,49 @@ def test_forensics_when_asked_explain_every_decision_in_the_runs_own_schema(
     assert len({r[0] for r in rows}) == len(rows)
     assert all(math.isclose(ev + sum(shap.values()), out, abs_tol=1e-6) for _, ev, out, shap in rows)
     assert _schemas(database_url) - schemas_before == {f"backtest_explained_{shards}"}  # and no other schema was touched
+    if shards == "1":
+        _the_report_links_each_trade_to_its_decisions_forensics(env, tmp_path, database_url, report, f"explained-{shards}")
+
+
+def _the_report_links_each_trade_to_its_decisions_forensics(env: dict[str, str], tmp_path: Path, database_url: str,
+                                                           report: dict, run_id: str) -> None:
+    """report.html links entries and exits to the dashboard; the API serves the run's report and those forensics."""
+    from starlette.testclient import TestClient
+
+    from api.app import ApiConfig, create_app
+    from api.auth import ApiTokens
+    from edge.system_keys import SystemKeys
+    from glassbox import Settings
+
+    trades = report["trades"]
+    assert trades and all(t["entry_decision_id"] and t["exit_decision_id"] for t in trades)
+    page = (tmp_path / "report.html").read_text()
+    first = trades[0]
+    assert f'href="http://127.0.0.1:8000/#/decision/{first["entry_decision_id"]}?run={run_id}"' in page
+    assert f'href="http://127.0.0.1:8000/#/decision/{first["exit_decision_id"]}?run={run_id}"' in page
+
+    from projections.migrate import apply_migrations
+
+    token = "report-reader-0123456789"
+    live = f"live_{run_id.replace('-', '_')}"  # a live system's schema beside the run's, holding none of its decisions
+    apply_migrations(database_url, live)
+    app = create_app(ApiConfig(database_url, ApiTokens.parse(f"{token}:forensics:read"), schema=live,
+                               redis_url=env["REDIS_URL"],
+                               backtests_store=SystemKeys(Settings.from_env(env).namespace).backtests_store))
+    auth = {"Authorization": f"Bearer {token}"}
+    with TestClient(app) as client:
+        run = client.get(f"/api/v1/backtests/{run_id}", headers=auth).json()
+        assert run["run"]["forensics"] and run["run"]["report"] and run["report_problem"] is None
+        assert run["report"] == report  # report.json, as the run wrote it
+        explained = client.get(f"/api/v1/forensics/{first['entry_decision_id']}", params={"run": run_id},
+                               headers=auth)
+        assert explained.status_code == 200, explained.text
+        assert explained.json()["decision_id"] == first["entry_decision_id"]
+        live = client.get(f"/api/v1/forensics/{first['entry_decision_id']}", headers=auth)
+        assert live.status_code == 404  # a backtest's decision is not the live system's
+        (tmp_path / "report.json").unlink()
+        moved = client.get(f"/api/v1/backtests/{run_id}", headers=auth).json()
+        assert moved["report"] is None and "no longer at" in moved["report_problem"]
 
 
 def _schemas(database_url: str) -> set[str]:

@@ -25,15 +25,16 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 from playwright.sync_api import Page, expect
 
-from api.app import ApiConfig, create_app
 from api.auth import ApiTokens
 from actors.shard_metrics import ShardMetricsPublisher
-from api.stream_hub import StreamConfig
 from edge.feeds import SyntheticFeed
 from edge.system_keys import SystemKeys
 from tests.actors.hot_path_support import make_hot_path, publish
-from tests.api.backtest_records import record_runs
+from edge.run_names import forensics_schema
+from projections.migrate import apply_migrations
+from tests.api.backtest_records import record_run, record_runs
 from tests.api.browser import headless_chromium
+from tests.api.dashboard_support import dashboard_app
 from tests.api.test_database_outage import served
 from edge.child_process import free_port
 
@@ -91,20 +92,11 @@ class Ticker:
         self.thread.join()
 
 
-def _app(projected, hot, namespace: str):
-    keys = SystemKeys(namespace)
-    stream = StreamConfig(stores=(hot.settings.store_name,), book_key=keys.risk_book, trading_key=keys.trading_state,
-                          system_interval_s=0.25)
-    return create_app(ApiConfig(projected.database_url, TOKENS, schema=projected.schema,
-                                redis_url=projected.redis_url, relay_stores=stream.stores, stream=stream,
-                                backtests_store=keys.backtests_store))
-
-
 @contextmanager
 def dashboard(projected, policy, tmp_path: Path, port: int | None = None) -> Iterator[Dashboard]:
     namespace = f"dash-{uuid.uuid4().hex[:8]}:"
     hot = make_hot_path(projected.redis_url, namespace, policy, SYMBOLS)
-    with hot, served(_app(projected, hot, namespace), port) as base, headless_chromium() as browser:
+    with hot, served(dashboard_app(projected, hot, namespace, TOKENS), port) as base, headless_chromium() as browser:
         page = browser.new_page(viewport={"width": 1280, "height": 900})
         page.set_default_timeout(WAIT_MS)
         yield Dashboard(base, hot, page, tmp_path, namespace)
@@ -225,6 +217,72 @@ def test_the_backtests_list_shows_the_recorded_runs_newest_first(projected, poli
         expect(rows.first).to_contain_text("3 / 1")  # orders risk cut / refused
 
 
+def test_a_backtests_report_opens_from_the_list_and_links_each_trade_to_its_forensics(
+        projected, policy, tmp_path) -> None:
+    run_id = f"dash-{uuid.uuid4().hex[:8]}"
+    decisions = [str(d) for d in _decision_ids(projected)[:4]]
+    report_path = _report_of_two_trades(tmp_path, decisions)
+    with _explained_as_backtest(projected, forensics_schema(run_id)), dashboard(projected, policy, tmp_path) as d:
+        record_run(projected.redis_url, SystemKeys(d.namespace).backtests_store, run_id,
+                   {"json": str(report_path)}, forensics_schema(run_id))
+        d.sign_in()
+        d.page.get_by_role("link", name="Backtests").click()
+        d.page.get_by_role("link", name=run_id).click()
+        expect(d.page.get_by_role("heading", name=f"Backtest {run_id}")).to_be_visible()
+        expect(d.page.locator("#b-forensics")).to_have_text("every decision explained")
+        expect(d.page.locator("#trades tbody tr")).to_have_count(2)
+        expect(d.page.locator("figure.chart svg[role=img]")).to_have_attribute(
+            "aria-label", re.compile(r"^Equity, day by day: 3 points from 2024-01-02"))
+        d.shot("backtest-report")
+        why = d.page.locator("#trades tbody tr").first.get_by_role("link", name="why").first
+        assert why.get_attribute("href") == f"#/decision/{decisions[0]}?run={run_id}"
+        why.focus()
+        d.page.keyboard.press("Enter")
+        expect(d.page.get_by_role("heading", name=f"Decision {decisions[0]} (backtest {run_id})")).to_be_visible()
+        expect(d.page.locator(".waterfall-numbers tbody tr").first).to_be_visible()  # read from the run's schema
+        d.page.goto(f"{d.base}/#/decision/{decisions[0]}?run=no-such-run")
+        expect(d.page.get_by_role("alert")).to_contain_text("unknown_run")
+        # report.html's link, followed in a new tab (not signed in yet): signing in opens it.
+        tab = d.page.context.browser.new_page()
+        tab.set_default_timeout(WAIT_MS)
+        tab.goto(f"{d.base}/#/decision/{decisions[1]}?run={run_id}")
+        tab.get_by_label("API token").fill(READER)
+        tab.get_by_role("button", name="Sign in").click()
+        expect(tab.get_by_role("heading", name=f"Decision {decisions[1]} (backtest {run_id})")).to_be_visible()
+        expect(tab.locator(".waterfall-numbers tbody tr").first).to_be_visible()
+
+
+def _report_of_two_trades(tmp_path: Path, decisions: list[str]) -> Path:
+    """A report.json as ``glassbox backtest`` writes it (format 2), of two trades made by ``decisions``."""
+    import orjson
+
+    trade = {"symbol": "GOOG", "size": 10.0, "entry_price": 100.0, "exit_price": 101.0, "commission": 0.0, "pnl": 10.0}
+    report = {"report_format": 2, "metrics": {"total_return": 0.02, "sharpe_ratio": 1.2, "max_drawdown": -0.01},
+              "equity_curve": [["2024-01-02", 100_000.0], ["2024-01-03", 101_000.0], ["2024-01-04", 102_000.0]],
+              "trades": [{**trade, "entry_time": "2024-01-02T00:00:00Z", "exit_time": "2024-01-03T00:00:00Z",
+                          "entry_decision_id": decisions[0], "exit_decision_id": decisions[1]},
+                         {**trade, "entry_time": "2024-01-03T00:00:00Z", "exit_time": "2024-01-04T00:00:00Z",
+                          "entry_decision_id": decisions[2], "exit_decision_id": decisions[3]}]}
+    path = tmp_path / "report.json"
+    path.write_bytes(orjson.dumps(report))
+    return path
+
+
+@contextmanager
+def _explained_as_backtest(projected, schema: str) -> Iterator[None]:
+    """The pipeline's read models copied into ``schema`` (made by the migrations), as a --forensics run leaves them."""
+    apply_migrations(projected.database_url, schema)
+    with psycopg.connect(projected.database_url, autocommit=True) as conn:
+        for table in ("decisions", "decision_index", "forensics", "event_archive"):
+            conn.execute(sql.SQL("INSERT INTO {} SELECT * FROM {} ON CONFLICT DO NOTHING").format(  # index: by trigger
+                sql.Identifier(schema, table), sql.Identifier(projected.schema, table)))
+    try:
+        yield
+    finally:
+        with psycopg.connect(projected.database_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
+
+
 def test_an_unknown_decision_says_so(projected, policy, tmp_path) -> None:
     with dashboard(projected, policy, tmp_path) as d:
         d.sign_in()
@@ -240,13 +298,13 @@ def test_the_stream_reconnects_after_the_api_restarts(projected, policy, tmp_pat
     with hot, Ticker(hot), headless_chromium() as browser:
         page = browser.new_page()
         page.set_default_timeout(WAIT_MS)
-        with served(_app(projected, hot, namespace), port) as base:
+        with served(dashboard_app(projected, hot, namespace, TOKENS), port) as base:
             d = Dashboard(base, hot, page, tmp_path)
             d.sign_in()
             expect(page.locator("#connection")).to_have_text("live")
         expect(page.locator("#connection")).to_contain_text("reconnecting")  # the API is gone
         d.shot("reconnecting")
-        with served(_app(projected, hot, namespace), port):
+        with served(dashboard_app(projected, hot, namespace, TOKENS), port):
             # Another server run: a fresh snapshot (not resumed), and the numbers move again.
             expect(page.locator("#connection")).to_have_text("live")
             before = _number_once_shown(page, "#ticks-total")

@@ -63,6 +63,22 @@ def test_portfolio_deltas_merge_and_system_messages_replace_while_waiting() -> N
     ]
 
 
+def test_a_shared_delta_is_sent_as_encoded_and_merges_like_any_other_when_a_second_comes() -> None:
+    first = {"positions": {"A": {"position": 1.0}}, "totals": {"pnl": 1.0}}
+    shared = encode_message("portfolio", 1, first)
+    keeping_up, behind = ClientQueue(), ClientQueue()
+    for queue in (keeping_up, behind):
+        queue.offer_portfolio(1, first, shared)
+    assert keeping_up.take_frame() == b"[" + shared + b"]"  # the very bytes every client shares
+    second = {"positions": {"B": {"position": 2.0}}, "totals": {"pnl": 2.0}}
+    behind.offer_portfolio(2, second, encode_message("portfolio", 2, second))
+    assert orjson.loads(behind.take_frame()) == [
+        {"kind": "portfolio", "seq": 2, "data": {"positions": {"A": {"position": 1.0}, "B": {"position": 2.0}},
+                                                 "totals": {"pnl": 2.0}}}]
+    assert first == {"positions": {"A": {"position": 1.0}}, "totals": {"pnl": 1.0}}  # the shared delta untouched
+    assert not behind and not keeping_up
+
+
 def test_what_a_resume_replays_counts_on_top_of_the_limit_until_sent() -> None:
     queue = ClientQueue(limit=2)
     for n in range(5):
