@@ -63,13 +63,12 @@ from aggregates.policy import DecisionPolicy
 from aggregates.trading_switch import AUTO_HALT_REASON
 from edge.shared_book import SharedBook, ShardBook, TradingState
 from edge.tick_stream import StreamEntry, TickKeys, TickReader
-from edge.ticks import BadTick, TickBounds
+from actors.event_time import Batches, newest_lag_ms, newest_valid, stream_ms, tick_ns, time_runs
+from edge.ticks import BadTick
 
 __all__ = ["Shard", "ShardSettings", "redis_lost", "store_refused"]
 
 log = logging.getLogger(__name__)
-
-Batches = dict[str, list[StreamEntry]]
 
 
 def _causes(error: BaseException | None) -> Iterator[BaseException]:
@@ -225,7 +224,7 @@ class Shard:
         afterwards and no redelivery: a desk that fails raises, naming its symbol.
         """
         outcomes = []
-        for symbol, entries in _time_runs(batches):
+        for symbol, entries in time_runs(batches):
             try:
                 outcomes.append(self._decide(symbol, entries))
             except Exception as error:
@@ -273,14 +272,14 @@ class Shard:
     def _step(self) -> None:
         if self._backlog:
             batches = self._backlog.pop(0)
-            self._lag_ms = _newest_lag_ms(batches, self._lag_ms, self.settings.actor.bounds)
+            self._lag_ms = newest_lag_ms(batches, self._lag_ms, self.settings.actor.bounds)
         else:
             issued_ms = self._book_read_ms = time.time_ns() // 1_000_000
             exchange = None if self._shared is None else (
                 self._shared, self._own_totals(issued_ms, self._valid_ms))
             batches = self.reader.read(self.settings.read_count, self.settings.block_ms, self._take_acks(),
                                        exchange)
-            self._lag_ms = _newest_lag_ms(batches, self._lag_ms, self.settings.actor.bounds)
+            self._lag_ms = newest_lag_ms(batches, self._lag_ms, self.settings.actor.bounds)
             if self._shared is not None:
                 self._took_exchange()
                 if batches and self._valid_ms == 0:
@@ -315,14 +314,14 @@ class Shard:
         """Decide on one read's batches and commit them together.
 
         The ticks are decided in tick-time order across the symbols: a desk's run of consecutive
-        ticks at a time (:func:`_time_runs`; one run a desk when each has one tick, as at
+        ticks at a time (:func:`actors.event_time.time_runs`; one run a desk when each has one tick, as at
         full speed), so every check sees each other desk of the shard as of the tick before
         its own, also while the shard drains a backlog.
         """
         outcomes: list[BatchOutcome] = []
         view = self._cycle_view(batches)
         failed: set[str] = set()
-        for symbol, entries in _time_runs(batches):
+        for symbol, entries in time_runs(batches):
             if symbol in failed:
                 continue
             try:
@@ -372,9 +371,9 @@ class Shard:
             remote_oldest = min(remote_oldest, self._book_read_ms - self._lag_ms)
         cut = [entries[-1] for entries in batches.values() if len(entries) >= self.settings.read_count]
         if cut and self._valid_ms:
-            self._valid_ms = min(self._valid_ms, min(_stream_ms(entry_id) for entry_id, _ in cut))
+            self._valid_ms = min(self._valid_ms, min(stream_ms(entry_id) for entry_id, _ in cut))
         # A tick whose time is unreadable is dead-lettered by its desk: it holds no view back.
-        cut_off = min((ns // 1_000_000 for ns in (_tick_ns(fields) for _, fields in cut) if ns >= 0),
+        cut_off = min((ns // 1_000_000 for ns in (tick_ns(fields) for _, fields in cut) if ns >= 0),
                       default=math.inf)
         return _CycleView(min(cut_off, remote_oldest), remote_newest)
 
@@ -421,8 +420,8 @@ class Shard:
         if outcome.figures is not None:  # the next desk's checks see this one as the commit will leave it
             self._book.publish(symbol, outcome.figures)
         if entries and window is not None:
-            self._newest_ms = max(self._newest_ms, _stream_ms(entries[-1][0]))
-            newest = _newest_valid(entries, self.settings.actor.bounds)
+            self._newest_ms = max(self._newest_ms, stream_ms(entries[-1][0]))
+            newest = newest_valid(entries, self.settings.actor.bounds)
             if newest is not None:
                 self._newest_event_ms = max(self._newest_event_ms, newest[1] // 1_000_000)
         return outcome
@@ -545,11 +544,6 @@ class Shard:
         self._backlog.extend(self.reader.pending(self.settings.read_count, [symbol]))
 
 
-def _stream_ms(entry_id: bytes) -> int:
-    """The ms part of a stream entry id ``<ms>-<seq>``: when Redis took the tick in (stream time)."""
-    return int(entry_id.split(b"-", 1)[0])
-
-
 @dataclass(frozen=True)
 class _CycleView:
     """Where in event time (ms) the other desks and shards stand for a cycle (:attr:`TickBatch.view_window`)."""
@@ -562,58 +556,3 @@ class _CycleView:
     def window(self, newest_decided: int) -> tuple[float, float]:
         """The window of a desk's turn, when this shard has decided up to ``newest_decided``."""
         return max(float(newest_decided), self.remote_newest), self.oldest
-
-
-def _time_runs(batches: Batches) -> list[tuple[str, list[StreamEntry]]]:
-    """The batches' entries in tick-time order across the symbols, as runs of one symbol's consecutive entries.
-
-    Each symbol's entries keep their stream order: a tick whose time is unreadable or earlier than
-    the one before it (the desk dead-letters it) sorts with the one before. Ties keep the batches'
-    order, so a backtest's cycles (:func:`actors.backtest.tick_batches`) run in the same order as a
-    live read of the same ticks.
-    """
-    if all(len(entries) <= 1 for entries in batches.values()):
-        return list(batches.items())
-    keyed = []
-    for rank, (symbol, entries) in enumerate(batches.items()):
-        at = -1
-        for n, (_, fields) in enumerate(entries):
-            at = max(at, _tick_ns(fields))
-            keyed.append((at, rank, n, symbol))
-    keyed.sort()
-    runs: list[tuple[str, list[StreamEntry]]] = []
-    for _, _, n, symbol in keyed:
-        if runs and runs[-1][0] == symbol:
-            runs[-1][1].append(batches[symbol][n])
-        else:
-            runs.append((symbol, [batches[symbol][n]]))
-    return runs
-
-
-def _newest_lag_ms(batches: Batches, otherwise: int, bounds: TickBounds) -> int:
-    """Stream time less event time (ms) of the newest entry of ``batches`` with a time the desks accept;
-    ``otherwise`` when none has one."""
-    newest = max(filter(None, (_newest_valid(entries, bounds) for entries in batches.values())), default=None)
-    return newest[0] - newest[1] // 1_000_000 if newest is not None else otherwise
-
-
-def _newest_valid(entries: Any, bounds: TickBounds) -> tuple[int, int] | None:
-    """(stream ms, event ns) of the newest entry whose time the desks accept (``bounds``); None when none has.
-
-    The entries are not validated yet: a garbage one (a time past int64, or years ahead) will be
-    dead-lettered by its desk and must not move the book's event-time window meanwhile.
-    """
-    latest_ns = bounds.latest_ns()
-    for entry_id, fields in reversed(entries):
-        ns = _tick_ns(fields)
-        if bounds.earliest_ns <= ns <= latest_ns:
-            return _stream_ms(entry_id), ns
-    return None
-
-
-def _tick_ns(fields: Any) -> int:
-    """A tick's event time as its stream fields carry it; -1 when they do not (the desk says why)."""
-    try:
-        return int(fields[b"ts"])
-    except (KeyError, TypeError, ValueError):
-        return -1
