@@ -38,7 +38,7 @@ from api.params import BadRequest, read_query, shown
 from api.queries import BadCursor, alert_page, decision_page, forensics_record, portfolio
 from api.rate_limit import RateLimit, RateLimitMiddleware
 from api.stream import stream
-from api.stream_hub import StreamConfig, StreamHub
+from api.stream_hub import ReadModelReads, StreamConfig, StreamHub
 from edge.run_names import RUN_ID_RULE, is_run_id
 from backbone.broker import broker_answers
 from backbone.topics import TopicSettings
@@ -122,7 +122,12 @@ def create_app(config: ApiConfig) -> Starlette:
             async with pool.connection() as conn:
                 return await forensics_trailing_s(conn, config.schema)
 
-        hub = StreamHub(config.redis_url, config.stream, forensics_lag_s) if config.redis_url else None
+        async def positions() -> list[dict[str, Any]]:
+            async with pool.connection() as conn:
+                return await portfolio(conn, config.schema)
+
+        hub = (StreamHub(config.redis_url, config.stream, ReadModelReads(forensics_lag_s, positions))
+               if config.redis_url else None)
         if hub is not None:
             await hub.start()
         try:

@@ -45,7 +45,7 @@ from backbone.relay import RelayKeys
 from edge.shared_book import ShardBook, TradingState
 from edge.store_layout import StoreKeys
 
-__all__ = ["StreamConfig", "StreamHub", "StreamClient"]
+__all__ = ["ReadModelReads", "StreamConfig", "StreamHub", "StreamClient"]
 
 log = logging.getLogger(__name__)
 
@@ -92,15 +92,22 @@ class StreamClient:
     wake: asyncio.Event = field(default_factory=asyncio.Event)
 
 
+@dataclass(frozen=True)
+class ReadModelReads:
+    """What the hub reads from the read models (PostgreSQL), through the API's pool; the API wires them in."""
+
+    forensics_lag_s: Callable[[], Awaitable[float]]
+    """How far the explanations trail the decisions (seconds of event time), for the system messages."""
+    positions: Callable[[], Awaitable[list[dict[str, Any]]]]
+    """Every symbol's projected position (``symbol``, ``quantity``, ``last_price``): the seed's base."""
+
+
 class StreamHub:
     """Tails the sources and offers every message to the clients that asked for it."""
 
-    def __init__(self, redis_url: str, config: StreamConfig,
-                 forensics_lag_s: Callable[[], Awaitable[float]] | None = None) -> None:
-        """``forensics_lag_s``: how far the explanations trail the decisions (seconds of event time), for the
-        system messages; the API wires in its read of the read models."""
+    def __init__(self, redis_url: str, config: StreamConfig, read_models: ReadModelReads | None = None) -> None:
         self.config = config
-        self._forensics_lag_s = forensics_lag_s
+        self._read_models = read_models
         self.epoch = uuid.uuid4().hex[:16]
         """Names this run of the hub: a resume from another run gets a snapshot."""
         self.seq = 0
@@ -188,6 +195,7 @@ class StreamHub:
         client = aioredis.Redis.from_url(self._redis_url)
         try:
             logs = {StoreKeys(store).log: store for store in self.config.stores}
+            await self._seed_positions()
             after: dict[str, bytes | str] = {key: await self._seed(client, key, logs[key]) for key in logs}
             self._wake_all()
             while not self._stopping.is_set():
@@ -206,6 +214,25 @@ class StreamHub:
                 self._wake_all()
         finally:
             await client.aclose()
+
+    async def _seed_positions(self) -> None:
+        """The read models' positions as the base the logs' recent past is read over.
+
+        A symbol with no fill in the seeded entries would otherwise show 0 until its next fill. A fill
+        in those entries is at least as new as the read models (they trail the log), so it wins.
+        """
+        if self._read_models is None:
+            return
+        try:
+            rows = await asyncio.wait_for(self._read_models.positions(), 5.0)
+        except Exception as error:  # noqa: BLE001 - PostgreSQL away or slow: the logs' window alone, as before
+            log.warning("the stream could not read the projected positions (%r): it seeds from the logs only", error)
+            return
+        for row in rows:
+            try:
+                self._mark(str(row["symbol"]), float(row["quantity"]), float(row["last_price"] or 0.0))
+            except (KeyError, TypeError, ValueError):
+                self.unreadable += 1
 
     async def _seed(self, client: aioredis.Redis, key: str, store: str) -> bytes | str:
         """Read the log's newest ``seed_entries`` (positions, prices, recent decisions; nothing is sent as new);
@@ -339,9 +366,9 @@ class StreamHub:
         decided = (self._decisions_seen - decided_before) / elapsed if elapsed > 0 else 0.0
         self._last_sample = (started, ticks, self._decisions_seen)
         forensics_lag_s = None
-        if self._forensics_lag_s is not None:
+        if self._read_models is not None:
             try:
-                forensics_lag_s = round(await asyncio.wait_for(self._forensics_lag_s(), 2.0), 3)
+                forensics_lag_s = round(await asyncio.wait_for(self._read_models.forensics_lag_s(), 2.0), 3)
             except Exception as error:  # noqa: BLE001 - PostgreSQL away or slow: the figure is unknown, not 0
                 log.debug("the stream could not read the forensics lag (%r)", error)
         self._system = {

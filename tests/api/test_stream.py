@@ -165,6 +165,47 @@ def test_an_api_started_after_trading_shows_the_book_and_the_recent_decisions_at
         assert positions[symbol]["price"] == [c["price"] for c in committed if c["symbol"] == symbol][-1]
 
 
+def test_a_position_whose_last_fill_is_older_than_the_seed_comes_from_the_read_models(
+        redis_url, database_url, policy) -> None:
+    import psycopg
+    from psycopg import sql
+
+    from projections.migrate import apply_migrations
+
+    namespace = f"stream-{uuid.uuid4().hex[:8]}:"
+    schema = f"seed_{uuid.uuid4().hex[:8]}"
+    hot = make_hot_path(redis_url, namespace, policy, SYMBOLS)
+    with hot:
+        publish(hot, SyntheticFeed(SYMBOLS, seed=8).ticks(100))
+        wait_until_decided(hot, 300)
+        fills = [orjson.loads(n.state) for n in hot.app.recorder.select_notifications(1, 10**6)
+                 if n.topic == "Trading.Order.Filled"]
+        last_fill = {f["symbol"]: f for f in fills}
+        assert last_fill  # the synthetic desks trade
+        apply_migrations(database_url, schema)  # the read models, as the projection left them: every last fill
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            for symbol, fill in last_fill.items():
+                conn.execute(sql.SQL("INSERT INTO {}.positions (symbol, quantity, last_price, log_position) "
+                                     "VALUES (%s, %s, %s, 0)").format(sql.Identifier(schema)),
+                             (symbol, fill["position_after"], fill["price"]))
+        keys = SystemKeys(namespace)
+        config = StreamConfig(stores=(hot.settings.store_name,), book_key=keys.risk_book,
+                              trading_key=keys.trading_state, portfolio_interval_s=0.05,
+                              seed_entries=3)  # the last few entries only: no fill of most symbols among them
+        app = create_app(ApiConfig(database_url, TOKENS, schema=schema, redis_url=redis_url,
+                                   relay_stores=config.stores, stream=config))
+        with served(app) as base:
+            async def scenario():
+                ws = await subscribe(base.replace("http://", "ws://") + "/api/v1/stream", kinds=["portfolio"])
+                got = await messages_until(ws, lambda m: set(merged_positions(m)) == set(SYMBOLS))
+                await ws.close()
+                return got
+            positions = merged_positions(asyncio.run(scenario()))
+    for symbol in SYMBOLS:
+        expected = last_fill[symbol]["position_after"] if symbol in last_fill else 0.0
+        assert positions[symbol]["position"] == expected, symbol
+
+
 def test_a_client_that_falls_behind_is_told_so_and_resumes_where_it_left_off(redis_url, database_url, policy) -> None:
     with live_stream(redis_url, database_url, policy, client_queue=20, min_frame_interval_s=0.5) as live:
         async def scenario():
