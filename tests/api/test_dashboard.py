@@ -29,7 +29,7 @@ from api.auth import ApiTokens
 from actors.shard_metrics import ShardMetricsPublisher
 from edge.feeds import SyntheticFeed
 from edge.system_keys import SystemKeys
-from tests.actors.hot_path_support import make_hot_path, publish
+from tests.actors.hot_path_support import STORE_SYMBOLS, make_hot_path, publish
 from edge.run_names import forensics_schema
 from projections.migrate import apply_migrations
 from tests.api.backtest_records import record_run, record_runs
@@ -118,7 +118,8 @@ def test_the_overview_numbers_change_while_ticks_flow(projected, policy, tmp_pat
         expect(d.page.locator("#connection")).to_have_text(re.compile(r"^live"))
         rows = d.page.locator("#recent-decisions tbody tr")
         expect(rows).to_have_count(20)  # the 20 newest decisions, as committed
-        expect(d.page.locator("#positions tbody tr")).to_have_count(len(SYMBOLS))
+        # The test's symbols, and the pipeline's beneath them in the read models the stream seeds from.
+        expect(d.page.locator("#positions tbody tr")).to_have_count(len(SYMBOLS) + len(STORE_SYMBOLS))
         expect(d.page.locator("#trading-state")).to_have_text("Trading: running")
         first_ticks = _number_once_shown(d.page, "#ticks-total")
         newest = rows.first.inner_text()
