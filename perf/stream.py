@@ -31,6 +31,11 @@ Figures:
   server they measure; ``decisions_timed`` counts the frames timed.
 - ``--clients-nice N`` runs the clients (this process) at niceness N under
   ``SCHED_IDLE``, as stand-ins for browsers on other machines; default 0.
+- ``--idle-load CORES`` adds, over the "with" window only, processes that
+  burn that much CPU at niceness 10 under ``SCHED_IDLE`` (in 10 ms periods)
+  and do nothing else: what any work of that size below trading's priority
+  costs its p99, whatever the work (``--clients 1 --idle-load 0.5`` against
+  ``--clients 1``). ``idle_load_cores`` is what they burnt.
 - ``stream_messages_per_s``: messages (all kinds) all clients received per
   second of the "with" window; ``stream_decisions_per_client_per_s`` the
   decisions one client got.
@@ -52,6 +57,7 @@ import os
 import re
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -67,7 +73,7 @@ from websockets.exceptions import ConnectionClosed
 
 from actors.shard_metrics import shard_metrics_key
 from edge.system_keys import SystemKeys
-from edge.child_process import lower_priority
+from edge.child_process import child_setup, lower_priority
 from perf.proc_cpu import ProcessTable
 from perf.report import write_result
 from perf.up_process import UpProcess
@@ -186,6 +192,41 @@ class _Window:
         self.cpu_api = self.cpu_self = 0.0
 
 
+_BURN = """
+import sys, time
+share, period = float(sys.argv[1]), 0.01
+while True:
+    began = time.perf_counter()
+    while time.perf_counter() - began < period * share:
+        pass
+    time.sleep(period * (1 - share))
+"""
+
+
+class _IdleLoad:
+    """``cores`` of pure CPU burnt below trading's priority while the block runs; :attr:`cores` what was burnt."""
+
+    def __init__(self, cores: float) -> None:
+        self.shares = [1.0] * int(cores) + ([cores - int(cores)] if cores - int(cores) > 1e-9 else [])
+        self.cores = 0.0
+        self._children: list[subprocess.Popen[bytes]] = []
+        self._began = 0.0
+
+    def __enter__(self) -> _IdleLoad:
+        self._began = time.monotonic()
+        self._children = [subprocess.Popen([sys.executable, "-c", _BURN, repr(share)],
+                                           preexec_fn=child_setup(10)) for share in self.shares]  # noqa: PLW1509
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        table = ProcessTable()
+        burnt = sum(table.own_seconds(child.pid) for child in self._children)
+        for child in self._children:
+            child.kill()
+            child.wait()
+        self.cores = burnt / max(time.monotonic() - self._began, 1e-9)
+
+
 def _cpu_seconds(pid: int | None) -> float:
     return ProcessTable().own_seconds(pid) if pid else 0.0
 
@@ -238,9 +279,11 @@ async def _measure(args: argparse.Namespace, up: _Up, api_url: str, redis_url: s
                            f"(closed: {clients.closed})")
     await asyncio.sleep(1.0)  # past the snapshots every new client gets
     with_clients = _Window("with clients")
-    _say(f"window 2 of 3: {args.clients} clients subscribed, {args.seconds:g} s")
+    _say(f"window 2 of 3: {args.clients} clients subscribed, {args.seconds:g} s"
+         + (f", and {args.idle_load:g} cores of SCHED_IDLE load" if args.idle_load else ""))
     clients.counting = True
-    await _sample(with_clients, client, stores, args.seconds, api)
+    with _IdleLoad(args.idle_load) as load:
+        await _sample(with_clients, client, stores, args.seconds, api)
     clients.counting = False
     closed_in_window = dict(clients.closed)
     stop.set()
@@ -278,6 +321,7 @@ async def _measure(args: argparse.Namespace, up: _Up, api_url: str, redis_url: s
         "clients": float(args.clients), "clients_closed": float(sum(closed_in_window.values())),
         "api_cpu_cores_without": (before.cpu_api + after.cpu_api) / 2, "api_cpu_cores_with": with_clients.cpu_api,
         "clients_cpu_cores": with_clients.cpu_self,
+        "idle_load_cores": load.cores,
         "decisions_timed": float(len(latencies)), "portfolio_messages_timed": float(len(books)),
         "latency_target_met": float(len(timed) > 0 and p99 < 50.0),
         "ratio_target_met": float(tick_with / tick_without <= 1.1),
@@ -296,14 +340,17 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
                         help="CPU niceness of the clients (this process, after glassbox up started; a positive "
                              "one also under SCHED_IDLE, as the API and backbone run): they stand in for browsers "
                              "on other machines (default %(default)s)")
+    parser.add_argument("--idle-load", type=float, default=0.0,
+                        help="cores of pure SCHED_IDLE CPU load to add over the window with clients (default 0)")
     parser.add_argument("--models", type=Path, default=None,
                         help="a trained model registry to deploy (default: glassbox up trains its own first)")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
     if args.models is not None and not args.models.is_dir():
         parser.error(f"--models {args.models}: no such directory (give a model registry, e.g. ~/.glassbox/models)")
-    if args.clients < 1 or args.seconds <= 0 or args.warmup < 0:
-        parser.error("--clients must be at least 1, --seconds positive and --warmup not negative")
+    if args.clients < 1 or args.seconds <= 0 or args.warmup < 0 or not 0 <= args.idle_load <= 2:
+        parser.error("--clients must be at least 1, --seconds positive, --warmup not negative and "
+                     "--idle-load from 0 to 2 cores")
     args.kinds = [kind.strip() for kind in args.kinds.split(",") if kind.strip()]
     if not args.kinds or not set(args.kinds) <= {"decision", "portfolio", "system", "alert"}:
         parser.error("--kinds takes decision, portfolio, system and alert, comma-separated")
@@ -324,7 +371,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         up.kill_if_running()
     shutil.rmtree(work, ignore_errors=True)
     params = {"clients": args.clients, "seconds": args.seconds, "warmup": args.warmup, "kinds": ",".join(args.kinds),
-              "clients_nice": args.clients_nice,
+              "clients_nice": args.clients_nice, "idle_load": args.idle_load,
               "glassbox_up": "default rate and sources"}
     return write_result(args.json, "stream", params, metrics, started_at)
 

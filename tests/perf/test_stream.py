@@ -17,7 +17,7 @@ def test_a_tiny_run_times_decisions_and_the_book_at_the_clients_and_the_hot_path
         model_registry: ModelRegistry, tmp_path: Path) -> None:
     path = tmp_path / "stream.json"
     main(["--clients", "3", "--seconds", "3", "--warmup", "2", "--models", str(model_registry.root),
-          "--json", str(path)])
+          "--idle-load", "0.2", "--json", str(path)])
     result = json.loads(path.read_text())
     assert result["scenario"] == "stream"
     metrics = result["metrics"]
@@ -27,4 +27,5 @@ def test_a_tiny_run_times_decisions_and_the_book_at_the_clients_and_the_hot_path
                  "decisions_timed", "portfolio_messages_timed"):
         assert metrics[name] > 0, name
     assert metrics["clients"] == 3 and metrics["clients_closed"] == 0
+    assert 0 < metrics["idle_load_cores"] <= 0.3  # the load asked for, burnt over the window with clients
     assert metrics["stream_latency_ms_p50"] <= metrics["stream_latency_ms_p99"]
