@@ -340,15 +340,8 @@ async def backtests(request: Request) -> Response:
     """GET /api/v1/backtests?limit=: the completed backtests, newest first (from their event store in Redis)."""
     q = read_query(request.scope["query_string"], BACKTESTS_READS)
     limit = _page_limit(q.get("limit", "100"))
-    config: ApiConfig = request.state.config
-    if request.state.redis is None or not config.backtests_store:
-        return error_response(503, "no_backtest_store", "the API was started without REDIS_URL: it cannot read the "
-                                                        "backtests' records", headers={"Retry-After": "60"})
-    try:
-        runs, unreadable = await backtest_runs(request.state.redis, config.backtests_store, limit)
-    except (aioredis.RedisError, OSError):
-        return error_response(503, "redis_unavailable", "Redis does not answer: try again shortly",
-                              headers={"Retry-After": "5"})
+    async with _run_records(request) as (client, store):
+        runs, unreadable = await backtest_runs(client, store, limit)
     return ORJSONResponse({"backtests": runs, "unreadable": unreadable})
 
 
@@ -364,18 +357,25 @@ async def _run_state(request: Request, run_id: str) -> dict[str, Any]:
     """The stored record of backtest ``run_id``; a 422, 404 or 503 (raised) when there is none to read."""
     if not is_run_id(run_id):
         raise BadRequest(422, "invalid_run", f"{shown(run_id, 64)} cannot name a run ({RUN_ID_RULE})")
+    async with _run_records(request) as (client, store):
+        state = await find_run(client, store, run_id)
+    if state is None:
+        raise BadRequest(404, "unknown_run", f"no completed backtest {run_id} is recorded (see GET /api/v1/backtests)")
+    return state
+
+
+@contextlib.asynccontextmanager
+async def _run_records(request: Request) -> AsyncIterator[tuple[aioredis.Redis, str]]:
+    """(Redis, the backtests' store) to read run records from; a 503 (raised) when there is none, or Redis fails."""
     config: ApiConfig = request.state.config
     if request.state.redis is None or not config.backtests_store:
         raise BadRequest(503, "no_backtest_store", "the API was started without REDIS_URL: it cannot read the "
                                                    "backtests' records", retry_after_s=60)
     try:
-        state = await find_run(request.state.redis, config.backtests_store, run_id)
+        yield request.state.redis, config.backtests_store
     except (aioredis.RedisError, OSError):
         raise BadRequest(503, "redis_unavailable", "Redis does not answer: try again shortly",
                          retry_after_s=5) from None
-    if state is None:
-        raise BadRequest(404, "unknown_run", f"no completed backtest {run_id} is recorded (see GET /api/v1/backtests)")
-    return state
 
 
 def _page_limit(text: str) -> int:
